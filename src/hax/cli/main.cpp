@@ -1,0 +1,27 @@
+// hax: one binary, one subcommand per job. Errors a user can cause end here as one line on stderr and exit 1.
+#include <exception>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "hax/cli/commands.h"
+#include "hax/engine/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hax: state-space models with context-dependent sparse attention (HAX), on the CPU"};
+  app.set_version_flag("--version", "hax 0.1.0");
+  app.require_subcommand(1);
+  hax::cli::register_gen_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const hax::Error& e) {
+    std::cerr << "hax: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "hax: internal error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

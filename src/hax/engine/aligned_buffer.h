@@ -1,0 +1,38 @@
+// A zero-initialised, 64-byte aligned float buffer: the storage behind parameters, gradients and the arena.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+
+namespace hax {
+
+class AlignedBuffer {
+ public:
+  static constexpr std::size_t kAlignBytes = 64;
+  static constexpr std::size_t kAlignFloats = kAlignBytes / sizeof(float);
+
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t count);
+
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  std::span<float> span() { return {data_.get(), size_}; }
+  std::span<const float> span() const { return {data_.get(), size_}; }
+  void fill_zero();
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> data_;
+  std::size_t size_ = 0;
+};
+
+// Rounds a float count up so that the next block starts on a 64-byte boundary.
+constexpr std::size_t round_up_to_alignment(std::size_t count) {
+  return (count + AlignedBuffer::kAlignFloats - 1) / AlignedBuffer::kAlignFloats * AlignedBuffer::kAlignFloats;
+}
+
+}  // namespace hax

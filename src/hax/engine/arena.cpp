@@ -1,0 +1,28 @@
+#include "hax/engine/arena.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "hax/engine/error.h"
+
+namespace hax {
+
+Arena::Arena(std::size_t capacity_floats) : buffer_(round_up_to_alignment(capacity_floats)) {}
+
+std::span<float> Arena::alloc(std::size_t count, const char* what) {
+  const std::size_t need = round_up_to_alignment(count);
+  check(need <= buffer_.size() - used_, "activation arena full: ", what, " needs ", count, " floats, ",
+        buffer_.size() - used_, " of ", buffer_.size(), " are free");
+  float* p = buffer_.data() + used_;
+  used_ += need;
+  peak_ = std::max(peak_, used_);
+  if (count != 0) std::memset(p, 0, count * sizeof(float));
+  return {p, count};
+}
+
+void Arena::release(std::size_t mark) {
+  check(mark <= used_, "arena release to mark ", mark, " beyond the ", used_, " floats in use");
+  used_ = mark;
+}
+
+}  // namespace hax

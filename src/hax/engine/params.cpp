@@ -1,0 +1,79 @@
+#include "hax/engine/params.h"
+
+#include "hax/engine/error.h"
+
+namespace hax {
+
+std::size_t shape_numel(const std::vector<std::int64_t>& shape) {
+  std::size_t n = 1;
+  for (std::int64_t d : shape) {
+    check(d >= 0, "negative dimension ", d, " in shape ", shape_string(shape));
+    n *= static_cast<std::size_t>(d);
+  }
+  return n;
+}
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::size_t ParamStore::add(std::string name, std::vector<std::int64_t> shape) {
+  check(!allocated_, "parameter '", name, "' declared after the parameter buffer was allocated");
+  check(!name.empty(), "parameter with an empty name");
+  check(!index_.contains(name), "parameter '", name, "' declared twice");
+  TensorInfo t{std::move(name), std::move(shape), total_, 0};
+  t.numel = shape_numel(t.shape);
+  total_ += round_up_to_alignment(t.numel);
+  index_.emplace(t.name, tensors_.size());
+  tensors_.push_back(std::move(t));
+  return tensors_.back().offset;
+}
+
+void ParamStore::allocate() {
+  check(!allocated_, "parameter buffer allocated twice");
+  params_ = AlignedBuffer(total_);
+  grads_ = AlignedBuffer(total_);
+  allocated_ = true;
+}
+
+bool ParamStore::contains(std::string_view name) const { return index_.contains(std::string(name)); }
+
+const TensorInfo& ParamStore::checked(std::string_view name) const {
+  auto it = index_.find(std::string(name));
+  check(it != index_.end(), "no parameter named '", name, "'");
+  check(allocated_, "parameter '", name, "' read before the parameter buffer was allocated");
+  return tensors_[it->second];
+}
+
+const TensorInfo& ParamStore::info(std::string_view name) const {
+  auto it = index_.find(std::string(name));
+  check(it != index_.end(), "no parameter named '", name, "'");
+  return tensors_[it->second];
+}
+
+std::span<float> ParamStore::param(std::string_view name) {
+  const TensorInfo& t = checked(name);
+  return params_.span().subspan(t.offset, t.numel);
+}
+std::span<const float> ParamStore::param(std::string_view name) const {
+  const TensorInfo& t = checked(name);
+  return params_.span().subspan(t.offset, t.numel);
+}
+std::span<float> ParamStore::grad(std::string_view name) {
+  const TensorInfo& t = checked(name);
+  return grads_.span().subspan(t.offset, t.numel);
+}
+std::span<const float> ParamStore::grad(std::string_view name) const {
+  const TensorInfo& t = checked(name);
+  return grads_.span().subspan(t.offset, t.numel);
+}
+
+std::size_t ParamStore::num_parameters() const {
+  std::size_t n = 0;
+  for (const TensorInfo& t : tensors_) n += t.numel;
+  return n;
+}
+
+}  // namespace hax

@@ -1,0 +1,65 @@
+// Parameters and gradients, llm.c style: each lives in ONE flat fp32 buffer, and every tensor is a named view
+// into it (offset + shape), named exactly as in the reference PyTorch models ("layers.0.mixer.in_proj.weight").
+// One buffer makes the optimizer a single loop, zeroing gradients a memset, and checkpoints a straight copy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "hax/engine/aligned_buffer.h"
+
+namespace hax {
+
+struct TensorInfo {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::size_t offset = 0;  // in floats, from the start of the flat buffer; 64-byte aligned
+  std::size_t numel = 0;
+};
+
+std::size_t shape_numel(const std::vector<std::int64_t>& shape);
+std::string shape_string(const std::vector<std::int64_t>& shape);  // "(2, 3, 4)"
+
+class ParamStore {
+ public:
+  // Layout phase: declare every tensor once, before allocate(). Returns its offset.
+  std::size_t add(std::string name, std::vector<std::int64_t> shape);
+  // Allocates the parameter and gradient buffers, both zero-filled. No add() after this.
+  void allocate();
+  bool allocated() const { return allocated_; }
+
+  bool contains(std::string_view name) const;
+  const TensorInfo& info(std::string_view name) const;
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+
+  std::span<float> param(std::string_view name);
+  std::span<const float> param(std::string_view name) const;
+  std::span<float> grad(std::string_view name);
+  std::span<const float> grad(std::string_view name) const;
+
+  // The whole flat buffers, padding between tensors included (always zero in both).
+  std::span<float> params() { return params_.span(); }
+  std::span<const float> params() const { return params_.span(); }
+  std::span<float> grads() { return grads_.span(); }
+  std::span<const float> grads() const { return grads_.span(); }
+
+  std::size_t num_parameters() const;  // sum of numel, without alignment padding
+  void zero_grad() { grads_.fill_zero(); }
+
+ private:
+  const TensorInfo& checked(std::string_view name) const;
+
+  std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::size_t total_ = 0;
+  bool allocated_ = false;
+  AlignedBuffer params_;
+  AlignedBuffer grads_;
+};
+
+}  // namespace hax
