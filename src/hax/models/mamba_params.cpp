@@ -1,0 +1,92 @@
+#include "hax/models/mamba_params.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "hax/engine/error.h"
+#include "hax/engine/rng.h"
+
+namespace hax::models {
+namespace {
+
+// Inverse of softplus: the dt bias b with softplus(b) = dt (reference §3.11: dt + log(-expm1(-dt))).
+double inverse_softplus(double dt) { return dt + std::log(-std::expm1(-dt)); }
+
+void fill_constant(std::span<float> out, float value) { std::fill(out.begin(), out.end(), value); }
+
+void init_dt_bias(std::span<float> bias, const ModelConfig& c, Rng& rng) {
+  const double lo = std::log(c.time_step_min), hi = std::log(c.time_step_max);
+  for (float& b : bias) {
+    const double dt = std::max(std::exp(lo + (hi - lo) * rng.uniform_double()), c.time_step_floor);
+    b = static_cast<float>(inverse_softplus(dt));
+  }
+}
+
+// A_log[c, n] = log(n + 1): the S4D-real initialization, A = -(n + 1).
+void init_a_log(std::span<float> a_log, int state_size) {
+  for (std::size_t i = 0; i < a_log.size(); ++i) a_log[i] = static_cast<float>(std::log(i % state_size + 1.0));
+}
+
+void init_tensor(const TensorInfo& t, std::span<float> values, const ModelConfig& c, Rng& rng) {
+  const std::string& n = t.name;
+  auto ends_with = [&](const char* suffix) { return n.ends_with(suffix); };
+  const float std_init = static_cast<float>(c.initializer_range);
+  if (ends_with("norm.weight") || ends_with("norm_f.weight") || ends_with(".D")) {
+    fill_constant(values, 1.0f);
+  } else if (ends_with("conv1d.weight") || ends_with("conv1d.bias")) {
+    // PyTorch's default Conv1d reset (kaiming-uniform, a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = K.
+    const float bound = 1.0f / std::sqrt(static_cast<float>(c.conv_kernel));
+    rng.fill_uniform(values, -bound, bound);
+  } else if (ends_with("dt_proj.weight")) {
+    const float bound = static_cast<float>(c.time_step_scale / std::sqrt(c.time_step_rank));
+    rng.fill_uniform(values, -bound, bound);
+  } else if (ends_with("dt_proj.bias")) {
+    init_dt_bias(values, c, rng);
+  } else if (ends_with("A_log")) {
+    init_a_log(values, c.state_size);
+  } else if (ends_with(".bias")) {
+    fill_constant(values, 0.0f);
+  } else if (ends_with(".weight")) {  // every Linear and the embedding
+    rng.fill_normal(values, 0.0f, std_init);
+  } else {
+    fail("no initialization rule for parameter '", n, "'");
+  }
+}
+
+}  // namespace
+
+std::string mamba_layer_prefix(int layer) { return cat("layers.", layer, ".mixer."); }
+
+void declare_mamba_parameters(ParamStore& store, const ModelConfig& c) {
+  const std::int64_t D = c.hidden_size, I = c.intermediate_size, N = c.state_size, R = c.time_step_rank,
+                     K = c.conv_kernel;
+  store.add("embeddings.weight", {c.vocab_size, D});
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string m = mamba_layer_prefix(l);
+    store.add(cat("layers.", l, ".norm.weight"), {D});
+    store.add(m + "in_proj.weight", {2 * I, D});
+    if (c.use_bias) store.add(m + "in_proj.bias", {2 * I});
+    store.add(m + "conv1d.weight", {I, 1, K});
+    if (c.use_conv_bias) store.add(m + "conv1d.bias", {I});
+    store.add(m + "x_proj.weight", {R + 2 * N, I});
+    store.add(m + "dt_proj.weight", {I, R});
+    store.add(m + "dt_proj.bias", {I});
+    store.add(m + "A_log", {I, N});
+    store.add(m + "D", {I});
+    store.add(m + "out_proj.weight", {D, I});
+    if (c.use_bias) store.add(m + "out_proj.bias", {D});
+  }
+  store.add("norm_f.weight", {D});
+}
+
+void init_mamba_parameters(ParamStore& store, const ModelConfig& c) {
+  check(store.allocated(), "init_mamba_parameters: the parameter buffer is not allocated");
+  const Rng root(c.seed);
+  const auto& tensors = store.tensors();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    Rng rng = root.fork(i);
+    init_tensor(tensors[i], store.param(tensors[i].name), c, rng);
+  }
+}
+
+}  // namespace hax::models
