@@ -1,0 +1,38 @@
+// All-or-nothing output files. Everything goes to a hidden temp file in the target's directory (so the final
+// rename stays on one filesystem and is atomic); commit() flushes, fsyncs and renames it over the target. If
+// commit() never runs (an error, an exception, a crash) the temp file is removed or at worst left under its
+// hidden temp name: a partial output never appears under the target's name.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <vector>
+
+namespace hax::io {
+
+class AtomicFile {
+ public:
+  // Creates the temp file now, so an unwritable target fails before any work: a hax::Error naming the path.
+  explicit AtomicFile(std::filesystem::path path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  std::ostream& stream() { return out_; }
+  const std::filesystem::path& path() const { return path_; }
+
+  // Write errors that the stream swallowed (a full disk) surface here, as a hax::Error naming the path.
+  void commit();
+
+ private:
+  void discard() noexcept;
+
+  std::filesystem::path path_;
+  std::filesystem::path temp_path_;
+  std::vector<char> buffer_;  // a larger stream buffer than the default: outputs here run to gigabytes
+  std::ofstream out_;
+  bool committed_ = false;
+};
+
+}  // namespace hax::io

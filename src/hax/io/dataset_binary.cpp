@@ -1,0 +1,255 @@
+#include "hax/io/dataset_binary.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+#include "hax/engine/error.h"
+
+namespace hax::io {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "the dataset format is little-endian, like its hosts");
+
+constexpr char kMagic[8] = {'H', 'A', 'X', 'D', 'A', 'T', 'A', '\0'};
+constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kMaxVocab = 65536;  // two-byte tokens at most
+constexpr std::uint64_t kIndexBytesPerSample = 8 + 4 + 8;
+
+std::uint32_t token_width_for(std::uint32_t vocab_size) { return vocab_size <= 256 ? 1 : 2; }
+
+std::uint64_t mask_bytes(std::uint64_t length) { return (length + 7) / 8; }
+
+std::uint64_t record_bytes(std::uint64_t length, std::uint32_t width) { return length * width + mask_bytes(length); }
+
+// The checksum covers the payload and then the header with its checksum field zeroed, so a flipped byte anywhere
+// after the magic, version and size fields is caught.
+std::uint64_t combined_checksum(std::uint64_t payload_digest, BinaryDatasetHeader header) {
+  header.checksum = 0;
+  Hasher64 hasher(payload_digest);
+  hasher.update(&header, sizeof header);
+  return hasher.digest();
+}
+
+}  // namespace
+
+// ---- writer -------------------------------------------------------------------------------------------------
+
+BinaryDatasetWriter::BinaryDatasetWriter(const std::filesystem::path& path, DatasetInfo info) : file_(path) {
+  check(info.vocab_size >= 1 && info.vocab_size <= kMaxVocab, "'", path.string(), "': vocab size ", info.vocab_size,
+        " out of range [1, ", kMaxVocab, "]");
+  check(info.pad_id >= 0 && static_cast<std::uint32_t>(info.pad_id) < info.vocab_size, "'", path.string(),
+        "': pad id ", info.pad_id, " is not in the vocabulary");
+  std::memcpy(header_.magic, kMagic, sizeof kMagic);
+  header_.version = kVersion;
+  header_.header_size = sizeof(BinaryDatasetHeader);
+  header_.pad_len = info.pad_len;
+  header_.pad_id = info.pad_id;
+  header_.vocab_size = info.vocab_size;
+  header_.token_width = token_width_for(info.vocab_size);
+  const BinaryDatasetHeader placeholder{};  // the real header is written last, once sizes and checksum are known
+  file_.stream().write(reinterpret_cast<const char*>(&placeholder), sizeof placeholder);
+  position_ = sizeof placeholder;
+  const std::string metadata = nlohmann::json{{"task", info.task}, {"params", info.params}}.dump();
+  header_.metadata_offset = position_;
+  header_.metadata_size = metadata.size();
+  put(metadata.data(), metadata.size());
+  align();
+  header_.data_offset = position_;
+}
+
+void BinaryDatasetWriter::put(const void* bytes, std::size_t size) {
+  file_.stream().write(static_cast<const char*>(bytes), static_cast<std::streamsize>(size));
+  payload_hash_.update(bytes, size);
+  position_ += size;
+}
+
+void BinaryDatasetWriter::align() {
+  const unsigned char zeros[8] = {};
+  put(zeros, (8 - position_ % 8) % 8);
+}
+
+void BinaryDatasetWriter::check_sample(const data::Sample& sample) const {
+  const std::string& path = file_.path().string();
+  check(sample.tokens.size() <= header_.pad_len, "'", path, "': sample ", lengths_.size(), " has ",
+        sample.tokens.size(), " tokens, more than pad_len ", header_.pad_len);
+  check(sample.mask.size() == sample.tokens.size(), "'", path, "': sample ", lengths_.size(), " has ",
+        sample.tokens.size(), " tokens but ", sample.mask.size(), " mask bits");
+  for (std::int32_t token : sample.tokens)
+    check(token >= 0 && static_cast<std::uint32_t>(token) < header_.vocab_size, "'", path, "': sample ",
+          lengths_.size(), " has token id ", token, " outside the vocabulary of ", header_.vocab_size);
+}
+
+void BinaryDatasetWriter::encode_record(const data::Sample& sample) {
+  const std::size_t length = sample.tokens.size();
+  record_.assign(record_bytes(length, header_.token_width), 0);
+  unsigned char* out = record_.data();
+  for (std::int32_t token : sample.tokens) {
+    const auto id = static_cast<std::uint32_t>(token);
+    *out++ = static_cast<unsigned char>(id);
+    if (header_.token_width == 2) *out++ = static_cast<unsigned char>(id >> 8);
+  }
+  for (std::size_t t = 0; t < length; ++t) out[t / 8] |= static_cast<unsigned char>((sample.mask[t] ? 1 : 0) << (t % 8));
+}
+
+void BinaryDatasetWriter::add(const data::Sample& sample) {
+  check_sample(sample);
+  encode_record(sample);
+  put(record_.data(), record_.size());
+  offsets_.push_back(position_ - header_.data_offset);
+  lengths_.push_back(static_cast<std::uint32_t>(sample.tokens.size()));
+  cells_.push_back(sample.cell.n_context);
+  cells_.push_back(sample.cell.n_key);
+  check(file_.stream().good(), "cannot write '", file_.path().string(), "': write failed (disk full?)");
+}
+
+void BinaryDatasetWriter::finish() {
+  header_.num_samples = lengths_.size();
+  header_.data_size = position_ - header_.data_offset;
+  align();
+  header_.index_offset = position_;
+  put(offsets_.data(), offsets_.size() * sizeof offsets_[0]);
+  put(lengths_.data(), lengths_.size() * sizeof lengths_[0]);
+  put(cells_.data(), cells_.size() * sizeof cells_[0]);
+  header_.index_size = position_ - header_.index_offset;
+  header_.file_size = position_;
+  header_.checksum = combined_checksum(payload_hash_.digest(), header_);
+  file_.stream().seekp(0);
+  file_.stream().write(reinterpret_cast<const char*>(&header_), sizeof header_);
+  file_.commit();
+}
+
+// ---- reader -------------------------------------------------------------------------------------------------
+
+BinaryDataset::Mapping::Mapping(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open '", path.string(), "': ", std::strerror(errno));
+  struct stat status {};
+  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+    ::close(fd);
+    fail("cannot read '", path.string(), "': not a regular file");
+  }
+  size = static_cast<std::uint64_t>(status.st_size);
+  void* mapped = size > 0 ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+  const int map_errno = errno;
+  ::close(fd);
+  if (mapped == MAP_FAILED) fail("cannot map '", path.string(), "': ", std::strerror(map_errno));
+  bytes = static_cast<const unsigned char*>(mapped);
+}
+
+BinaryDataset::Mapping::~Mapping() {
+  if (bytes != nullptr) ::munmap(const_cast<unsigned char*>(bytes), size);
+}
+
+BinaryDataset::BinaryDataset(const std::filesystem::path& path) : path_(path), map_(path) {
+  validate_header();
+  validate_sections();
+  validate_records();
+}
+
+void BinaryDataset::fail_file(const std::string& what) const { fail("dataset '", path_.string(), "': ", what); }
+
+void BinaryDataset::validate_header() {
+  if (map_.size < sizeof kMagic || std::memcmp(map_.bytes, kMagic, sizeof kMagic) != 0)
+    fail_file("not a hax binary dataset (bad magic)");
+  if (map_.size < sizeof header_)
+    fail_file(cat("truncated: ", map_.size, " bytes, less than the ", sizeof header_, "-byte header"));
+  std::memcpy(&header_, map_.bytes, sizeof header_);
+  if (header_.version != kVersion)
+    fail_file(cat("unsupported format version ", header_.version, " (this build reads version ", kVersion, ")"));
+  if (header_.header_size != sizeof header_) fail_file(cat("bad header size ", header_.header_size));
+  if (header_.file_size > map_.size)
+    fail_file(cat("truncated: the header records ", header_.file_size, " bytes but the file has ", map_.size));
+  if (header_.file_size < map_.size)
+    fail_file(cat("has ", map_.size - header_.file_size, " unexpected bytes after its recorded end"));
+  Hasher64 payload(0);
+  payload.update(map_.bytes + sizeof header_, map_.size - sizeof header_);
+  const std::uint64_t computed = combined_checksum(payload.digest(), header_);
+  if (computed != header_.checksum) fail_file("checksum mismatch: the file is corrupted");
+}
+
+void BinaryDataset::validate_sections() {
+  const BinaryDatasetHeader& h = header_;
+  if (h.vocab_size < 1 || h.vocab_size > kMaxVocab) fail_file(cat("vocab size ", h.vocab_size, " out of range"));
+  if (h.token_width != token_width_for(h.vocab_size))
+    fail_file(cat("token width ", h.token_width, " does not match vocab size ", h.vocab_size));
+  if (h.pad_id < 0 || static_cast<std::uint32_t>(h.pad_id) >= h.vocab_size)
+    fail_file(cat("pad id ", h.pad_id, " outside the vocabulary"));
+  std::uint64_t end = sizeof header_;
+  const auto check_section = [&](const char* name, std::uint64_t offset, std::uint64_t size) {
+    if (offset < end || offset % 8 != 0 || offset > h.file_size || size > h.file_size - offset)
+      fail_file(cat(name, " section [", offset, ", +", size, ") is misplaced or runs past the end of the file"));
+    end = offset + size;
+  };
+  check_section("metadata", h.metadata_offset, h.metadata_size);
+  check_section("data", h.data_offset, h.data_size);
+  check_section("index", h.index_offset, h.index_size);
+  if (h.num_samples > h.index_size / kIndexBytesPerSample || h.index_size != kIndexBytesPerSample * h.num_samples + 8)
+    fail_file(cat("index of ", h.index_size, " bytes does not fit ", h.num_samples, " samples"));
+  const auto* index = map_.bytes + h.index_offset;
+  offsets_ = reinterpret_cast<const std::uint64_t*>(index);
+  lengths_ = reinterpret_cast<const std::uint32_t*>(index + 8 * (h.num_samples + 1));
+  cells_ = lengths_ + h.num_samples;
+  data_ = map_.bytes + h.data_offset;
+  const auto* metadata = reinterpret_cast<const char*>(map_.bytes + h.metadata_offset);
+  const auto json = nlohmann::json::parse(metadata, metadata + h.metadata_size, nullptr, false);
+  if (json.is_discarded() || !json.is_object() || !json.contains("task") || !json["task"].is_string())
+    fail_file("metadata is not a JSON object with a \"task\"");
+  info_ = {json["task"].get<std::string>(), json.value("params", nlohmann::json::object()), h.pad_len, h.pad_id,
+           h.vocab_size};
+}
+
+void BinaryDataset::validate_records() const {
+  const std::uint32_t width = header_.token_width;
+  if (offsets_[0] != 0) fail_file("the first record does not start the data section");
+  for (std::uint64_t i = 0; i < size(); ++i) {
+    const std::uint64_t length = lengths_[i];
+    if (length > header_.pad_len) fail_file(cat("sample ", i, " has ", length, " tokens, more than pad_len"));
+    if (offsets_[i + 1] < offsets_[i] || offsets_[i + 1] - offsets_[i] != record_bytes(length, width) ||
+        offsets_[i + 1] > header_.data_size)
+      fail_file(cat("record offsets of sample ", i, " are inconsistent with its length"));
+    const unsigned char* tokens = record(i);
+    std::uint32_t highest = 0;
+    for (std::uint64_t t = 0; t < length; ++t)
+      highest = std::max<std::uint32_t>(highest, width == 1 ? tokens[t] : tokens[2 * t] | tokens[2 * t + 1] << 8);
+    if (length > 0 && highest >= header_.vocab_size)
+      fail_file(cat("sample ", i, " has token id ", highest, " outside the vocabulary of ", header_.vocab_size));
+    const unsigned char* mask = tokens + length * width;
+    if (length % 8 != 0 && (mask[length / 8] >> (length % 8)) != 0)
+      fail_file(cat("sample ", i, " has mask bits set past its end"));
+  }
+  if (offsets_[size()] != header_.data_size) fail_file("the records do not fill the data section");
+}
+
+void BinaryDataset::read_padded(std::uint64_t i, std::int32_t* tokens, std::uint8_t* mask) const {
+  const std::uint32_t length = lengths_[i];
+  const unsigned char* bytes = record(i);
+  if (header_.token_width == 1) {
+    for (std::uint32_t t = 0; t < length; ++t) tokens[t] = bytes[t];
+  } else {
+    for (std::uint32_t t = 0; t < length; ++t) tokens[t] = bytes[2 * t] | bytes[2 * t + 1] << 8;
+  }
+  std::fill(tokens + length, tokens + header_.pad_len, header_.pad_id);
+  const unsigned char* bits = bytes + static_cast<std::size_t>(length) * header_.token_width;
+  for (std::uint32_t t = 0; t < length; ++t) mask[t] = (bits[t / 8] >> (t % 8)) & 1;
+  std::fill(mask + length, mask + header_.pad_len, 0);
+}
+
+data::Sample BinaryDataset::sample(std::uint64_t i) const {
+  data::Sample out;
+  out.tokens.resize(header_.pad_len);
+  out.mask.resize(header_.pad_len);
+  read_padded(i, out.tokens.data(), out.mask.data());
+  out.tokens.resize(length(i));
+  out.mask.resize(length(i));
+  out.cell = cell(i);
+  return out;
+}
+
+}  // namespace hax::io
