@@ -1,0 +1,37 @@
+#include "hax/ops/linear.h"
+
+#include <cstddef>
+#include <cstring>
+
+#include "hax/engine/blas.h"
+#include "hax/ops/parallel.h"
+
+namespace hax::ops {
+
+void linear_forward(float* y, const float* x, const float* W, const float* b, int M, int K, int N) {
+  // With a bias, y starts as b in every row and the GEMM adds onto it (beta = 1); without one, beta = 0 ignores
+  // whatever y held.
+  if (b) {
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m) std::memcpy(y + std::size_t(m) * N, b, std::size_t(N) * sizeof(float));
+  }
+  gemm(Trans::No, Trans::Yes, M, N, K, 1.0f, x, K, W, K, b ? 1.0f : 0.0f, y, N);
+}
+
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int M, int K,
+                     int N) {
+  if (dx) gemm(Trans::No, Trans::No, M, K, N, 1.0f, dy, N, W, K, 1.0f, dx, K);
+  if (dW) gemm(Trans::Yes, Trans::No, N, K, M, 1.0f, dy, N, x, K, 1.0f, dW, K);
+  if (db) add_column_sums(db, dy, M, N);
+}
+
+void add_column_sums(float* out, const float* a, int rows, int cols) {
+  const std::vector<double> sums = parallel_row_sums(rows, cols, [&](int m, double* acc) {
+    const float* row = a + std::size_t(m) * cols;
+#pragma omp simd
+    for (int j = 0; j < cols; ++j) acc[j] += row[j];
+  });
+  add_sums(out, sums);
+}
+
+}  // namespace hax::ops
