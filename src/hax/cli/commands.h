@@ -6,5 +6,6 @@
 namespace hax::cli {
 
 void register_gen_commands(CLI::App& app);  // hax gen joint-recall | mqar  (gen_command.cpp)
+void register_data_commands(CLI::App& app);  // hax data info | cat  (data_command.cpp)
 
 }  // namespace hax::cli

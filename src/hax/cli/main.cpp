@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hax 0.1.0");
   app.require_subcommand(1);
   hax::cli::register_gen_commands(app);
+  hax::cli::register_data_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -81,21 +81,31 @@ void BinaryDatasetWriter::check_sample(const data::Sample& sample) const {
         sample.tokens.size(), " tokens, more than pad_len ", header_.pad_len);
   check(sample.mask.size() == sample.tokens.size(), "'", path, "': sample ", lengths_.size(), " has ",
         sample.tokens.size(), " tokens but ", sample.mask.size(), " mask bits");
-  for (std::int32_t token : sample.tokens)
-    check(token >= 0 && static_cast<std::uint32_t>(token) < header_.vocab_size, "'", path, "': sample ",
-          lengths_.size(), " has token id ", token, " outside the vocabulary of ", header_.vocab_size);
+  // As unsigned, a negative id is huge, so one maximum checks both ends (and vectorizes).
+  std::uint32_t highest = 0;
+  for (std::int32_t token : sample.tokens) highest = std::max(highest, static_cast<std::uint32_t>(token));
+  check(sample.tokens.empty() || highest < header_.vocab_size, "'", path, "': sample ", lengths_.size(),
+        " has a token id outside the vocabulary of ", header_.vocab_size);
 }
 
 void BinaryDatasetWriter::encode_record(const data::Sample& sample) {
   const std::size_t length = sample.tokens.size();
-  record_.assign(record_bytes(length, header_.token_width), 0);
+  record_.resize(record_bytes(length, header_.token_width));
   unsigned char* out = record_.data();
-  for (std::int32_t token : sample.tokens) {
-    const auto id = static_cast<std::uint32_t>(token);
-    *out++ = static_cast<unsigned char>(id);
-    if (header_.token_width == 2) *out++ = static_cast<unsigned char>(id >> 8);
+  if (header_.token_width == 1) {
+    for (std::size_t t = 0; t < length; ++t) out[t] = static_cast<unsigned char>(sample.tokens[t]);
+  } else {
+    for (std::size_t t = 0; t < length; ++t) {
+      out[2 * t] = static_cast<unsigned char>(sample.tokens[t]);
+      out[2 * t + 1] = static_cast<unsigned char>(sample.tokens[t] >> 8);
+    }
   }
-  for (std::size_t t = 0; t < length; ++t) out[t / 8] |= static_cast<unsigned char>((sample.mask[t] ? 1 : 0) << (t % 8));
+  unsigned char* bits = out + length * header_.token_width;
+  for (std::size_t byte = 0; byte < mask_bytes(length); ++byte) {
+    unsigned packed = 0;
+    for (std::size_t t = 8 * byte; t < std::min(length, 8 * byte + 8); ++t) packed |= (sample.mask[t] ? 1u : 0u) << (t % 8);
+    bits[byte] = static_cast<unsigned char>(packed);
+  }
 }
 
 void BinaryDatasetWriter::add(const data::Sample& sample) {

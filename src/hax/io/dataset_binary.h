@@ -90,7 +90,6 @@ class BinaryDatasetWriter {
 class BinaryDataset {
  public:
   explicit BinaryDataset(const std::filesystem::path& path);
-  ~BinaryDataset();
   BinaryDataset(const BinaryDataset&) = delete;
   BinaryDataset& operator=(const BinaryDataset&) = delete;
 
