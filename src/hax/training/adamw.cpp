@@ -1,0 +1,59 @@
+#include "hax/training/adamw.h"
+
+#include <cmath>
+
+#include "hax/engine/error.h"
+
+namespace hax::training {
+namespace {
+
+// The coefficients of one step, computed on the host in double like torch's Python scalars, then rounded to float
+// as torch does when it applies them to fp32 tensors.
+struct StepCoefficients {
+  float decay;  // 1 - lr * weight_decay
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float step_size;   // lr / (1 - beta1^step)
+  float bias2_sqrt;  // sqrt(1 - beta2^step)
+  float eps;
+};
+
+StepCoefficients step_coefficients(const AdamWConfig& config, double lr, std::int64_t step) {
+  const double k = static_cast<double>(step);
+  return {
+      .decay = static_cast<float>(1.0 - lr * config.weight_decay),
+      .beta1 = static_cast<float>(config.beta1),
+      .one_minus_beta1 = static_cast<float>(1.0 - config.beta1),
+      .beta2 = static_cast<float>(config.beta2),
+      .one_minus_beta2 = static_cast<float>(1.0 - config.beta2),
+      .step_size = static_cast<float>(lr / (1.0 - std::pow(config.beta1, k))),
+      .bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(config.beta2, k))),
+      .eps = static_cast<float>(config.eps),
+  };
+}
+
+}  // namespace
+
+AdamW::AdamW(std::size_t num_params, AdamWConfig config) : config_(config), m_(num_params), v_(num_params) {}
+
+void AdamW::step(std::span<float> params, std::span<const float> grads, double lr) {
+  const std::size_t n = m_.size();
+  check(params.size() == n && grads.size() == n, "AdamW has state for ", n, " parameters but got ", params.size(),
+        " parameters and ", grads.size(), " gradients");
+  ++step_;
+  const StepCoefficients c = step_coefficients(config_, lr, step_);
+  float* p = params.data();
+  const float* g = grads.data();
+  float* m = m_.data();
+  float* v = v_.data();
+  // One fused pass, in torch's operation order (mul_, mul_.add_, mul_.addcmul_, sqrt / bias2_sqrt + eps, addcdiv_).
+#pragma omp parallel for simd schedule(static)
+  for (std::size_t i = 0; i < n; ++i) {
+    const float decayed = p[i] * c.decay;
+    m[i] = m[i] * c.beta1 + c.one_minus_beta1 * g[i];
+    v[i] = v[i] * c.beta2 + c.one_minus_beta2 * (g[i] * g[i]);
+    const float denom = std::sqrt(v[i]) / c.bias2_sqrt + c.eps;
+    p[i] = decayed - c.step_size * (m[i] / denom);
+  }
+}
+
+}  // namespace hax::training
