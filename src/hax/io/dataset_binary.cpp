@@ -166,7 +166,7 @@ BinaryDataset::BinaryDataset(const std::filesystem::path& path) : path_(path), m
 void BinaryDataset::fail_file(const std::string& what) const { fail("dataset '", path_.string(), "': ", what); }
 
 void BinaryDataset::validate_header() {
-  if (map_.size < sizeof kMagic || std::memcmp(map_.bytes, kMagic, sizeof kMagic) != 0)
+  if (map_.size >= sizeof kMagic && std::memcmp(map_.bytes, kMagic, sizeof kMagic) != 0)
     fail_file("not a hax binary dataset (bad magic)");
   if (map_.size < sizeof header_)
     fail_file(cat("truncated: ", map_.size, " bytes, less than the ", sizeof header_, "-byte header"));
