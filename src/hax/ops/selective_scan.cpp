@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -14,16 +13,19 @@
 namespace hax::ops {
 namespace {
 
-// Channels per block of work. The recurrence is vectorized across channels (x, Δ, z, y are contiguous in I and
-// Bm[t, n], Cm[t, n] are one scalar for all of them): 16 lanes are two AVX2 vectors and one 64-byte line of each
-// (B, T, I) row, so two threads never write the same cache line. Every state is kept as (N, kLanes).
-constexpr int kLanes = 16;
+// The recurrence is vectorized across channels: x, Δ, z, y are contiguous in I, and Bm[t, n], Cm[t, n] are one
+// scalar for all channels. A block is the 8 channels of one Vec8; every state is kept as (N, kLanes), one Vec8 per n.
+constexpr int kLanes = kVecWidth;
+// A task (one unit of parallel work) is 2 neighbouring blocks: one 64-byte line of each (B, T, I) row, so two
+// threads never write the same cache line at the same time.
+constexpr int kBlocksPerTask = 2;
 
 struct Sizes {
   int B, T, I, N;
   int chunk;
   int num_chunks;  // ceil(T / chunk)
   int blocks;      // ceil(I / kLanes)
+  int tasks;       // per sequence: ceil(blocks / kBlocksPerTask)
 };
 
 int length_of(const ScanInputs<float>& in, int T, int b) { return in.lengths ? in.lengths[b] : T; }
@@ -38,51 +40,83 @@ Sizes validated_sizes(const ScanShape& shape, const ScanInputs<float>& in, int c
     check(len >= 0 && len <= shape.seq_len, "selective scan: length ", len, " of sequence ", b, " is outside [0, ",
           shape.seq_len, "]");
   }
-  return {shape.batch,  shape.seq_len, shape.channels, shape.state, chunk, (shape.seq_len + chunk - 1) / chunk,
-          (shape.channels + kLanes - 1) / kLanes};
+  const int blocks = (shape.channels + kLanes - 1) / kLanes;
+  return {shape.batch, shape.seq_len, shape.channels, shape.state, chunk, (shape.seq_len + chunk - 1) / chunk,
+          blocks, (blocks + kBlocksPerTask - 1) / kBlocksPerTask};
 }
 
-// One unit of parallel work: the channels [c0, c0 + count) of sequence b, real for its first len steps.
+// The channels [c0, c0 + count) of sequence b, real for its first len steps.
 struct Block {
   int b, c0, count, len;
 };
 
-Block block_at(const Sizes& s, const ScanInputs<float>& in, int b, int block) {
-  const int c0 = block * kLanes;
-  return {b, c0, std::min(kLanes, s.I - c0), length_of(in, s.T, b)};
+// The blocks of one task, which go through the time steps together: each line of a (B, T, I) row is fetched once.
+struct Task {
+  Block blocks[kBlocksPerTask];
+  int num_blocks;
+  int index;  // of the first block
+};
+
+Task task_at(const Sizes& s, const ScanInputs<float>& in, int b, int task) {
+  Task t{};
+  t.index = task * kBlocksPerTask;
+  t.num_blocks = std::min(kBlocksPerTask, s.blocks - t.index);
+  for (int j = 0; j < t.num_blocks; ++j) {
+    const int c0 = (t.index + j) * kLanes;
+    t.blocks[j] = Block{b, c0, std::min(kLanes, s.I - c0), length_of(in, s.T, b)};
+  }
+  return t;
 }
 
-// Lanes past `count` (the last block when I is not a multiple of kLanes) are zero and never stored.
-void load_lanes(float* lanes, const float* src, int count) {
-  for (int w = 0; w < kLanes; ++w) lanes[w] = w < count ? src[w] : 0.0f;
+// Inputs are read one (B, T, I) row per step at a stride of I floats, which crosses a page every few steps: the
+// hardware prefetcher stops there, so the kernels ask for the lines a few steps ahead themselves.
+constexpr int kPrefetchSteps = 8;
+
+// Prefetches the task's part of row `row` (of width I) of `base`: first and last channel, which may be two lines.
+void prefetch_task_row(const float* base, const Sizes& s, const Task& task, std::size_t row) {
+  const Block& first = task.blocks[0];
+  const Block& last = task.blocks[task.num_blocks - 1];
+  __builtin_prefetch(base + row * s.I + first.c0);
+  __builtin_prefetch(base + row * s.I + last.c0 + last.count - 1);
 }
-void store_lanes(float* dst, const float* lanes, int count) { std::memcpy(dst, lanes, count * sizeof(float)); }
-void add_lanes(float* dst, const float* lanes, int count) {
-  for (int w = 0; w < count; ++w) dst[w] += lanes[w];
+
+// Lanes past `count` (the last block when I is not a multiple of 8) are zero and never stored.
+Vec8 load_lanes(const float* src, int count) {
+  if (count == kLanes) return load_vec(src);
+  float lanes[kLanes] = {};
+  std::copy_n(src, count, lanes);
+  return load_vec(lanes);
 }
+void store_lanes(float* dst, Vec8 v, int count) {
+  if (count == kLanes) return store_vec(dst, v);
+  float lanes[kLanes];
+  store_vec(lanes, v);
+  std::copy_n(lanes, count, dst);
+}
+void add_lanes(float* dst, Vec8 v, int count) { store_lanes(dst, load_lanes(dst, count) + v, count); }
 
 // States move between the (channel, N) layout of h0 / hT / checkpoints and the (N, kLanes) layout of the kernels.
 void load_state(float* h, const float* src, int N, int count) {
-  std::fill(h, h + N * kLanes, 0.0f);
+  std::fill_n(h, N * kLanes, 0.0f);
   if (!src) return;
-  for (int w = 0; w < count; ++w)
-    for (int n = 0; n < N; ++n) h[n * kLanes + w] = src[w * N + n];
+  for (int l = 0; l < count; ++l)
+    for (int n = 0; n < N; ++n) h[n * kLanes + l] = src[l * N + n];
 }
 void store_state(float* dst, const float* h, int N, int count) {
-  for (int w = 0; w < count; ++w)
-    for (int n = 0; n < N; ++n) dst[w * N + n] = h[n * kLanes + w];
+  for (int l = 0; l < count; ++l)
+    for (int n = 0; n < N; ++n) dst[l * N + n] = h[n * kLanes + l];
 }
 void add_state(float* dst, const float* h, int N, int count) {
-  for (int w = 0; w < count; ++w)
-    for (int n = 0; n < N; ++n) dst[w * N + n] += h[n * kLanes + w];
+  for (int l = 0; l < count; ++l)
+    for (int n = 0; n < N; ++n) dst[l * N + n] += h[n * kLanes + l];
 }
 
-// Per-thread working memory, carved from one aligned buffer; every array is a multiple of kLanes floats.
-struct Scratch {
-  explicit Scratch(const Sizes& s)
-      : buffer(std::size_t(kLanes) * (std::size_t(2 * s.chunk + 4) * s.N + 2 * s.chunk + kLaneArrays)) {
+// Working memory of one block, carved from one 64-byte aligned buffer.
+struct BlockScratch {
+  explicit BlockScratch(const Sizes& s)
+      : buffer(std::size_t(kLanes) * (std::size_t(2 * s.chunk + 4) * s.N + 2 * s.chunk)) {
     float* p = buffer.data();
-    auto take = [&p](std::size_t floats) { return std::exchange(p, p + floats * kLanes); };
+    auto take = [&p](std::size_t rows) { return std::exchange(p, p + rows * kLanes); };
     A = take(s.N);
     states = take(std::size_t(s.chunk + 1) * s.N);
     decay = take(std::size_t(s.chunk) * s.N);
@@ -90,91 +124,180 @@ struct Scratch {
     dA = take(s.N);
     delta = take(s.chunk);
     dsoftplus = take(s.chunk);
-    for (float** lanes : {&x, &z, &dy, &D, &dt_bias, &y, &dx, &ddelta, &dD, &ddt_bias}) *lanes = take(1);
   }
-  static constexpr int kLaneArrays = 10;
 
   AlignedBuffer buffer;
   float* A;          // (N, kLanes)  -exp(A_log)
-  float* states;     // (chunk + 1, N, kLanes)  forward: the running state in row 0; backward: h[t0 - 1 .. t1 - 1]
+  float* states;     // (chunk + 1, N, kLanes)  forward: h[t - 1] and h[t] in rows 0, 1; backward: h[t0 - 1 .. t1 - 1]
   float* decay;      // (chunk, N, kLanes)  exp(Δ A) of each step of the chunk
   float* dh;         // (N, kLanes)  gradient reaching the state after the current step
-  float* dA;         // (N, kLanes)  Σ_t dL/dA over this block's steps
+  float* dA;         // (N, kLanes)  Σ_t dL/dA over the block's steps
   float* delta;      // (chunk, kLanes)
   float* dsoftplus;  // (chunk, kLanes)  dΔ / d(dt_raw)
-  float *x, *z, *dy, *D, *dt_bias, *y, *dx, *ddelta, *dD, *ddt_bias;  // (kLanes) each
 };
 
-// Loads the per-channel parameters of a block: A = -exp(A_log) as (N, kLanes), D and dt_bias.
-void load_channel_params(const Sizes& s, const ScanInputs<float>& in, const Block& blk, Scratch& w) {
+// One thread's working memory: one BlockScratch per block of a task.
+struct Scratch {
+  explicit Scratch(const Sizes& s) {
+    for (int j = 0; j < kBlocksPerTask; ++j) blocks.emplace_back(s);
+  }
+  std::vector<BlockScratch> blocks;
+};
+
+// The per-channel parameters of a block: A = -exp(A_log) goes to w.A as (N, kLanes).
+struct ChannelParams {
+  Vec8 D, dt_bias;
+};
+ChannelParams load_channel_params(const Sizes& s, const ScanInputs<float>& in, const Block& blk, BlockScratch& w) {
   load_state(w.A, in.A_log + std::size_t(blk.c0) * s.N, s.N, blk.count);
   for (int i = 0; i < s.N * kLanes; ++i) w.A[i] = -std::exp(w.A[i]);
-  load_lanes(w.D, in.D + blk.c0, blk.count);
-  load_lanes(w.dt_bias, in.dt_bias + blk.c0, blk.count);
+  return {load_lanes(in.D + blk.c0, blk.count), load_lanes(in.dt_bias + blk.c0, blk.count)};
 }
 
-// Δ = softplus(dt_raw + dt_bias) for the block's lanes at row bt (= b * T + t); also dΔ/d(dt_raw) when wanted.
-void compute_delta(const Sizes& s, const ScanInputs<float>& in, const Block& blk, std::size_t bt, const Scratch& w,
-                   float* delta, float* dsoftplus) {
-  float v[kLanes];
-  load_lanes(v, in.dt_raw + bt * s.I + blk.c0, blk.count);
-#pragma omp simd
-  for (int l = 0; l < kLanes; ++l) {
-    v[l] += w.dt_bias[l];
-    delta[l] = fast_softplus(v[l]);
-  }
-  if (!dsoftplus) return;
-#pragma omp simd
-  for (int l = 0; l < kLanes; ++l) dsoftplus[l] = fast_softplus_grad(v[l]);
-}
-
-// One step of the recurrence for a block: h_out = exp(Δ A) h_in + Δ Bm[t] x (h_out may alias h_in). With kRecord
-// it keeps exp(Δ A) in `decay`; with kOutput it adds Σ_n Cm[t, n] h_out[n] to y.
+// One step of the recurrence for a block: h_next = exp(Δ A) h_prev + Δ Bm[t] x. With kRecord it keeps exp(Δ A)
+// in `decay`; with kOutput it returns Σ_n Cm[t, n] h_next[n].
 template <bool kRecord, bool kOutput>
-void state_step(int N, const float* A, const float* delta, const float* x, const float* Bm_t, const float* Cm_t,
-                const float* h_in, float* h_out, float* decay, float* y) {
-  float delta_x[kLanes];
-#pragma omp simd
-  for (int l = 0; l < kLanes; ++l) delta_x[l] = delta[l] * x[l];
+Vec8 state_step(int N, const float* __restrict A, Vec8 delta, Vec8 x, const float* __restrict Bm_t,
+                const float* __restrict Cm_t, const float* __restrict h_prev, float* __restrict h_next,
+                float* __restrict decay) {
+  const Vec8 delta_x = delta * x;
+  Vec8 y{};
   for (int n = 0; n < N; ++n) {
-    const float bn = Bm_t[n];
-    const float cn = kOutput ? Cm_t[n] : 0.0f;
     const int row = n * kLanes;
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
-      const float a = fast_exp(delta[l] * A[row + l]);
-      const float h = a * h_in[row + l] + delta_x[l] * bn;
-      h_out[row + l] = h;
-      if constexpr (kRecord) decay[row + l] = a;
-      if constexpr (kOutput) y[l] += cn * h;
+    const Vec8 a = fast_exp_nonpositive(delta * load_vec(A + row));  // Δ >= 0, A < 0
+    const Vec8 h = a * load_vec(h_prev + row) + delta_x * Bm_t[n];
+    store_vec(h_next + row, h);
+    if constexpr (kRecord) store_vec(decay + row, a);
+    if constexpr (kOutput) y += h * Cm_t[n];
+  }
+  return y;
+}
+
+// Writes the checkpoint of the state before step t (t a multiple of chunk).
+void save_checkpoint(const Sizes& s, const Block& blk, int t, const float* h, float* checkpoints) {
+  const std::size_t k = std::size_t(blk.b) * s.num_chunks + t / s.chunk;
+  store_state(checkpoints + (k * s.I + blk.c0) * s.N, h, s.N, blk.count);
+}
+
+// Step t of the forward for one block: h[t - 1] in w.states row t % 2, h[t] to the other row.
+void forward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p, int t,
+                  float* y, BlockScratch& w) {
+  const std::size_t rows = std::size_t(s.N) * kLanes;
+  const std::size_t bt = std::size_t(blk.b) * s.T + t, at = bt * s.I + blk.c0;
+  const Vec8 x = load_lanes(in.x + at, blk.count);
+  const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias);
+  const float* h_prev = w.states + (t % 2) * rows;
+  float* h_next = w.states + ((t + 1) % 2) * rows;
+  const Vec8 ssm = state_step<false, true>(s.N, w.A, delta, x, in.Bm + bt * s.N, in.Cm + bt * s.N, h_prev, h_next,
+                                           nullptr);
+  store_lanes(y + at, (ssm + p.D * x) * fast_silu(load_lanes(in.z + at, blk.count)), blk.count);
+}
+
+void forward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task, float* y, float* hT,
+                  float* checkpoints, Scratch& w) {
+  const int N = s.N, len = task.blocks[0].len, b = task.blocks[0].b;
+  ChannelParams params[kBlocksPerTask];
+  for (int j = 0; j < task.num_blocks; ++j) {
+    const Block& blk = task.blocks[j];
+    params[j] = load_channel_params(s, in, blk, w.blocks[j]);
+    load_state(w.blocks[j].states, in.h0 ? in.h0 + (std::size_t(b) * s.I + blk.c0) * N : nullptr, N, blk.count);
+  }
+  for (int t = 0; t < len; ++t) {
+    if (t + kPrefetchSteps < len) {
+      const std::size_t ahead = std::size_t(b) * s.T + t + kPrefetchSteps;
+      for (const float* base : {in.x, in.dt_raw, in.z, static_cast<const float*>(y)})
+        prefetch_task_row(base, s, task, ahead);
     }
+    for (int j = 0; j < task.num_blocks; ++j) {
+      if (checkpoints && t % s.chunk == 0)
+        save_checkpoint(s, task.blocks[j], t, w.blocks[j].states + (t % 2) * N * kLanes, checkpoints);
+      forward_step(s, in, task.blocks[j], params[j], t, y, w.blocks[j]);
+    }
+  }
+  for (int j = 0; j < task.num_blocks; ++j) {
+    const Block& blk = task.blocks[j];
+    for (int t = len; t < s.T; ++t) std::fill_n(y + (std::size_t(b) * s.T + t) * s.I + blk.c0, blk.count, 0.0f);
+    if (hT) store_state(hT + (std::size_t(b) * s.I + blk.c0) * N, w.blocks[j].states + (len % 2) * N * kLanes, N,
+                        blk.count);
   }
 }
 
-void forward_block(const Sizes& s, const ScanInputs<float>& in, const Block& blk, float* y, float* hT,
-                   float* checkpoints, Scratch& w) {
+// Recomputes the states of steps [t0, t1) from checkpoint h[t0 - 1]: w.states row i holds h[t0 - 1 + i].
+void recompute_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
+                     const float* checkpoints, int t0, int t1, BlockScratch& w) {
   const int N = s.N;
-  load_channel_params(s, in, blk, w);
-  float* h = w.states;
-  load_state(h, in.h0 ? in.h0 + (std::size_t(blk.b) * s.I + blk.c0) * N : nullptr, N, blk.count);
-  for (int t = 0; t < blk.len; ++t) {
-    if (checkpoints && t % s.chunk == 0) {
-      const std::size_t k = std::size_t(blk.b) * s.num_chunks + t / s.chunk;
-      store_state(checkpoints + (k * s.I + blk.c0) * N, h, N, blk.count);
-    }
-    const std::size_t bt = std::size_t(blk.b) * s.T + t;
-    compute_delta(s, in, blk, bt, w, w.delta, nullptr);
-    load_lanes(w.x, in.x + bt * s.I + blk.c0, blk.count);
-    load_lanes(w.z, in.z + bt * s.I + blk.c0, blk.count);
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) w.y[l] = w.D[l] * w.x[l];
-    state_step<false, true>(N, w.A, w.delta, w.x, in.Bm + bt * N, in.Cm + bt * N, h, h, nullptr, w.y);
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) w.y[l] *= fast_silu(w.z[l]);
-    store_lanes(y + bt * s.I + blk.c0, w.y, blk.count);
+  const std::size_t k = std::size_t(blk.b) * s.num_chunks + t0 / s.chunk;
+  const std::size_t rows = std::size_t(N) * kLanes;
+  load_state(w.states, checkpoints + (k * s.I + blk.c0) * N, N, blk.count);
+  for (int t = t0; t < t1; ++t) {
+    const int i = t - t0;
+    const std::size_t bt = std::size_t(blk.b) * s.T + t, at = bt * s.I + blk.c0;
+    Vec8 dsoftplus;
+    const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias, &dsoftplus);
+    store_vec(w.delta + i * kLanes, delta);
+    store_vec(w.dsoftplus + i * kLanes, dsoftplus);
+    state_step<true, false>(N, w.A, delta, load_lanes(in.x + at, blk.count), in.Bm + bt * N, nullptr,
+                            w.states + i * rows, w.states + (i + 1) * rows, w.decay + i * rows);
   }
-  for (int t = blk.len; t < s.T; ++t) std::fill_n(y + (std::size_t(blk.b) * s.T + t) * s.I + blk.c0, blk.count, 0.0f);
-  if (hT) store_state(hT + (std::size_t(blk.b) * s.I + blk.c0) * N, h, N, blk.count);
+}
+
+// Lane j of the result is the sum of the 8 lanes of v[j] (a transpose-and-add tree: 21 shuffles and adds for 8
+// sums instead of 8 separate horizontal sums).
+Vec8 sum_lanes_of_each(const Vec8 (&v)[kLanes]) {
+  // [a0+a1, a2+a3, b0+b1, b2+b3, a4+a5, a6+a7, b4+b5, b6+b7], as vhaddps.
+  auto pair = [](Vec8 a, Vec8 b) {
+    return __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14) +
+           __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+  };
+  // [v0, v1, v2, v3] summed over lanes 0-3, then the same over lanes 4-7.
+  const Vec8 lo = pair(pair(v[0], v[1]), pair(v[2], v[3]));
+  const Vec8 hi = pair(pair(v[4], v[5]), pair(v[6], v[7]));
+  return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
+         __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// What one reverse step needs per lane, and the sums over n it returns.
+struct ReverseLanes {
+  Vec8 delta, delta_x, ds;  // ds = dL/d(Σ_n Cm h + D x)
+};
+struct ReverseSums {
+  Vec8 s;       // Σ_n Cm[t, n] h[t, n]
+  Vec8 dh_B;    // Σ_n dL/dh[t, n] Bm[t, n]         (dx = Δ dh_B, and x dh_B goes to dΔ)
+  Vec8 dexp_A;  // Σ_n dL/d(Δ A[n]) A[n]           (the rest of dΔ)
+};
+
+// The reverse of state_step over the N state rows: reads dL/dh[t] (after the later steps) from dh, leaves
+// dL/dh[t - 1] there, adds dL/dA to dA, and writes Bm's and Cm's gradients summed over the block's lanes to
+// dBm_t[n] and dCm_t[n]. Rows go in groups of 8 so that the lane sums share one sum_lanes_of_each.
+ReverseSums reverse_state_step(int N, const ReverseLanes& r, const float* __restrict A,
+                               const float* __restrict h_now, const float* __restrict h_prev,
+                               const float* __restrict decay, const float* __restrict Bm_t,
+                               const float* __restrict Cm_t, float* __restrict dh, float* __restrict dA,
+                               float* __restrict dBm_t, float* __restrict dCm_t) {
+  ReverseSums sums{};
+  for (int n0 = 0; n0 < N; n0 += kLanes) {
+    const int count = std::min(kLanes, N - n0);
+    Vec8 dC_lanes[kLanes], dB_lanes[kLanes];
+    for (int j = count; j < kLanes; ++j) dC_lanes[j] = dB_lanes[j] = Vec8{};
+    for (int j = 0; j < count; ++j) {
+      const int n = n0 + j, row = n * kLanes;
+      const float bn = Bm_t[n], cn = Cm_t[n];
+      const Vec8 h = load_vec(h_now + row);
+      sums.s += h * cn;
+      dC_lanes[j] = r.ds * h;
+      const Vec8 dh_now = load_vec(dh + row) + r.ds * cn;  // dL/dh[t]
+      dB_lanes[j] = dh_now * r.delta_x;
+      sums.dh_B += dh_now * bn;
+      const Vec8 a = load_vec(decay + row);
+      const Vec8 d_exponent = dh_now * load_vec(h_prev + row) * a;  // dL/d(Δ A)
+      sums.dexp_A += d_exponent * load_vec(A + row);
+      store_vec(dA + row, load_vec(dA + row) + d_exponent * r.delta);
+      store_vec(dh + row, dh_now * a);  // on to h[t - 1]
+    }
+    store_lanes(dCm_t + n0, sum_lanes_of_each(dC_lanes), count);
+    store_lanes(dBm_t + n0, sum_lanes_of_each(dB_lanes), count);
+  }
+  return sums;
 }
 
 // Where one block's share of the cross-channel sums goes before the deterministic reduction.
@@ -184,99 +307,77 @@ struct BlockPartials {
   float* channels;  // dA_log (N, kLanes), then dD (kLanes), then ddt_bias (kLanes)
 };
 
-// Recomputes the states of steps [t0, t1) from checkpoint h[t0 - 1]: states row i holds h[t0 - 1 + i].
-void recompute_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const float* checkpoints, int t0,
-                     int t1, Scratch& w) {
-  const int N = s.N;
-  const std::size_t k = std::size_t(blk.b) * s.num_chunks + t0 / s.chunk;
-  load_state(w.states, checkpoints + (k * s.I + blk.c0) * N, N, blk.count);
-  for (int t = t0; t < t1; ++t) {
-    const int i = t - t0;
-    const std::size_t bt = std::size_t(blk.b) * s.T + t;
-    compute_delta(s, in, blk, bt, w, w.delta + i * kLanes, w.dsoftplus + i * kLanes);
-    load_lanes(w.x, in.x + bt * s.I + blk.c0, blk.count);
-    float* h_prev = w.states + std::size_t(i) * N * kLanes;
-    state_step<true, false>(N, w.A, w.delta + i * kLanes, w.x, in.Bm + bt * N, nullptr, h_prev, h_prev + N * kLanes,
-                            w.decay + std::size_t(i) * N * kLanes, nullptr);
-  }
-}
+// Accumulators of one block's backward that are not per time step.
+struct BlockSums {
+  Vec8 dD{}, ddt_bias{};
+};
 
 // Reverse-mode through step t (chunk row i) of a block, given dL/dh[t] from the later steps in w.dh.
-void backward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const float* dy,
-                   const ScanGrads<float>& g, int t, int i, Scratch& w, BlockPartials& part) {
+void backward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
+                   const float* dy, const ScanGrads<float>& g, int t, int i, BlockScratch& w, BlockPartials& part,
+                   BlockSums& block_sums) {
   const int N = s.N;
-  const std::size_t bt = std::size_t(blk.b) * s.T + t;
-  const std::size_t at = bt * s.I + blk.c0;
-  load_lanes(w.x, in.x + at, blk.count);
-  load_lanes(w.z, in.z + at, blk.count);
-  load_lanes(w.dy, dy + at, blk.count);
-  const float* delta = w.delta + i * kLanes;
-  float ds[kLanes], delta_x[kLanes], s_sum[kLanes];
-#pragma omp simd
-  for (int l = 0; l < kLanes; ++l) {
-    ds[l] = w.dy[l] * fast_silu(w.z[l]);  // dL/d(SSM output + D x)
-    delta_x[l] = delta[l] * w.x[l];
-    s_sum[l] = w.D[l] * w.x[l];
-    w.dD[l] += ds[l] * w.x[l];
-    w.dx[l] = ds[l] * w.D[l];
-    w.ddelta[l] = 0.0f;
-  }
-  const float* h_now = w.states + std::size_t(i + 1) * N * kLanes;
-  const float* h_prev = w.states + std::size_t(i) * N * kLanes;
-  const float* decay = w.decay + std::size_t(i) * N * kLanes;
-  const float* Bm_t = in.Bm + bt * N;
-  const float* Cm_t = in.Cm + bt * N;
-  for (int n = 0; n < N; ++n) {
-    const float bn = Bm_t[n], cn = Cm_t[n];
-    const int row = n * kLanes;
-    float dC_sum = 0.0f, dB_sum = 0.0f;
-#pragma omp simd reduction(+ : dC_sum, dB_sum)
-    for (int l = 0; l < kLanes; ++l) {
-      const float h = h_now[row + l];
-      s_sum[l] += cn * h;
-      dC_sum += ds[l] * h;
-      const float dh = w.dh[row + l] + ds[l] * cn;  // dL/dh[t]
-      dB_sum += dh * delta_x[l];
-      w.dx[l] += dh * delta[l] * bn;
-      const float d_exponent = dh * h_prev[row + l] * decay[row + l];  // dL/d(Δ A)
-      w.ddelta[l] += d_exponent * w.A[row + l] + dh * bn * w.x[l];
-      w.dA[row + l] += d_exponent * delta[l];
-      w.dh[row + l] = dh * decay[row + l];  // on to h[t - 1]
-    }
-    part.dCm[std::size_t(t) * N + n] = dC_sum;
-    part.dBm[std::size_t(t) * N + n] = dB_sum;
-  }
-  const float* dsoftplus = w.dsoftplus + i * kLanes;
-  float dz[kLanes], ddt[kLanes];
-#pragma omp simd
-  for (int l = 0; l < kLanes; ++l) {
-    dz[l] = w.dy[l] * s_sum[l] * fast_silu_grad(w.z[l]);
-    ddt[l] = w.ddelta[l] * dsoftplus[l];
-    w.ddt_bias[l] += ddt[l];
-  }
-  add_lanes(g.dx + at, w.dx, blk.count);
-  add_lanes(g.dz + at, dz, blk.count);
+  const std::size_t bt = std::size_t(blk.b) * s.T + t, at = bt * s.I + blk.c0;
+  const std::size_t rows = std::size_t(N) * kLanes;
+  const Vec8 x = load_lanes(in.x + at, blk.count), z = load_lanes(in.z + at, blk.count);
+  const Vec8 dy_t = load_lanes(dy + at, blk.count);
+  const Vec8 delta = load_vec(w.delta + i * kLanes);
+  const Vec8 sigmoid_z = fast_sigmoid(z);
+  const ReverseLanes r{delta, delta * x, dy_t * z * sigmoid_z};
+  const ReverseSums sums = reverse_state_step(N, r, w.A, w.states + (i + 1) * rows, w.states + i * rows,
+                                              w.decay + i * rows, in.Bm + bt * N, in.Cm + bt * N, w.dh, w.dA,
+                                              part.dBm + std::size_t(t) * N, part.dCm + std::size_t(t) * N);
+  const Vec8 ddt = (sums.dexp_A + sums.dh_B * x) * load_vec(w.dsoftplus + i * kLanes);
+  block_sums.dD += r.ds * x;
+  block_sums.ddt_bias += ddt;
+  add_lanes(g.dx + at, sums.dh_B * delta + r.ds * p.D, blk.count);
+  add_lanes(g.dz + at, dy_t * (sums.s + p.D * x) * silu_grad(z, sigmoid_z), blk.count);
   add_lanes(g.ddt_raw + at, ddt, blk.count);
 }
 
-void backward_block(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const float* checkpoints,
-                    const float* dy, const float* dhT, const ScanGrads<float>& g, Scratch& w, BlockPartials& part) {
+// Everything the backward reads or adds to at step t, fetched one chunk ahead (the chunks go in reverse).
+void prefetch_backward_step(const Sizes& s, const ScanInputs<float>& in, const Task& task, const float* dy,
+                            const ScanGrads<float>& g, int t) {
+  const std::size_t row = std::size_t(task.blocks[0].b) * s.T + t;
+  for (const float* base : {in.x, in.dt_raw, in.z, dy, static_cast<const float*>(g.dx),
+                            static_cast<const float*>(g.dz), static_cast<const float*>(g.ddt_raw)})
+    prefetch_task_row(base, s, task, row);
+}
+
+// One block's results that are not per time step.
+void finish_block(const Sizes& s, const Block& blk, const BlockSums& sums, const ScanGrads<float>& g,
+                  BlockScratch& w, BlockPartials& part) {
   const int N = s.N;
-  load_channel_params(s, in, blk, w);
-  load_state(w.dh, dhT ? dhT + (std::size_t(blk.b) * s.I + blk.c0) * N : nullptr, N, blk.count);
-  std::fill_n(w.dA, N * kLanes, 0.0f);
-  std::fill_n(w.dD, kLanes, 0.0f);
-  std::fill_n(w.ddt_bias, kLanes, 0.0f);
-  for (int k = (blk.len - 1) / s.chunk; blk.len > 0 && k >= 0; --k) {
-    const int t0 = k * s.chunk, t1 = std::min(t0 + s.chunk, blk.len);
-    recompute_chunk(s, in, blk, checkpoints, t0, t1, w);
-    for (int t = t1 - 1; t >= t0; --t) backward_step(s, in, blk, dy, g, t, t - t0, w, part);
-  }
   if (g.dh0) add_state(g.dh0 + (std::size_t(blk.b) * s.I + blk.c0) * N, w.dh, N, blk.count);
   // dA_log = dA * dA/dA_log = dA * A.
   for (int i = 0; i < N * kLanes; ++i) part.channels[i] = w.dA[i] * w.A[i];
-  std::copy_n(w.dD, kLanes, part.channels + N * kLanes);
-  std::copy_n(w.ddt_bias, kLanes, part.channels + (N + 1) * kLanes);
+  store_vec(part.channels + N * kLanes, sums.dD);
+  store_vec(part.channels + (N + 1) * kLanes, sums.ddt_bias);
+}
+
+void backward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task, const float* checkpoints,
+                   const float* dy, const float* dhT, const ScanGrads<float>& g, Scratch& w,
+                   BlockPartials (&parts)[kBlocksPerTask]) {
+  const int N = s.N, len = task.blocks[0].len;
+  ChannelParams params[kBlocksPerTask];
+  BlockSums sums[kBlocksPerTask];
+  for (int j = 0; j < task.num_blocks; ++j) {
+    const Block& blk = task.blocks[j];
+    params[j] = load_channel_params(s, in, blk, w.blocks[j]);
+    load_state(w.blocks[j].dh, dhT ? dhT + (std::size_t(blk.b) * s.I + blk.c0) * N : nullptr, N, blk.count);
+    std::fill_n(w.blocks[j].dA, N * kLanes, 0.0f);
+  }
+  for (int k = (len - 1) / s.chunk; len > 0 && k >= 0; --k) {
+    const int t0 = k * s.chunk, t1 = std::min(t0 + s.chunk, len);
+    for (int j = 0; j < task.num_blocks; ++j)
+      recompute_chunk(s, in, task.blocks[j], params[j], checkpoints, t0, t1, w.blocks[j]);
+    for (int t = t1 - 1; t >= t0; --t) {
+      if (t >= s.chunk) prefetch_backward_step(s, in, task, dy, g, t - s.chunk);
+      for (int j = 0; j < task.num_blocks; ++j)
+        backward_step(s, in, task.blocks[j], params[j], dy, g, t, t - t0, w.blocks[j], parts[j], sums[j]);
+    }
+  }
+  for (int j = 0; j < task.num_blocks; ++j) finish_block(s, task.blocks[j], sums[j], g, w.blocks[j], parts[j]);
 }
 
 std::vector<Scratch> scratch_per_thread(const Sizes& s) {
@@ -342,10 +443,10 @@ class GradientSlots {
   AlignedBuffer channels_;
 };
 
-// Sequences per wave: enough blocks for a few per thread, so that dynamic scheduling evens out unequal lengths.
+// Sequences per wave: a few tasks per thread, so that dynamic scheduling evens out unequal lengths.
 int wave_size(const Sizes& s) {
-  const int wanted_blocks = 4 * omp_get_max_threads();
-  return std::clamp((wanted_blocks + s.blocks - 1) / std::max(s.blocks, 1), 1, std::max(s.B, 1));
+  const int wanted_tasks = 4 * omp_get_max_threads();
+  return std::clamp((wanted_tasks + s.tasks - 1) / std::max(s.tasks, 1), 1, std::max(s.B, 1));
 }
 
 }  // namespace
@@ -360,9 +461,9 @@ void selective_scan_forward(const ScanShape& shape, const ScanInputs<float>& in,
   const Sizes s = validated_sizes(shape, in, chunk);
   std::vector<Scratch> scratch = scratch_per_thread(s);
 #pragma omp parallel for schedule(dynamic)
-  for (int task = 0; task < s.B * s.blocks; ++task) {
-    const Block blk = block_at(s, in, task / s.blocks, task % s.blocks);
-    forward_block(s, in, blk, y, hT, checkpoints, scratch[omp_get_thread_num()]);
+  for (int task = 0; task < s.B * s.tasks; ++task) {
+    forward_task(s, in, task_at(s, in, task / s.tasks, task % s.tasks), y, hT, checkpoints,
+                 scratch[omp_get_thread_num()]);
   }
 }
 
@@ -378,10 +479,11 @@ void selective_scan_backward(const ScanShape& shape, const ScanInputs<float>& in
     for (int b0 = 0; b0 < s.B; b0 += slots.wave()) {
       const int wave = std::min(slots.wave(), s.B - b0);
 #pragma omp for schedule(dynamic)
-      for (int task = 0; task < wave * s.blocks; ++task) {
-        const int b = b0 + task / s.blocks, block = task % s.blocks;
-        BlockPartials part = slots.block(b, block);
-        backward_block(s, in, block_at(s, in, b, block), checkpoints, dy, dhT, grads, w, part);
+      for (int task = 0; task < wave * s.tasks; ++task) {
+        const Task t = task_at(s, in, b0 + task / s.tasks, task % s.tasks);
+        BlockPartials parts[kBlocksPerTask];
+        for (int j = 0; j < t.num_blocks; ++j) parts[j] = slots.block(t.blocks[j].b, t.index + j);
+        backward_task(s, in, t, checkpoints, dy, dhT, grads, w, parts);
       }
 #pragma omp for schedule(static)
       for (int row = 0; row < wave * s.T; ++row) {
