@@ -1,0 +1,51 @@
+// The Mamba-1 mixer (reference.md §3.3 without the sparse branch, = fla's MambaMixer), forward and backward on a
+// packed batch (M real rows):
+//   x | z   = u W_in^T                          (M, I) each: the two halves of in_proj
+//   xc      = silu(causal_depthwise_conv(x))     (M, I) per sequence
+//   dtl|B|C = xc W_x^T                           (M, R), (M, N), (M, N): the three row blocks of x_proj
+//   dt_raw  = dtl W_dt^T                         (M, I) (the dt bias is added inside the scan)
+//   y       = selective_scan(xc, dt_raw, A_log, B, C, D, z)   = (SSM(xc) + D xc) * silu(z)
+//   out     = y W_out^T                          (M, D)
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "hax/engine/arena.h"
+#include "hax/engine/params.h"
+#include "hax/layers/packed_batch.h"
+#include "hax/models/config.h"
+
+namespace hax::layers {
+
+class MambaMixer {
+ public:
+  // Binds to the tensors "<prefix>in_proj.weight", ... of an allocated store (names as declared by
+  // models::declare_mamba_parameters).
+  MambaMixer(const models::ModelConfig& config, ParamStore& store, const std::string& prefix);
+
+  // Activations the backward pass needs, carved from the arena by forward().
+  struct Saved {
+    const float* u = nullptr;  // (M, D) the input (owned by the caller)
+    float *x, *z, *x_conv, *xc, *dtl, *Bm, *Cm, *dt_raw, *y, *checkpoints;
+  };
+
+  // out (M, D) = mixer(u (M, D)). Allocates `saved` in the arena.
+  void forward(float* out, const float* u, const PackedBatch& batch, Arena& arena, Saved& saved) const;
+  // du (M, D) += d mixer / d u · dout; parameter gradients accumulate into the store's gradient buffer.
+  // Scratch comes from the arena and is released before returning.
+  void backward(float* du, const float* dout, const PackedBatch& batch, const Saved& saved, Arena& arena) const;
+
+ private:
+  struct Tensor {
+    float* value = nullptr;
+    float* grad = nullptr;
+  };
+  Tensor bind(ParamStore& store, const std::string& name, bool present = true) const;
+
+  int D_, I_, N_, R_, K_;
+  Tensor in_proj_w_, in_proj_b_, conv_w_, conv_b_, x_proj_w_, dt_proj_w_, dt_proj_b_, a_log_, d_skip_, out_proj_w_,
+      out_proj_b_;
+};
+
+}  // namespace hax::layers

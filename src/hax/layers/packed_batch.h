@@ -1,0 +1,26 @@
+// A batch of variable-length sequences packed row after row, with no padding rows (like flash-attention's varlen
+// layout): sequence s owns rows [offsets[s], offsets[s+1]). Row-wise ops (GEMMs, norms, the loss) run on the real
+// tokens only, so padding costs no compute; time-wise ops (conv, scan) run per sequence.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "hax/engine/error.h"
+
+namespace hax::layers {
+
+struct PackedBatch {
+  std::vector<int> offsets{0};  // size num_sequences + 1; offsets.back() = total rows
+
+  int num_sequences() const { return static_cast<int>(offsets.size()) - 1; }
+  int rows() const { return offsets.back(); }
+  int start(int s) const { return offsets[s]; }
+  int length(int s) const { return offsets[s + 1] - offsets[s]; }
+  void add_sequence(int length) {
+    check(length >= 0, "negative sequence length ", length);
+    offsets.push_back(offsets.back() + length);
+  }
+};
+
+}  // namespace hax::layers

@@ -1,0 +1,157 @@
+#include "hax/models/mamba.h"
+
+#include <cmath>
+#include <limits>
+
+#include "hax/models/mamba_params.h"
+#include "hax/ops/cross_entropy.h"
+#include "hax/ops/embedding.h"
+#include "hax/ops/linear.h"
+#include "hax/ops/residual.h"
+#include "hax/ops/rmsnorm.h"
+#include "hax/ops/selective_scan.h"
+
+namespace hax::models {
+namespace {
+
+std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::size_t(width); }
+
+// The index of the largest logit, the first one on ties (as torch.argmax).
+int argmax(const float* row, int V) {
+  int best = 0;
+  for (int v = 1; v < V; ++v)
+    if (row[v] > row[best]) best = v;
+  return best;
+}
+
+}  // namespace
+
+MambaModel::MambaModel(const ModelConfig& config, bool initialize) : config_(config) {
+  config_.validate("model config");
+  declare_mamba_parameters(params_, config_);
+  params_.allocate();
+  if (initialize) init_mamba_parameters(params_, config_);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) {
+    mixers_.emplace_back(config_, params_, mamba_layer_prefix(l));
+    norm_names_.push_back(cat("layers.", l, ".norm.weight"));
+  }
+}
+
+std::size_t MambaModel::arena_floats(int rows, int scored, int sequences) const {
+  const std::size_t D = config_.hidden_size, I = config_.intermediate_size, N = config_.state_size,
+                    R = config_.time_step_rank, L = config_.num_hidden_layers, V = config_.vocab_size;
+  const std::size_t M = rows, S = scored, pad = AlignedBuffer::kAlignFloats;  // pad: alignment slack per block
+  // Scan checkpoints: ceil(len / chunk) states per sequence <= M / chunk + one per sequence.
+  const std::size_t checkpoints = (M / ops::kScanChunk + std::size_t(sequences)) * I * N;
+  const std::size_t per_layer = M * (2 * D + 1) + M * (6 * I + R + 2 * N) + checkpoints + 16 * pad;
+  const std::size_t mixer_backward = M * (4 * I + R + 2 * N) + 8 * pad;
+  const std::size_t head = S * (4 * D + 1 + 2 * V) + 2 * M * D + 8 * pad;
+  return M * D + pad + L * per_layer + mixer_backward + head;
+}
+
+void MambaModel::forward_body(const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
+                              Arena& arena) {
+  const int M = batch.rows(), D = config_.hidden_size, L = config_.num_hidden_layers;
+  check(static_cast<int>(inputs.size()) == M, "model input has ", inputs.size(), " tokens for a batch of ", M,
+        " rows");
+  hidden_.assign(L + 1, nullptr);
+  normed_.assign(L, nullptr);
+  rstd_.assign(L, nullptr);
+  saved_.assign(L, {});
+  hidden_[0] = arena.alloc(rows_times(M, D), "embeddings").data();
+  ops::embedding_forward(hidden_[0], inputs.data(), params_.param("embeddings.weight").data(), M,
+                         config_.vocab_size, D);
+  const float eps = static_cast<float>(config_.layer_norm_epsilon);
+  for (int l = 0; l < L; ++l) {
+    normed_[l] = arena.alloc(rows_times(M, D), "layer norm out").data();
+    rstd_[l] = arena.alloc(M, "layer norm rstd").data();
+    ops::rmsnorm_forward(normed_[l], rstd_[l], hidden_[l], params_.param(norm_names_[l]).data(), M, D, eps);
+    float* mixed = arena.alloc(rows_times(M, D), "mixer out").data();
+    mixers_[l].forward(mixed, normed_[l], batch, arena, saved_[l]);
+    hidden_[l + 1] = mixed;  // residual add in place: h_{l+1} = h_l + mixer(norm(h_l))
+    ops::residual_forward(hidden_[l + 1], hidden_[l], mixed, rows_times(M, D));
+  }
+}
+
+BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena) {
+  arena.reset();
+  forward_body(tb.inputs, tb.batch, arena);
+  const int D = config_.hidden_size, V = config_.vocab_size, M = tb.batch.rows();
+  check(tb.labels.size() == tb.inputs.size() && tb.scored.size() == tb.inputs.size(),
+        "labels/scored sizes do not match the inputs");
+  // Only the scored rows need the final norm and the logits: gather them.
+  scored_rows_.clear();
+  scored_labels_.clear();
+  for (int m = 0; m < M; ++m)
+    if (tb.scored[m]) scored_rows_.push_back(m), scored_labels_.push_back(tb.labels[m]);
+  const int S = static_cast<int>(scored_rows_.size());
+  final_in_ = arena.alloc(rows_times(S, D), "final norm in").data();
+  final_rstd_ = arena.alloc(S, "final norm rstd").data();
+  final_out_ = arena.alloc(rows_times(S, D), "final norm out").data();
+  logits_ = arena.alloc(rows_times(S, V), "logits").data();
+  const float* last = hidden_.back();
+  for (int i = 0; i < S; ++i)
+    std::copy_n(last + rows_times(scored_rows_[i], D), D, final_in_ + rows_times(i, D));
+  ops::rmsnorm_forward(final_out_, final_rstd_, final_in_, params_.param("norm_f.weight").data(), S, D,
+                       static_cast<float>(config_.layer_norm_epsilon));
+  const float* E = params_.param("embeddings.weight").data();
+  ops::tied_output_forward(logits_, final_out_, E, S, D, V);
+
+  BatchResult result;
+  result.scored_rows = S;
+  const std::vector<std::uint8_t> all_scored(S, 1);
+  result.loss = ops::cross_entropy_forward(logits_, scored_labels_.data(), all_scored.data(), S, V);
+  // Per-sequence accuracy over the gathered rows (scored_rows_ is sorted, so sequences are contiguous in it).
+  result.sequence_accuracy.assign(tb.batch.num_sequences(), std::numeric_limits<double>::quiet_NaN());
+  int i = 0;
+  for (int q = 0; q < tb.batch.num_sequences(); ++q) {
+    int total = 0, correct = 0;
+    for (; i < S && scored_rows_[i] < tb.batch.offsets[q + 1]; ++i, ++total)
+      correct += argmax(logits_ + rows_times(i, V), V) == scored_labels_[i];
+    if (total > 0) result.sequence_accuracy[q] = static_cast<double>(correct) / total;
+  }
+  return result;
+}
+
+void MambaModel::backward(const TokenBatch& tb, Arena& arena) {
+  const int D = config_.hidden_size, V = config_.vocab_size, M = tb.batch.rows(), L = config_.num_hidden_layers;
+  const int S = static_cast<int>(scored_rows_.size());
+  const std::size_t mark = arena.mark();
+  float* dlogits = arena.alloc(rows_times(S, V), "d logits").data();
+  const std::vector<std::uint8_t> all_scored(S, 1);
+  ops::cross_entropy_backward(dlogits, 1.0f, logits_, scored_labels_.data(), all_scored.data(), S, V);
+  float* d_final_out = arena.alloc(rows_times(S, D), "d final norm out").data();
+  const float* E = params_.param("embeddings.weight").data();
+  float* dE = params_.grad("embeddings.weight").data();
+  ops::tied_output_backward(d_final_out, dE, dlogits, final_out_, E, S, D, V);
+  float* d_final_in = arena.alloc(rows_times(S, D), "d final norm in").data();
+  ops::rmsnorm_backward(d_final_in, params_.grad("norm_f.weight").data(), d_final_out, final_in_,
+                        params_.param("norm_f.weight").data(), final_rstd_, S, D);
+  // The residual stream's gradient: a single (M, D) buffer, updated layer by layer from the top.
+  float* dh = arena.alloc(rows_times(M, D), "d hidden").data();
+  for (int i = 0; i < S; ++i)
+    std::copy_n(d_final_in + rows_times(i, D), D, dh + rows_times(scored_rows_[i], D));
+  float* dnormed = arena.alloc(rows_times(M, D), "d layer norm out").data();
+  for (int l = L - 1; l >= 0; --l) {
+    std::fill(dnormed, dnormed + rows_times(M, D), 0.0f);
+    mixers_[l].backward(dnormed, dh, tb.batch, saved_[l], arena);
+    // h_{l+1} = h_l + mixer(norm(h_l)): dh_l = dh_{l+1} + norm^T(dnormed); accumulate in place.
+    ops::rmsnorm_backward(dh, params_.grad(norm_names_[l]).data(), dnormed, hidden_[l],
+                          params_.param(norm_names_[l]).data(), rstd_[l], M, D);
+  }
+  ops::embedding_backward(dE, dh, tb.inputs.data(), M, V, D);
+  arena.release(mark);
+}
+
+void MambaModel::logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
+                        Arena& arena) {
+  arena.reset();
+  forward_body(inputs, batch, arena);
+  const int D = config_.hidden_size, V = config_.vocab_size, M = batch.rows();
+  float* normed = arena.alloc(rows_times(M, D), "final norm out").data();
+  ops::rmsnorm_forward(normed, nullptr, hidden_.back(), params_.param("norm_f.weight").data(), M, D,
+                       static_cast<float>(config_.layer_norm_epsilon));
+  ops::tied_output_forward(out, normed, params_.param("embeddings.weight").data(), M, D, V);
+}
+
+}  // namespace hax::models

@@ -1,0 +1,26 @@
+// Checkpoint folders, as Hugging Face lays them out: config.json + model.safetensors, tensor names and shapes as in
+// the reference PyTorch models. A training checkpoint adds optimizer.safetensors (AdamW's exp_avg / exp_avg_sq per
+// tensor) and trainer_state.json. A folder is written beside its destination and renamed into place, so a crash
+// never leaves a half-written checkpoint where a good one was.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "hax/models/mamba.h"
+#include "hax/training/adamw.h"
+#include "hax/training/trainer.h"
+
+namespace hax::training {
+
+void save_model(const std::filesystem::path& dir, const models::MambaModel& model);
+std::unique_ptr<models::MambaModel> load_model(const std::filesystem::path& dir);
+
+void save_training_checkpoint(const std::filesystem::path& dir, const models::MambaModel& model, AdamW& optimizer,
+                              const TrainerState& state);
+// Loads a training checkpoint: the model, and the optimizer moments and state into `optimizer` / `state`.
+std::unique_ptr<models::MambaModel> load_training_checkpoint(const std::filesystem::path& dir,
+                                                             std::unique_ptr<AdamW>& optimizer,
+                                                             const AdamWConfig& adamw, TrainerState& state);
+
+}  // namespace hax::training
