@@ -1,6 +1,5 @@
 // Data pipeline throughput: joint-recall generation and skipping, MQAR generation, binary write and read.
 #include <benchmark/benchmark.h>
-
 #include <unistd.h>
 
 #include <filesystem>

@@ -17,7 +17,8 @@ trap 'rm -rf "$tmp"' EXIT
 now() { date +%s.%N; }
 calc() { awk "BEGIN { print $1 }"; }  # floating-point arithmetic without bc
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2- | sed "s/^ *//")
+echo "machine: $(nproc) cores, $cpu, load $(cut -d" " -f1-3 /proc/loadavg)"
 
 start=$(now)
 "$hax" gen joint-recall --split train --out "$tmp/train.bin"

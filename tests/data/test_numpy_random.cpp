@@ -27,9 +27,10 @@ std::vector<std::int64_t> numpy_numbers(std::int64_t seed, const std::string& bo
 TEST(NumpyRandomState, RandintAndPermutationMatchNumpyDrawForDraw) {
   // Ranges with masks of every width the generator can meet, including 17-bit ones, and max 0 (no draw).
   const auto expected = numpy_numbers(
-      12345, "print(*np.random.randint(0, 16, (3, 5)).ravel(), *np.random.permutation(13), *np.random.permutation(1), "
-             "*np.random.randint(0, 1, 4), *np.random.randint(7, 1000, 50), *np.random.permutation(70000)[:64], "
-             "*np.random.randint(0, 3, 40))");
+      12345,
+      "print(*np.random.randint(0, 16, (3, 5)).ravel(), *np.random.permutation(13), *np.random.permutation(1), "
+      "*np.random.randint(0, 1, 4), *np.random.randint(7, 1000, 50), *np.random.permutation(70000)[:64], "
+      "*np.random.randint(0, 3, 40))");
   NumpyRandomState rng(12345);
   std::vector<std::int64_t> ours;
   auto randint = [&](std::int64_t low, std::int64_t high, int count) {

@@ -12,9 +12,13 @@ namespace {
 
 const char* const kFixture = HAX_SOURCE_DIR "/tests/fixtures/joint_recall_seed1_train_first288.txt";
 
-testing::CommandResult hax(const std::string& arguments) { return testing::run_command(std::string(HAX_BINARY) + " " + arguments); }
+testing::CommandResult hax(const std::string& arguments) {
+  return testing::run_command(std::string(HAX_BINARY) + " " + arguments);
+}
 
-std::size_t line_count(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+std::size_t line_count(const std::string& text) {
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 class Cli : public ::testing::Test {
  protected:
@@ -65,8 +69,9 @@ TEST_F(Cli, SlicesAndSplitsComposeAndFormatFollowsTheFlag) {
   std::size_t end = start;
   for (int line = 0; line < 20; ++line) end = fixture.find('\n', end) + 1;
   EXPECT_EQ(testing::read_file(in_dir("slice.bin")), fixture.substr(start, end - start));
-  const auto tiny = hax("gen joint-recall --min-contexts 5 --max-contexts 6 --min-keys 5 --max-keys 5 "
-                        "--train-per-cell 2 --eval-per-cell 1 --split test --out -");
+  const auto tiny =
+      hax("gen joint-recall --min-contexts 5 --max-contexts 6 --min-keys 5 --max-keys 5 "
+          "--train-per-cell 2 --eval-per-cell 1 --split test --out -");
   EXPECT_EQ(tiny.exit_code, 0) << tiny.err;
   EXPECT_EQ(line_count(tiny.out), 4u);  // 2 cells x 1 sample x 2 lines
 }

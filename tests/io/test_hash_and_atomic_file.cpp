@@ -25,7 +25,8 @@ TEST(Hasher64, StreamingInAnyChunksEqualsOneShot) {
   const std::uint64_t whole = hash64(bytes.data(), bytes.size(), 9);
   for (std::size_t chunk : {1, 3, 31, 32, 33, 500}) {
     Hasher64 hasher(9);
-    for (std::size_t at = 0; at < bytes.size(); at += chunk) hasher.update(bytes.data() + at, std::min(chunk, bytes.size() - at));
+    for (std::size_t at = 0; at < bytes.size(); at += chunk)
+      hasher.update(bytes.data() + at, std::min(chunk, bytes.size() - at));
     EXPECT_EQ(hasher.digest(), whole) << "chunk " << chunk;
   }
   EXPECT_NE(hash64(bytes.data(), bytes.size(), 10), whole);

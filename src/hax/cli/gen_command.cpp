@@ -34,12 +34,12 @@ struct SampleRange {
 };
 
 void add_output_options(CLI::App& command, OutputOptions& options) {
-  command.add_option("--out,-o", options.path, "Output path: .txt for text, any other name for binary; - for text "
-                                               "on stdout")->required();
+  command.add_option("--out,-o", options.path, "Output path: .txt for text, other names binary, - text on stdout")
+      ->required();
   command.add_option("--format", options.format, "Output format (default: from the --out extension)")
       ->check(CLI::IsMember({"text", "bin"}));
-  command.add_option("--split", options.split, "Which split")->check(CLI::IsMember({"train", "valid", "validation",
-                                                                                    "test"}));
+  command.add_option("--split", options.split, "Which split")
+      ->check(CLI::IsMember({"train", "valid", "validation", "test"}));
   command.add_option("--offset", options.offset, "First sample of the split to write");
   command.add_option("--count", options.count, "Number of samples (default: the rest of the split)");
 }
@@ -50,11 +50,10 @@ SampleRange resolve_range(const OutputOptions& options, const std::function<std:
   check(options.offset >= 0, "--offset ", options.offset, " must not be negative");
   check(options.count >= -1, "--count ", options.count, " must not be negative");
   const auto offset = static_cast<std::uint64_t>(options.offset);
-  check(offset <= size, "--offset ", offset, " is past the end of the ", options.split, " split (", size,
-        " samples)");
+  check(offset <= size, "--offset ", offset, " is past the end of the ", options.split, " split (", size, " samples)");
   const std::uint64_t count = options.count < 0 ? size - offset : static_cast<std::uint64_t>(options.count);
-  check(count <= size - offset, "--offset ", offset, " + --count ", count, " runs past the end of the ",
-        options.split, " split (", size, " samples)");
+  check(count <= size - offset, "--offset ", offset, " + --count ", count, " runs past the end of the ", options.split,
+        " split (", size, " samples)");
   return {split, offset, count};
 }
 
@@ -79,9 +78,12 @@ class TextOutput final : public SampleOutput {
 
   void add(const data::Sample& sample) override { writer_.add(sample); }
   void finish() override {
-    if (file_) return file_->commit();
-    stream_.flush();
-    check(stream_.good(), "cannot write to stdout");
+    if (file_) {
+      file_->commit();
+    } else {
+      stream_.flush();
+      check(stream_.good(), "cannot write to stdout");
+    }
   }
 
  private:
@@ -126,9 +128,15 @@ void write_samples(const std::string& label, std::uint64_t count, SampleOutput& 
 
 nlohmann::json params_json(const data::JointRecallConfig& c, const SampleRange& range) {
   nlohmann::json params = range_json(range);
-  params.update({{"seed", c.seed}, {"min_contexts", c.min_contexts}, {"max_contexts", c.max_contexts},
-                 {"min_keys", c.min_keys}, {"max_keys", c.max_keys}, {"values", c.values}, {"vocab", c.vocab},
-                 {"train_per_cell", c.train_per_cell}, {"eval_per_cell", c.eval_per_cell}});
+  params.update({{"seed", c.seed},
+                 {"min_contexts", c.min_contexts},
+                 {"max_contexts", c.max_contexts},
+                 {"min_keys", c.min_keys},
+                 {"max_keys", c.max_keys},
+                 {"values", c.values},
+                 {"vocab", c.vocab},
+                 {"train_per_cell", c.train_per_cell},
+                 {"eval_per_cell", c.eval_per_cell}});
   return params;
 }
 
@@ -143,8 +151,8 @@ void run_joint_recall(const data::JointRecallConfig& config, const OutputOptions
 }
 
 void register_joint_recall(CLI::App& gen) {
-  auto* command = gen.add_subcommand("joint-recall", "The paper's multi-query joint-recall data (seed 1 = the "
-                                                     "paper's dataset, byte for byte)");
+  auto* command =
+      gen.add_subcommand("joint-recall", "The paper's multi-query joint-recall data (seed 1: its dataset, exactly)");
   command->option_defaults()->always_capture_default();
   auto config = std::make_shared<data::JointRecallConfig>();
   auto options = std::make_shared<OutputOptions>();
@@ -165,8 +173,13 @@ void register_joint_recall(CLI::App& gen) {
 
 nlohmann::json params_json(const data::MqarConfig& c, const SampleRange& range) {
   nlohmann::json params = range_json(range);
-  params.update({{"seed", c.seed}, {"seq_len", c.seq_len}, {"kv_pairs", c.kv_pairs}, {"vocab", c.vocab},
-                 {"power_a", c.power_a}, {"train_size", c.train_size}, {"eval_size", c.eval_size}});
+  params.update({{"seed", c.seed},
+                 {"seq_len", c.seq_len},
+                 {"kv_pairs", c.kv_pairs},
+                 {"vocab", c.vocab},
+                 {"power_a", c.power_a},
+                 {"train_size", c.train_size},
+                 {"eval_size", c.eval_size}});
   return params;
 }
 

@@ -8,13 +8,7 @@
 namespace hax::data {
 namespace {
 
-// Token ids are stored in at most two bytes, so every count that becomes a token id stays below 2^16.
-constexpr std::int64_t kMaxVocab = 65536;
 constexpr std::uint64_t kMaxPadLen = std::numeric_limits<std::int32_t>::max();
-
-void check_in_range(const char* flag, std::int64_t value, std::int64_t lo, std::int64_t hi) {
-  check(value >= lo && value <= hi, flag, " ", value, " is out of range [", lo, ", ", hi, "]");
-}
 
 std::uint64_t saturating_mul(std::uint64_t a, std::uint64_t b) {
   std::uint64_t product;
@@ -46,21 +40,22 @@ std::uint64_t distinct_samples(std::uint64_t g1, std::uint64_t g2, std::uint64_t
 
 void JointRecallConfig::validate() const {
   NumpyRandomState::checked_seed(seed);
-  check_in_range("--min-contexts", min_contexts, 1, kMaxVocab - 1);
-  check_in_range("--max-contexts", max_contexts, min_contexts, kMaxVocab - 1);
-  check_in_range("--min-keys", min_keys, 1, kMaxVocab - 1);
-  check_in_range("--max-keys", max_keys, min_keys, kMaxVocab - 1);
-  check_in_range("--values", values, 1, kMaxVocab);
-  check_in_range("--vocab", vocab, 1, kMaxVocab);
+  check_knob("--min-contexts", min_contexts, 1, kMaxVocab - 1);
+  check_knob("--max-contexts", max_contexts, min_contexts, kMaxVocab - 1);
+  check_knob("--min-keys", min_keys, 1, kMaxVocab - 1);
+  check_knob("--max-keys", max_keys, min_keys, kMaxVocab - 1);
+  check_knob("--values", values, 1, kMaxVocab);
+  check_knob("--vocab", vocab, 1, kMaxVocab);
   const std::int64_t highest = kJointRecallTokenBias + values + max_keys + max_contexts - 1;
   check(highest < vocab, "token ids reach ", highest, " (", kJointRecallTokenBias, " + --values ", values,
         " + --max-keys ", max_keys, " + --max-contexts ", max_contexts, " - 1), which does not fit --vocab ", vocab,
         ": lower --max-contexts, --max-keys or --values, or raise --vocab");
-  const std::uint64_t padded = static_cast<std::uint64_t>(2 * max_contexts) * static_cast<std::uint64_t>(2 * max_keys + 1) + 2;
+  const std::uint64_t padded =
+      static_cast<std::uint64_t>(2 * max_contexts) * static_cast<std::uint64_t>(2 * max_keys + 1) + 2;
   check(padded <= kMaxPadLen, "--max-contexts ", max_contexts, " with --max-keys ", max_keys, " makes samples of ",
         padded, " tokens, more than the ", kMaxPadLen, " supported");
-  check_in_range("--train-per-cell", train_per_cell, 0, std::numeric_limits<std::int32_t>::max());
-  check_in_range("--eval-per-cell", eval_per_cell, 0, std::numeric_limits<std::int32_t>::max());
+  check_knob("--train-per-cell", train_per_cell, 0, std::numeric_limits<std::int32_t>::max());
+  check_knob("--eval-per-cell", eval_per_cell, 0, std::numeric_limits<std::int32_t>::max());
   // Dedup redraws a repeated sample until it is new; a cell with fewer distinct samples than it must hold would
   // loop forever. The smallest cell has the fewest.
   const auto wanted = static_cast<std::uint64_t>(train_per_cell + 2 * eval_per_cell);
@@ -70,7 +65,8 @@ void JointRecallConfig::validate() const {
 }
 
 std::uint64_t JointRecallConfig::cells() const {
-  return static_cast<std::uint64_t>(max_contexts - min_contexts + 1) * static_cast<std::uint64_t>(max_keys - min_keys + 1);
+  return static_cast<std::uint64_t>(max_contexts - min_contexts + 1) *
+         static_cast<std::uint64_t>(max_keys - min_keys + 1);
 }
 
 std::uint64_t JointRecallConfig::split_size(Split split) const {
@@ -130,8 +126,8 @@ void JointRecallGenerator::draw(Cell cell) {
 }
 
 void JointRecallGenerator::next(Sample& out) {
-  check(index_ < config_.split_size(split_), "the ", split_name(split_), " split has only ",
-        config_.split_size(split_), " samples");
+  check(index_ < config_.split_size(split_), "the ", split_name(split_), " split has only ", config_.split_size(split_),
+        " samples");
   draw_unseen(config_.cell_at(index_++));
   build(out);
 }

@@ -41,7 +41,9 @@ struct JointRecallConfig {
   // Padded length: (2 * max_contexts) * (2 * max_keys + 1) + 2, the length of a (max, max) sample.
   std::uint32_t pad_len() const;
   std::int32_t highest_token() const;
-  std::int32_t value_token(std::uint32_t value) const { return kJointRecallTokenBias + static_cast<std::int32_t>(value); }
+  std::int32_t value_token(std::uint32_t value) const {
+    return kJointRecallTokenBias + static_cast<std::int32_t>(value);
+  }
   std::int32_t key_token(std::uint32_t key) const { return value_token(static_cast<std::uint32_t>(values) + key); }
   std::int32_t context_token(std::uint32_t context) const {
     return key_token(static_cast<std::uint32_t>(max_keys) + context);

@@ -12,12 +12,6 @@
 namespace hax::data {
 namespace {
 
-constexpr std::int64_t kMaxVocab = 65536;  // two-byte tokens at most
-
-void check_in_range(const char* flag, std::int64_t value, std::int64_t lo, std::int64_t hi) {
-  check(value >= lo && value <= hi, flag, " ", value, " is out of range [", lo, ", ", hi, "]");
-}
-
 // `count` distinct integers from [0, n) in random order: a Fisher-Yates shuffle of the first `count` positions of
 // an implicit identity array, storing only the positions it moved.
 std::vector<std::uint64_t> sample_without_replacement(Rng& rng, std::uint64_t n, std::size_t count) {
@@ -57,13 +51,13 @@ std::vector<std::uint32_t> weighted_sample_without_replacement(Rng& rng, const s
 }  // namespace
 
 void MqarConfig::validate() const {
-  check_in_range("--seed", seed, 0, std::numeric_limits<std::int64_t>::max());
-  check_in_range("--vocab", vocab, 4, kMaxVocab);
-  check_in_range("--kv-pairs", kv_pairs, 1, vocab / 2 - 1);
-  check_in_range("--seq-len", seq_len, 4 * kv_pairs, std::numeric_limits<std::int32_t>::max());
+  check_knob("--seed", seed, 0, std::numeric_limits<std::int64_t>::max());
+  check_knob("--vocab", vocab, 4, kMaxVocab);
+  check_knob("--kv-pairs", kv_pairs, 1, vocab / 2 - 1);
+  check_knob("--seq-len", seq_len, 4 * kv_pairs, std::numeric_limits<std::int32_t>::max());
   check(std::isfinite(power_a) && power_a > 0.0, "--power-a ", power_a, " must be a positive number");
-  check_in_range("--train-size", train_size, 0, std::numeric_limits<std::int64_t>::max());
-  check_in_range("--eval-size", eval_size, 0, std::numeric_limits<std::int64_t>::max());
+  check_knob("--train-size", train_size, 0, std::numeric_limits<std::int64_t>::max());
+  check_knob("--eval-size", eval_size, 0, std::numeric_limits<std::int64_t>::max());
 }
 
 std::uint64_t MqarConfig::split_size(Split split) const {
@@ -73,7 +67,8 @@ std::uint64_t MqarConfig::split_size(Split split) const {
 MqarGenerator::MqarGenerator(const MqarConfig& config) : config_((config.validate(), config)) {
   const auto slots = static_cast<std::size_t>((config_.seq_len - 2 * config_.kv_pairs) / 2);
   slot_weights_.resize(slots);
-  for (std::size_t s = 0; s < slots; ++s) slot_weights_[s] = std::pow(static_cast<double>(s + 1), config_.power_a - 1.0);
+  for (std::size_t s = 0; s < slots; ++s)
+    slot_weights_[s] = std::pow(static_cast<double>(s + 1), config_.power_a - 1.0);
 }
 
 void MqarGenerator::generate(Split split, std::uint64_t index, Sample& out) const {
@@ -100,7 +95,8 @@ void MqarGenerator::generate(Split split, std::uint64_t index, Sample& out) cons
     out.mask[query] = 1;
   }
   for (std::int32_t& token : out.tokens)
-    if (token == kMqarPad) token = static_cast<std::int32_t>(1 + rng.below(static_cast<std::uint64_t>(config_.vocab) - 1));
+    if (token == kMqarPad)
+      token = static_cast<std::int32_t>(1 + rng.below(static_cast<std::uint64_t>(config_.vocab) - 1));
 }
 
 }  // namespace hax::data

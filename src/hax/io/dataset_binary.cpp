@@ -19,7 +19,6 @@ static_assert(std::endian::native == std::endian::little, "the dataset format is
 
 constexpr char kMagic[8] = {'H', 'A', 'X', 'D', 'A', 'T', 'A', '\0'};
 constexpr std::uint32_t kVersion = 1;
-constexpr std::uint32_t kMaxVocab = 65536;  // two-byte tokens at most
 constexpr std::uint64_t kIndexBytesPerSample = 8 + 4 + 8;
 
 std::uint32_t token_width_for(std::uint32_t vocab_size) { return vocab_size <= 256 ? 1 : 2; }
@@ -27,6 +26,11 @@ std::uint32_t token_width_for(std::uint32_t vocab_size) { return vocab_size <= 2
 std::uint64_t mask_bytes(std::uint64_t length) { return (length + 7) / 8; }
 
 std::uint64_t record_bytes(std::uint64_t length, std::uint32_t width) { return length * width + mask_bytes(length); }
+
+// Token t of a record's little-endian token array.
+std::uint32_t token_at(const unsigned char* tokens, std::uint32_t width, std::uint64_t t) {
+  return width == 1 ? tokens[t] : tokens[2 * t] | static_cast<std::uint32_t>(tokens[2 * t + 1]) << 8;
+}
 
 // The checksum covers the payload and then the header with its checksum field zeroed, so a flipped byte anywhere
 // after the magic, version and size fields is caught.
@@ -42,10 +46,10 @@ std::uint64_t combined_checksum(std::uint64_t payload_digest, BinaryDatasetHeade
 // ---- writer -------------------------------------------------------------------------------------------------
 
 BinaryDatasetWriter::BinaryDatasetWriter(const std::filesystem::path& path, DatasetInfo info) : file_(path) {
-  check(info.vocab_size >= 1 && info.vocab_size <= kMaxVocab, "'", path.string(), "': vocab size ", info.vocab_size,
-        " out of range [1, ", kMaxVocab, "]");
-  check(info.pad_id >= 0 && static_cast<std::uint32_t>(info.pad_id) < info.vocab_size, "'", path.string(),
-        "': pad id ", info.pad_id, " is not in the vocabulary");
+  check(info.vocab_size >= 1 && info.vocab_size <= data::kMaxVocab, "'", path.string(), "': vocab size ",
+        info.vocab_size, " out of range [1, ", data::kMaxVocab, "]");
+  check(info.pad_id >= 0 && static_cast<std::uint32_t>(info.pad_id) < info.vocab_size, "'", path.string(), "': pad id ",
+        info.pad_id, " is not in the vocabulary");
   std::memcpy(header_.magic, kMagic, sizeof kMagic);
   header_.version = kVersion;
   header_.header_size = sizeof(BinaryDatasetHeader);
@@ -76,15 +80,12 @@ void BinaryDatasetWriter::align() {
 }
 
 void BinaryDatasetWriter::check_sample(const data::Sample& sample) const {
-  const std::string& path = file_.path().string();
-  check(sample.tokens.size() <= header_.pad_len, "'", path, "': sample ", lengths_.size(), " has ",
-        sample.tokens.size(), " tokens, more than pad_len ", header_.pad_len);
-  check(sample.mask.size() == sample.tokens.size(), "'", path, "': sample ", lengths_.size(), " has ",
-        sample.tokens.size(), " tokens but ", sample.mask.size(), " mask bits");
+  const std::string path = cat("'", file_.path().string(), "'");
+  data::check_sample_shape(sample, header_.pad_len, path);
   // As unsigned, a negative id is huge, so one maximum checks both ends (and vectorizes).
   std::uint32_t highest = 0;
   for (std::int32_t token : sample.tokens) highest = std::max(highest, static_cast<std::uint32_t>(token));
-  check(sample.tokens.empty() || highest < header_.vocab_size, "'", path, "': sample ", lengths_.size(),
+  check(sample.tokens.empty() || highest < header_.vocab_size, path, ": sample ", lengths_.size(),
         " has a token id outside the vocabulary of ", header_.vocab_size);
 }
 
@@ -103,7 +104,8 @@ void BinaryDatasetWriter::encode_record(const data::Sample& sample) {
   unsigned char* bits = out + length * header_.token_width;
   for (std::size_t byte = 0; byte < mask_bytes(length); ++byte) {
     unsigned packed = 0;
-    for (std::size_t t = 8 * byte; t < std::min(length, 8 * byte + 8); ++t) packed |= (sample.mask[t] ? 1u : 0u) << (t % 8);
+    for (std::size_t t = 8 * byte; t < std::min(length, 8 * byte + 8); ++t)
+      packed |= (sample.mask[t] ? 1u : 0u) << (t % 8);
     bits[byte] = static_cast<unsigned char>(packed);
   }
 }
@@ -186,7 +188,7 @@ void BinaryDataset::validate_header() {
 
 void BinaryDataset::validate_sections() {
   const BinaryDatasetHeader& h = header_;
-  if (h.vocab_size < 1 || h.vocab_size > kMaxVocab) fail_file(cat("vocab size ", h.vocab_size, " out of range"));
+  if (h.vocab_size < 1 || h.vocab_size > data::kMaxVocab) fail_file(cat("vocab size ", h.vocab_size, " out of range"));
   if (h.token_width != token_width_for(h.vocab_size))
     fail_file(cat("token width ", h.token_width, " does not match vocab size ", h.vocab_size));
   if (h.pad_id < 0 || static_cast<std::uint32_t>(h.pad_id) >= h.vocab_size)
@@ -226,8 +228,7 @@ void BinaryDataset::validate_records() const {
       fail_file(cat("record offsets of sample ", i, " are inconsistent with its length"));
     const unsigned char* tokens = record(i);
     std::uint32_t highest = 0;
-    for (std::uint64_t t = 0; t < length; ++t)
-      highest = std::max<std::uint32_t>(highest, width == 1 ? tokens[t] : tokens[2 * t] | tokens[2 * t + 1] << 8);
+    for (std::uint64_t t = 0; t < length; ++t) highest = std::max(highest, token_at(tokens, width, t));
     if (length > 0 && highest >= header_.vocab_size)
       fail_file(cat("sample ", i, " has token id ", highest, " outside the vocabulary of ", header_.vocab_size));
     const unsigned char* mask = tokens + length * width;
@@ -240,11 +241,8 @@ void BinaryDataset::validate_records() const {
 void BinaryDataset::read_padded(std::uint64_t i, std::int32_t* tokens, std::uint8_t* mask) const {
   const std::uint32_t length = lengths_[i];
   const unsigned char* bytes = record(i);
-  if (header_.token_width == 1) {
-    for (std::uint32_t t = 0; t < length; ++t) tokens[t] = bytes[t];
-  } else {
-    for (std::uint32_t t = 0; t < length; ++t) tokens[t] = bytes[2 * t] | bytes[2 * t + 1] << 8;
-  }
+  for (std::uint32_t t = 0; t < length; ++t)
+    tokens[t] = static_cast<std::int32_t>(token_at(bytes, header_.token_width, t));
   std::fill(tokens + length, tokens + header_.pad_len, header_.pad_id);
   const unsigned char* bits = bytes + static_cast<std::size_t>(length) * header_.token_width;
   for (std::uint32_t t = 0; t < length; ++t) mask[t] = (bits[t / 8] >> (t % 8)) & 1;

@@ -22,10 +22,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hax/data/sample.h"
 #include "hax/io/atomic_file.h"
@@ -54,8 +53,8 @@ static_assert(sizeof(BinaryDatasetHeader) == 128);
 
 // What a dataset is, beyond its samples.
 struct DatasetInfo {
-  std::string task;        // "joint-recall", "mqar", ...
-  nlohmann::json params;   // the generator's knobs, split, offset: enough to regenerate the file
+  std::string task;       // "joint-recall", "mqar", ...
+  nlohmann::json params;  // the generator's knobs, split, offset: enough to regenerate the file
   std::uint32_t pad_len = 0;
   std::int32_t pad_id = 0;
   std::uint32_t vocab_size = 0;
@@ -67,7 +66,7 @@ class BinaryDatasetWriter {
   BinaryDatasetWriter(const std::filesystem::path& path, DatasetInfo info);
 
   void add(const data::Sample& sample);  // checks lengths against pad_len and token ids against the vocab
-  void finish();                          // index, header, checksum, then the atomic rename
+  void finish();                         // index, header, checksum, then the atomic rename
 
  private:
   void put(const void* bytes, std::size_t size);

@@ -22,10 +22,7 @@ TextDatasetWriter::TextDatasetWriter(std::ostream& out, std::uint32_t pad_len, s
     : out_(out), pad_len_(pad_len), pad_id_(pad_id) {}
 
 void TextDatasetWriter::add(const data::Sample& sample) {
-  check(sample.tokens.size() <= pad_len_, "sample of ", sample.tokens.size(), " tokens is longer than pad_len ",
-        pad_len_);
-  check(sample.mask.size() == sample.tokens.size(), "sample has ", sample.tokens.size(), " tokens but ",
-        sample.mask.size(), " mask bits");
+  data::check_sample_shape(sample, pad_len_, "text output");
   const std::size_t padding = pad_len_ - sample.tokens.size();
   line_.clear();
   for (std::int32_t token : sample.tokens) append_number(line_, 0, token);
@@ -68,7 +65,8 @@ bool TextDatasetReader::next(data::Sample& out) {
   if (tokens_.size() != pad_len_ || pad_len_ == 0)
     fail_at_line(cat(tokens_.size(), " tokens where the first sample has ", pad_len_));
   for (std::int64_t token : tokens_)
-    if (token < 0 || token > std::numeric_limits<std::int32_t>::max()) fail_at_line(cat("token id ", token, " out of range"));
+    if (token < 0 || token > std::numeric_limits<std::int32_t>::max())
+      fail_at_line(cat("token id ", token, " out of range"));
   if (!std::getline(in_, line_)) fail_at_line("token line without its mask line");
   ++line_number_;
   parse_numbers(mask_);

@@ -21,6 +21,10 @@ std::uint64_t lane_step(std::uint64_t lane, std::uint64_t word) {
   return lane ^ (lane >> 29);
 }
 
+void mix_block(std::array<std::uint64_t, 4>& lanes, const unsigned char* block) {
+  for (std::size_t i = 0; i < lanes.size(); ++i) lanes[i] = lane_step(lanes[i], load_word(block + 8 * i));
+}
+
 // Full avalanche: every input bit flips each output bit with probability about 1/2.
 std::uint64_t avalanche(std::uint64_t x) {
   x ^= x >> 32;
@@ -36,10 +40,6 @@ Hasher64::Hasher64(std::uint64_t seed) : seed_(seed) {
   for (std::size_t i = 0; i < lanes_.size(); ++i) lanes_[i] = kLaneStarts[i] ^ avalanche(seed + i);
 }
 
-void Hasher64::consume_block(const unsigned char* block) {
-  for (std::size_t i = 0; i < lanes_.size(); ++i) lanes_[i] = lane_step(lanes_[i], load_word(block + 8 * i));
-}
-
 void Hasher64::update(const void* data, std::size_t size) {
   auto bytes = static_cast<const unsigned char*>(data);
   total_size_ += size;
@@ -50,10 +50,10 @@ void Hasher64::update(const void* data, std::size_t size) {
     bytes += take;
     size -= take;
     if (pending_size_ < pending_.size()) return;
-    consume_block(pending_.data());
+    mix_block(lanes_, pending_.data());
     pending_size_ = 0;
   }
-  for (; size >= pending_.size(); bytes += pending_.size(), size -= pending_.size()) consume_block(bytes);
+  for (; size >= pending_.size(); bytes += pending_.size(), size -= pending_.size()) mix_block(lanes_, bytes);
   std::memcpy(pending_.data(), bytes, size);
   pending_size_ = size;
 }
@@ -64,7 +64,7 @@ std::uint64_t Hasher64::digest() const {
   if (pending_size_ > 0) {
     std::array<unsigned char, 32> block{};
     std::memcpy(block.data(), pending_.data(), pending_size_);
-    for (std::size_t i = 0; i < lanes.size(); ++i) lanes[i] = lane_step(lanes[i], load_word(block.data() + 8 * i));
+    mix_block(lanes, block.data());
   }
   std::uint64_t h = avalanche(seed_ ^ (total_size_ * kLaneMultiplier));
   for (std::uint64_t lane : lanes) h = avalanche(h ^ avalanche(lane));

@@ -21,8 +21,6 @@ class Hasher64 {
   std::uint64_t digest() const;
 
  private:
-  void consume_block(const unsigned char* block);
-
   std::array<std::uint64_t, 4> lanes_;
   std::array<unsigned char, 32> pending_{};
   std::size_t pending_size_ = 0;
