@@ -70,7 +70,10 @@ class EmbeddingCase : public OpCaseOf<EmbeddingCase> {
 class LinearCase : public OpCaseOf<LinearCase> {
  public:
   LinearCase(std::uint64_t seed, int M, int K, int N, bool bias)
-      : OpCaseOf(cat("linear_M", M, "_K", K, "_N", N, bias ? "" : "_nobias", "_seed", seed), seed), M_(M), K_(K), N_(N) {
+      : OpCaseOf(cat("linear_M", M, "_K", K, "_N", N, bias ? "" : "_nobias", "_seed", seed), seed),
+        M_(M),
+        K_(K),
+        N_(N) {
     add_input({.name = "x", .size = size(M, K), .grad_optional = true});
     add_input({.name = "W", .size = size(N, K), .grad_optional = true});
     if (bias) bias_ = add_input({.name = "b", .size = size(N), .grad_optional = true});
@@ -129,8 +132,8 @@ class RmsNormCase : public OpCaseOf<RmsNormCase> {
   }
   template <class Real>
   void run_backward(Buffers<Real>& b) const {
-    kernel<Real>(rmsnorm_backward, ref::rmsnorm_backward<Real>)(b.gradient(0), b.gradient(1), b.dout.data(),
-                                                                b.input(0), b.input(1), b.saved.data(), M_, D_);
+    kernel<Real>(rmsnorm_backward, ref::rmsnorm_backward<Real>)(b.gradient(0), b.gradient(1), b.dout.data(), b.input(0),
+                                                                b.input(1), b.saved.data(), M_, D_);
   }
 
  private:
@@ -204,10 +207,13 @@ class ResidualCase : public OpCaseOf<ResidualCase> {
 class Conv1dCase : public OpCaseOf<Conv1dCase> {
  public:
   Conv1dCase(std::uint64_t seed, int B, int T, int C, int K, bool bias, bool state)
-      : OpCaseOf(cat("conv1d_B", B, "_T", T, "_C", C, "_K", K, bias ? "" : "_nobias", state ? "_state" : "", "_seed",
-                     seed),
-                 seed),
-        B_(B), T_(T), C_(C), K_(K) {
+      : OpCaseOf(
+            cat("conv1d_B", B, "_T", T, "_C", C, "_K", K, bias ? "" : "_nobias", state ? "_state" : "", "_seed", seed),
+            seed),
+        B_(B),
+        T_(T),
+        C_(C),
+        K_(K) {
     add_input({.name = "x", .size = size(B, T, C), .grad_optional = true});
     add_input({.name = "w", .size = size(C, K), .lo = -0.5f, .hi = 0.5f, .grad_optional = true});
     if (bias) bias_ = add_input({.name = "b", .size = size(C), .grad_optional = true});
@@ -234,7 +240,8 @@ class CrossEntropyCase : public OpCaseOf<CrossEntropyCase> {
  public:
   // mask_density 0 gives a batch without scored rows.
   CrossEntropyCase(std::uint64_t seed, int M, int V, double mask_density)
-      : OpCaseOf(cat("cross_entropy_M", M, "_V", V, "_mask", int(mask_density * 100), "pct_seed", seed), seed), M_(M),
+      : OpCaseOf(cat("cross_entropy_M", M, "_V", V, "_mask", int(mask_density * 100), "pct_seed", seed), seed),
+        M_(M),
         V_(V) {
     add_input({.name = "logits", .size = size(M, V), .lo = -4.0f, .hi = 4.0f});
     set_out_size(1);
@@ -245,7 +252,7 @@ class CrossEntropyCase : public OpCaseOf<CrossEntropyCase> {
   template <class Real>
   void run_forward(Buffers<Real>& b) const {
     b.out[0] = Real(kernel<Real>(cross_entropy_forward, ref::cross_entropy_forward<Real>)(b.input(0), labels_.data(),
-                                                                                           mask_.data(), M_, V_));
+                                                                                          mask_.data(), M_, V_));
   }
   template <class Real>
   void run_backward(Buffers<Real>& b) const {
@@ -264,7 +271,9 @@ class AccuracyCase : public OpCaseOf<AccuracyCase> {
  public:
   AccuracyCase(std::uint64_t seed, int B, int T, int V, double mask_density)
       : OpCaseOf(cat("accuracy_B", B, "_T", T, "_V", V, "_mask", int(mask_density * 100), "pct_seed", seed), seed),
-        B_(B), T_(T), V_(V) {
+        B_(B),
+        T_(T),
+        V_(V) {
     add_input({.name = "logits", .size = size(B, T, V), .lo = -2.0f, .hi = 3.0f, .differentiable = false});
     set_out_size(size(B) + 1);
     Rng rng = Rng(seed).fork(kIntegerInputs);
@@ -323,10 +332,6 @@ void add_model_cases(std::vector<OpCasePtr>& cases) {
   cases.push_back(std::make_shared<LinearCase>(seed, 6, 8, 128, true));
   cases.push_back(std::make_shared<TiedOutputCase>(seed, 5, 64, 100));
   cases.push_back(std::make_shared<RmsNormCase>(seed, 4, 64));
-  constexpr int kLong = (1 << 15) + 17;  // above kMinParallelElements: runs on several threads
-  cases.push_back(std::make_shared<SiluCase>(seed, kLong));
-  cases.push_back(std::make_shared<SoftplusCase>(seed, kLong));
-  cases.push_back(std::make_shared<ResidualCase>(seed, kLong));
   cases.push_back(std::make_shared<Conv1dCase>(seed, 2, 9, 128, 4, true, false));
   cases.push_back(std::make_shared<Conv1dCase>(seed, 2, 2, 16, 4, true, true));  // T < K-1: all taps but one in x_prev
   cases.push_back(std::make_shared<CrossEntropyCase>(seed, 40, 100, 0.3));
@@ -335,12 +340,28 @@ void add_model_cases(std::vector<OpCasePtr>& cases) {
   cases.push_back(std::make_shared<AccuracyCase>(seed, 4, 17, 3, 0.5));  // V = 3: ties are frequent
 }
 
+// Sizes above kMinParallelElements (ops/parallel.h), so that every op's multi-threaded path runs too.
+void add_threaded_cases(std::vector<OpCasePtr>& cases) {
+  constexpr std::uint64_t seed = 200;
+  constexpr int kLong = (1 << 15) + 17;
+  cases.push_back(std::make_shared<SiluCase>(seed, kLong));
+  cases.push_back(std::make_shared<SoftplusCase>(seed, kLong));
+  cases.push_back(std::make_shared<ResidualCase>(seed, kLong));
+  cases.push_back(std::make_shared<EmbeddingCase>(seed, 600, 100, 64));
+  cases.push_back(std::make_shared<LinearCase>(seed, 300, 5, 129, true));
+  cases.push_back(std::make_shared<RmsNormCase>(seed, 520, 64));
+  cases.push_back(std::make_shared<Conv1dCase>(seed, 3, 100, 33, 4, true, true));
+  cases.push_back(std::make_shared<CrossEntropyCase>(seed, 400, 100, 0.3));
+  cases.push_back(std::make_shared<AccuracyCase>(seed, 8, 50, 100, 0.3));
+}
+
 }  // namespace
 
 std::vector<OpCasePtr> all_op_cases() {
   std::vector<OpCasePtr> cases;
   for (std::uint64_t seed = 1; seed <= 4; ++seed) add_random_cases(cases, seed);
   add_model_cases(cases);
+  add_threaded_cases(cases);
   return cases;
 }
 
@@ -348,27 +369,21 @@ void PrintTo(const OpCasePtr& op, std::ostream* os) { *os << op->name(); }
 
 namespace {
 
-std::vector<OpCasePtr> cases_with_gradient() {
-  std::vector<OpCasePtr> cases = all_op_cases();
-  std::erase_if(cases, [](const OpCasePtr& op) { return !op->has_gradient(); });
-  return cases;
+// One test per case running every check (one ctest process per case keeps the suite fast); a failure names its
+// check, its tensor and the worst element.
+class OpTest : public ::testing::TestWithParam<OpCasePtr> {};
+
+TEST_P(OpTest, PassesAllChecks) {
+  const OpCase& op = *GetParam();
+  check_fast_against_reference(op);
+  if (!op.has_gradient()) return;
+  check_gradients_against_finite_differences(op);
+  check_backward_accumulates(op);
+  check_null_gradients_are_skipped(op);
 }
 
-std::string case_name(const ::testing::TestParamInfo<OpCasePtr>& info) { return info.param->name(); }
-
-class OpGradientTest : public ::testing::TestWithParam<OpCasePtr> {};
-
-TEST_P(OpGradientTest, ReferenceMatchesFiniteDifferences) { check_gradients_against_finite_differences(*GetParam()); }
-TEST_P(OpGradientTest, BackwardAccumulates) { check_backward_accumulates(*GetParam()); }
-TEST_P(OpGradientTest, NullGradientsAreSkipped) { check_null_gradients_are_skipped(*GetParam()); }
-
-INSTANTIATE_TEST_SUITE_P(Ops, OpGradientTest, ::testing::ValuesIn(cases_with_gradient()), case_name);
-
-class OpFastTest : public ::testing::TestWithParam<OpCasePtr> {};
-
-TEST_P(OpFastTest, MatchesReference) { check_fast_against_reference(*GetParam()); }
-
-INSTANTIATE_TEST_SUITE_P(Ops, OpFastTest, ::testing::ValuesIn(all_op_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Ops, OpTest, ::testing::ValuesIn(all_op_cases()),
+                         [](const ::testing::TestParamInfo<OpCasePtr>& info) { return info.param->name(); });
 
 }  // namespace
 }  // namespace hax::ops::testing

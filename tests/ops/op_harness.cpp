@@ -11,7 +11,7 @@
 namespace hax::ops::testing {
 namespace {
 
-constexpr std::size_t kMaxProbes = 64;           // finite differences per input tensor
+constexpr std::size_t kMaxProbes = 64;               // finite differences per input tensor
 constexpr double kFiniteDifferenceTolerance = 1e-6;  // double, central differences with h = 1e-5 |x|
 
 // Pre-filled + fresh gradient against backward into the pre-filled buffer: only the rounding of one addition.

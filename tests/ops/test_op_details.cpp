@@ -196,8 +196,8 @@ TEST(Conv1d, ChunksWithCarriedStateEqualTheWholeSequence) {
   conv1d_causal_forward(y2.data(), x2.data(), w.data(), b.data(), state.data(), B, T2, C, K);
   conv1d_causal_backward(dx1.data(), dw_chunks.data(), db_chunks.data(), nullptr, dy1.data(), x1.data(), w.data(),
                          nullptr, B, T1, C, K);
-  conv1d_causal_backward(dx2.data(), dw_chunks.data(), db_chunks.data(), dstate.data(), dy2.data(), x2.data(),
-                         w.data(), state.data(), B, T2, C, K);
+  conv1d_causal_backward(dx2.data(), dw_chunks.data(), db_chunks.data(), dstate.data(), dy2.data(), x2.data(), w.data(),
+                         state.data(), B, T2, C, K);
 
   const std::vector<float> y_whole1 = rows(y, 0, T1), y_whole2 = rows(y, T1, T2);
   for (std::size_t i = 0; i < y1.size(); ++i) EXPECT_NEAR(y1[i], y_whole1[i], 1e-6);

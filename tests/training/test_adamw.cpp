@@ -156,11 +156,10 @@ TEST(AdamW, MatchesTorchOptimAdamWWithTheWarmupSchedule) {
   TempDir dir;
   write_floats(dir.path / "params.f32", initial);
   write_floats(dir.path / "grads.f32", all_grads);
-  std::ofstream(dir.path / "config.json") << "{\"n\": " << n << ", \"steps\": " << steps
-                                          << ", \"lr\": " << schedule.base_lr << ", \"warmup\": "
-                                          << schedule.warmup_steps << ", \"beta1\": " << config.beta1
-                                          << ", \"beta2\": " << config.beta2 << ", \"eps\": " << config.eps
-                                          << ", \"weight_decay\": " << config.weight_decay << "}\n";
+  std::ofstream(dir.path / "config.json")
+      << "{\"n\": " << n << ", \"steps\": " << steps << ", \"lr\": " << schedule.base_lr
+      << ", \"warmup\": " << schedule.warmup_steps << ", \"beta1\": " << config.beta1 << ", \"beta2\": " << config.beta2
+      << ", \"eps\": " << config.eps << ", \"weight_decay\": " << config.weight_decay << "}\n";
   const std::string command = "/usr/bin/python3 " HAX_SOURCE_DIR "/tools/oracle/adamw_torch.py " + dir.path.string();
   const int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status)) << command;

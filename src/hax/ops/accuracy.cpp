@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "hax/ops/cross_entropy.h"
+#include "hax/ops/parallel.h"
 
 namespace hax::ops {
 namespace {
@@ -38,7 +39,7 @@ double sequence_accuracy(double* per_sequence, const float* logits, const std::i
   count_scored_rows(labels, mask, B * T, V);  // validates the labels
   std::vector<double> accuracy(B, std::numeric_limits<double>::quiet_NaN());
   // Sequences are independent, and a batch has at least as many as there are cores.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(B) * T * V))
   for (int s = 0; s < B; ++s) {
     int scored = 0, correct = 0;
     for (int t = 0; t < T; ++t) {

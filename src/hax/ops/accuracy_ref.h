@@ -21,8 +21,8 @@ int argmax(const Real* row, int V) {
 }
 
 template <class Real>
-double sequence_accuracy(double* per_sequence, const Real* logits, const std::int32_t* labels,
-                         const std::uint8_t* mask, int B, int T, int V) {
+double sequence_accuracy(double* per_sequence, const Real* logits, const std::int32_t* labels, const std::uint8_t* mask,
+                         int B, int T, int V) {
   count_scored_rows(labels, mask, B * T, V);  // validates the labels
   std::vector<double> accuracy(B, std::numeric_limits<double>::quiet_NaN());
   for (int s = 0; s < B; ++s) {

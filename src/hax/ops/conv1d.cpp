@@ -20,7 +20,7 @@ std::vector<float> taps_by_k(const float* w, int C, int K) {
 void conv1d_causal_forward(float* y, const float* x, const float* w, const float* b, const float* x_prev, int B, int T,
                            int C, int K) {
   const std::vector<float> taps = taps_by_k(w, C, K);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(B) * T * C * K))
   for (int row = 0; row < B * T; ++row) {
     const int s = row / T, t = row % T;
     float* out = y + std::size_t(row) * C;
@@ -44,7 +44,8 @@ void conv1d_causal_backward(float* dx, float* dw, float* db, float* dx_prev, con
   // partial sums: taps at acc[k*C + c], bias at acc[K*C + c].
   const int rows_per_seq = T + K - 1;
   const int width = (dw || db) ? (K + 1) * C : 0;
-  const std::vector<double> sums = parallel_row_sums(B * rows_per_seq, width, [&](int row, double* acc) {
+  const std::size_t row_elements = std::size_t(C) * K;
+  const std::vector<double> sums = parallel_row_sums(B * rows_per_seq, width, row_elements, [&](int row, double* acc) {
     const int s = row / rows_per_seq, tau = row % rows_per_seq - (K - 1);
     const float* in = conv1d_input_row(x, x_prev, s, tau, T, C, K);
     float* din = conv1d_input_row(dx, dx_prev, s, tau, T, C, K);

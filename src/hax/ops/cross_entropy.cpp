@@ -45,7 +45,7 @@ int count_scored_rows(const std::int32_t* labels, const std::uint8_t* mask, int 
 double cross_entropy_forward(const float* logits, const std::int32_t* labels, const std::uint8_t* mask, int M, int V) {
   const int count = count_scored_rows(labels, mask, M, V);
   if (count == 0) return 0.0;
-  const std::vector<double> total = parallel_row_sums(M, 1, [&](int m, double* acc) {
+  const std::vector<double> total = parallel_row_sums(M, 1, V, [&](int m, double* acc) {
     if (!mask[m]) return;
     const float* row = logits + std::size_t(m) * V;
     const float max = row_max(row, V);
@@ -60,7 +60,7 @@ void cross_entropy_backward(float* dlogits, float dloss, const float* logits, co
   const int count = count_scored_rows(labels, mask, M, V);
   if (count == 0) return;
   const float scale = dloss / static_cast<float>(count);
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(std::size_t(M) * V))
   {
     std::vector<float> exps(V);  // the row's exp(logit - max), reused as softmax numerators
 #pragma omp for schedule(static)

@@ -12,7 +12,7 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
   // With a bias, y starts as b in every row and the GEMM adds onto it (beta = 1); without one, beta = 0 ignores
   // whatever y held.
   if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * N))
     for (int m = 0; m < M; ++m) std::memcpy(y + std::size_t(m) * N, b, std::size_t(N) * sizeof(float));
   }
   gemm(Trans::No, Trans::Yes, M, N, K, 1.0f, x, K, W, K, b ? 1.0f : 0.0f, y, N);
@@ -26,7 +26,7 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
 }
 
 void add_column_sums(float* out, const float* a, int rows, int cols) {
-  const std::vector<double> sums = parallel_row_sums(rows, cols, [&](int m, double* acc) {
+  const std::vector<double> sums = parallel_row_sums(rows, cols, cols, [&](int m, double* acc) {
     const float* row = a + std::size_t(m) * cols;
 #pragma omp simd
     for (int j = 0; j < cols; ++j) acc[j] += row[j];

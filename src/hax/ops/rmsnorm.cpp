@@ -8,7 +8,7 @@
 namespace hax::ops {
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int M, int D, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * D))
   for (int m = 0; m < M; ++m) {
     const float* xr = x + std::size_t(m) * D;
     float* yr = y + std::size_t(m) * D;
@@ -25,7 +25,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int 
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd, int M,
                       int D) {
   // One pass over the rows: dx row by row, and dw's per-row terms into each thread's partial sum.
-  const std::vector<double> dw_sum = parallel_row_sums(M, dw ? D : 0, [&](int m, double* acc) {
+  const std::vector<double> dw_sum = parallel_row_sums(M, dw ? D : 0, D, [&](int m, double* acc) {
     const float* xr = x + std::size_t(m) * D;
     const float* g = dy + std::size_t(m) * D;
     const float r = rstd[m];

@@ -19,7 +19,8 @@ void rmsnorm_forward(Real* y, Real* rstd, const Real* x, const Real* w, int M, i
 }
 
 template <class Real>
-void rmsnorm_backward(Real* dx, Real* dw, const Real* dy, const Real* x, const Real* w, const Real* rstd, int M, int D) {
+void rmsnorm_backward(Real* dx, Real* dw, const Real* dy, const Real* x, const Real* w, const Real* rstd, int M,
+                      int D) {
   for (int m = 0; m < M; ++m) {
     const Real* xr = x + std::size_t(m) * D;
     const Real* g = dy + std::size_t(m) * D;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "hax/engine/error.h"
+#include "hax/ops/parallel.h"
 
 namespace hax::training {
 namespace {
@@ -46,7 +47,7 @@ void AdamW::step(std::span<float> params, std::span<const float> grads, double l
   float* m = m_.data();
   float* v = v_.data();
   // One fused pass, in torch's operation order (mul_, mul_.add_, mul_.addcmul_, sqrt / bias2_sqrt + eps, addcdiv_).
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (ops::worth_threads(n))
   for (std::size_t i = 0; i < n; ++i) {
     const float decayed = p[i] * c.decay;
     m[i] = m[i] * c.beta1 + c.one_minus_beta1 * g[i];
