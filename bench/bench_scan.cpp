@@ -38,7 +38,7 @@ struct ScanBuffers {
   }
 
   ScanInputs<float> inputs() const {
-    return {x.data(), dt_raw.data(), dt_bias.data(), A_log.data(), Bm.data(),
+    return {x.data(),  dt_raw.data(), dt_bias.data(), A_log.data(), Bm.data(),
             Cm.data(), D.data(),      z.data(),       nullptr,      lengths.empty() ? nullptr : lengths.data()};
   }
   ScanGrads<float> grads() {
@@ -54,8 +54,7 @@ struct ScanBuffers {
 constexpr ScanShape kTrainingShape{64, 1057, 256, 16};
 
 void report(benchmark::State& state, const ScanBuffers& buf) {
-  state.counters["states/s"] =
-      benchmark::Counter(buf.real_states() * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["states/s"] = benchmark::Counter(buf.real_states() * state.iterations(), benchmark::Counter::kIsRate);
 }
 
 // range(0): with lengths (1) or all positions real (0).

@@ -87,8 +87,7 @@ TEST(FastMath, Log1pIsAccurateForTinyAndHugeArguments) {
 }
 
 TEST(FastMath, SoftplusSigmoidAndSiluFollowPyTorch) {
-  expect_ulps(-80.0f, 80.0f, 3, HAX_BOTH(fast_softplus),
-              [](double v) { return v > 20 ? v : std::log1p(std::exp(v)); });
+  expect_ulps(-80.0f, 80.0f, 3, HAX_BOTH(fast_softplus), [](double v) { return v > 20 ? v : std::log1p(std::exp(v)); });
   expect_ulps(-80.0f, 80.0f, 2, HAX_BOTH(fast_sigmoid), [](double v) { return 1 / (1 + std::exp(-v)); });
   expect_ulps(-80.0f, 80.0f, 3, HAX_BOTH(fast_silu), [](double z) { return z / (1 + std::exp(-z)); });
   // Above the threshold softplus is the identity, also for huge v where exp(v) would overflow.

@@ -35,8 +35,7 @@ void expect_reference_gradients_match_finite_differences(ScanCase<double> c) {
       const double down = reference_loss(c);
       c.in[t][i] = saved;
       const double numeric = (up - down) / (2 * kStep);
-      EXPECT_NEAR(analytic.grad[t][i], numeric, 1e-6 * (1.0 + std::abs(numeric)))
-          << kTensorNames[t] << "[" << i << "]";
+      EXPECT_NEAR(analytic.grad[t][i], numeric, 1e-6 * (1.0 + std::abs(numeric))) << kTensorNames[t] << "[" << i << "]";
     }
   }
 }
@@ -71,12 +70,11 @@ void expect_fast_matches_reference(const ScanCase<double>& c, int chunk) {
   constexpr double kTol = 2e-5;
   expect_close(got.y, want.y, kTol, "y");
   expect_close(got.hT, want.hT, kTol, "hT");
-  for (int t = 0; t < kNumTensors; ++t) expect_close(got.grad[t], want.grad[t], kTol, std::string("d") + kTensorNames[t]);
+  for (int t = 0; t < kNumTensors; ++t)
+    expect_close(got.grad[t], want.grad[t], kTol, std::string("d") + kTensorNames[t]);
 }
 
-TEST(FastScan, MatchesReferenceOnOddSizes) {
-  expect_fast_matches_reference(make_case(10, {3, 45, 37, 5}, {}), 8);
-}
+TEST(FastScan, MatchesReferenceOnOddSizes) { expect_fast_matches_reference(make_case(10, {3, 45, 37, 5}, {}), 8); }
 
 TEST(FastScan, MatchesReferenceWithInitialStateLengthsAndFinalStateGradient) {
   expect_fast_matches_reference(make_case(11, {4, 70, 40, 16}, {true, true, true}), kScanChunk);
@@ -177,7 +175,8 @@ TEST(FastScan, TwoPartsFromTheFinalStateEqualTheWhole) {
     for (std::size_t i = 0; i < got.size(); ++i)
       ASSERT_NEAR(got[i], expected[i], 1e-5f * (1.0f + std::abs(expected[i]))) << what << "[" << i << "]";
   };
-  for (int t : {kX, kDtRaw, kZ}) near(joined(part1.grad[t], part2.grad[t], whole.shape.channels), want.grad[t], kTensorNames[t]);
+  for (int t : {kX, kDtRaw, kZ})
+    near(joined(part1.grad[t], part2.grad[t], whole.shape.channels), want.grad[t], kTensorNames[t]);
   for (int t : {kBm, kCm}) near(joined(part1.grad[t], part2.grad[t], whole.shape.state), want.grad[t], kTensorNames[t]);
   for (int t : {kDtBias, kALog, kD}) {
     std::vector<float> sum(part1.grad[t].size());
@@ -195,11 +194,14 @@ TEST(FastScan, PaddingIsInvisible) {
   for (std::size_t i = std::size_t(real) * c.shape.channels; i < c.in[kX].size(); ++i) {
     c.in[kX][i] = 1e30f, c.in[kDtRaw][i] = -1e30f, c.in[kZ][i] = 1e30f, c.dy[i] = 1e30f;
   }
-  for (std::size_t i = std::size_t(real) * c.shape.state; i < c.in[kBm].size(); ++i) c.in[kBm][i] = c.in[kCm][i] = 1e30f;
+  for (std::size_t i = std::size_t(real) * c.shape.state; i < c.in[kBm].size(); ++i)
+    c.in[kBm][i] = c.in[kCm][i] = 1e30f;
   ScanCase<float> unpadded = time_slice(c, 0, real);
   c.lengths = {real};
   const ScanResult<float> got = run_fast(c, 8), want = run_fast(unpadded, 8);
-  const auto real_part = [&](const std::vector<float>& v, int width) { return leading_steps(v, c.shape, width, 0, real); };
+  const auto real_part = [&](const std::vector<float>& v, int width) {
+    return leading_steps(v, c.shape, width, 0, real);
+  };
   const auto pad_part = [&](const std::vector<float>& v, int width) {
     return std::vector<float>(v.begin() + std::size_t(real) * width, v.end());
   };

@@ -42,10 +42,7 @@ template <class V>
 }
 [[gnu::always_inline]] inline std::int32_t select(bool c, std::int32_t a, std::int32_t b) { return c ? a : b; }
 template <class Mask, class V>
-  requires(!std::is_arithmetic_v<V>)
-[[gnu::always_inline]] inline V select(Mask c, V a, V b) {
-  return c ? a : b;
-}
+requires(!std::is_arithmetic_v<V>) [[gnu::always_inline]] inline V select(Mask c, V a, V b) { return c ? a : b; }
 
 namespace detail {
 
@@ -73,8 +70,8 @@ constexpr float kExpMinArg = -87.33654022216797f;  // ln(FLT_MIN): below it exp(
 
 template <class V>
 struct ExpParts {
-  V p;                           // in [sqrt(1/2), sqrt(2)]
-  typename IntOf<V>::type n;     // exp(x) = p * 2^n
+  V p;                        // in [sqrt(1/2), sqrt(2)]
+  typename IntOf<V>::type n;  // exp(x) = p * 2^n
 };
 
 // Cephes expf for x in [kExpMinArg, kExpMaxArg] (or NaN): n = round(x / ln 2), then a degree-6 polynomial for

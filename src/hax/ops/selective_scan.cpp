@@ -41,8 +41,10 @@ Sizes validated_sizes(const ScanShape& shape, const ScanInputs<float>& in, int c
           shape.seq_len, "]");
   }
   const int blocks = (shape.channels + kLanes - 1) / kLanes;
-  return {shape.batch, shape.seq_len, shape.channels, shape.state, chunk, (shape.seq_len + chunk - 1) / chunk,
-          blocks, (blocks + kBlocksPerTask - 1) / kBlocksPerTask};
+  return {shape.batch,    shape.seq_len,
+          shape.channels, shape.state,
+          chunk,          (shape.seq_len + chunk - 1) / chunk,
+          blocks,         (blocks + kBlocksPerTask - 1) / kBlocksPerTask};
 }
 
 // The channels [c0, c0 + count) of sequence b, real for its first len steps.
@@ -188,8 +190,8 @@ void forward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk,
   const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias);
   const float* h_prev = w.states + (t % 2) * rows;
   float* h_next = w.states + ((t + 1) % 2) * rows;
-  const Vec8 ssm = state_step<false, true>(s.N, w.A, delta, x, in.Bm + bt * s.N, in.Cm + bt * s.N, h_prev, h_next,
-                                           nullptr);
+  const Vec8 ssm =
+      state_step<false, true>(s.N, w.A, delta, x, in.Bm + bt * s.N, in.Cm + bt * s.N, h_prev, h_next, nullptr);
   store_lanes(y + at, (ssm + p.D * x) * fast_silu(load_lanes(in.z + at, blk.count)), blk.count);
 }
 
@@ -217,8 +219,8 @@ void forward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task,
   for (int j = 0; j < task.num_blocks; ++j) {
     const Block& blk = task.blocks[j];
     for (int t = len; t < s.T; ++t) std::fill_n(y + (std::size_t(b) * s.T + t) * s.I + blk.c0, blk.count, 0.0f);
-    if (hT) store_state(hT + (std::size_t(b) * s.I + blk.c0) * N, w.blocks[j].states + (len % 2) * N * kLanes, N,
-                        blk.count);
+    if (hT)
+      store_state(hT + (std::size_t(b) * s.I + blk.c0) * N, w.blocks[j].states + (len % 2) * N * kLanes, N, blk.count);
   }
 }
 
@@ -269,11 +271,10 @@ struct ReverseSums {
 // The reverse of state_step over the N state rows: reads dL/dh[t] (after the later steps) from dh, leaves
 // dL/dh[t - 1] there, adds dL/dA to dA, and writes Bm's and Cm's gradients summed over the block's lanes to
 // dBm_t[n] and dCm_t[n]. Rows go in groups of 8 so that the lane sums share one sum_lanes_of_each.
-ReverseSums reverse_state_step(int N, const ReverseLanes& r, const float* __restrict A,
-                               const float* __restrict h_now, const float* __restrict h_prev,
-                               const float* __restrict decay, const float* __restrict Bm_t,
-                               const float* __restrict Cm_t, float* __restrict dh, float* __restrict dA,
-                               float* __restrict dBm_t, float* __restrict dCm_t) {
+ReverseSums reverse_state_step(int N, const ReverseLanes& r, const float* __restrict A, const float* __restrict h_now,
+                               const float* __restrict h_prev, const float* __restrict decay,
+                               const float* __restrict Bm_t, const float* __restrict Cm_t, float* __restrict dh,
+                               float* __restrict dA, float* __restrict dBm_t, float* __restrict dCm_t) {
   ReverseSums sums{};
   for (int n0 = 0; n0 < N; n0 += kLanes) {
     const int count = std::min(kLanes, N - n0);
@@ -324,9 +325,9 @@ void backward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk
   const Vec8 delta = load_vec(w.delta + i * kLanes);
   const Vec8 sigmoid_z = fast_sigmoid(z);
   const ReverseLanes r{delta, delta * x, dy_t * z * sigmoid_z};
-  const ReverseSums sums = reverse_state_step(N, r, w.A, w.states + (i + 1) * rows, w.states + i * rows,
-                                              w.decay + i * rows, in.Bm + bt * N, in.Cm + bt * N, w.dh, w.dA,
-                                              part.dBm + std::size_t(t) * N, part.dCm + std::size_t(t) * N);
+  const ReverseSums sums =
+      reverse_state_step(N, r, w.A, w.states + (i + 1) * rows, w.states + i * rows, w.decay + i * rows, in.Bm + bt * N,
+                         in.Cm + bt * N, w.dh, w.dA, part.dBm + std::size_t(t) * N, part.dCm + std::size_t(t) * N);
   const Vec8 ddt = (sums.dexp_A + sums.dh_B * x) * load_vec(w.dsoftplus + i * kLanes);
   block_sums.dD += r.ds * x;
   block_sums.ddt_bias += ddt;
@@ -339,14 +340,14 @@ void backward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk
 void prefetch_backward_step(const Sizes& s, const ScanInputs<float>& in, const Task& task, const float* dy,
                             const ScanGrads<float>& g, int t) {
   const std::size_t row = std::size_t(task.blocks[0].b) * s.T + t;
-  for (const float* base : {in.x, in.dt_raw, in.z, dy, static_cast<const float*>(g.dx),
-                            static_cast<const float*>(g.dz), static_cast<const float*>(g.ddt_raw)})
+  for (const float* base : {in.x, in.dt_raw, in.z, dy, static_cast<const float*>(g.dx), static_cast<const float*>(g.dz),
+                            static_cast<const float*>(g.ddt_raw)})
     prefetch_task_row(base, s, task, row);
 }
 
 // One block's results that are not per time step.
-void finish_block(const Sizes& s, const Block& blk, const BlockSums& sums, const ScanGrads<float>& g,
-                  BlockScratch& w, BlockPartials& part) {
+void finish_block(const Sizes& s, const Block& blk, const BlockSums& sums, const ScanGrads<float>& g, BlockScratch& w,
+                  BlockPartials& part) {
   const int N = s.N;
   if (g.dh0) add_state(g.dh0 + (std::size_t(blk.b) * s.I + blk.c0) * N, w.dh, N, blk.count);
   // dA_log = dA * dA/dA_log = dA * A.
@@ -395,7 +396,9 @@ std::vector<Scratch> scratch_per_thread(const Sizes& s) {
 class GradientSlots {
  public:
   GradientSlots(const Sizes& s, int wave)
-      : s_(s), wave_(wave), cross_(std::size_t(wave) * s.blocks * 2 * s.T * s.N),
+      : s_(s),
+        wave_(wave),
+        cross_(std::size_t(wave) * s.blocks * 2 * s.T * s.N),
         channels_(std::size_t(s.B) * s.blocks * channel_floats(s)) {}
 
   int wave() const { return wave_; }

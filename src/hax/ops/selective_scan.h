@@ -29,14 +29,14 @@ struct ScanShape {
 // All row-major and dense. Optional pointers may be null.
 template <class S>
 struct ScanInputs {
-  const S* x = nullptr;        // (B, T, I)  the conv output
-  const S* dt_raw = nullptr;   // (B, T, I)  dt_proj output, bias not added
-  const S* dt_bias = nullptr;  // (I)
-  const S* A_log = nullptr;    // (I, N)
-  const S* Bm = nullptr;       // (B, T, N)
-  const S* Cm = nullptr;       // (B, T, N)
-  const S* D = nullptr;        // (I)
-  const S* z = nullptr;        // (B, T, I)  gate
+  const S* x = nullptr;                   // (B, T, I)  the conv output
+  const S* dt_raw = nullptr;              // (B, T, I)  dt_proj output, bias not added
+  const S* dt_bias = nullptr;             // (I)
+  const S* A_log = nullptr;               // (I, N)
+  const S* Bm = nullptr;                  // (B, T, N)
+  const S* Cm = nullptr;                  // (B, T, N)
+  const S* D = nullptr;                   // (I)
+  const S* z = nullptr;                   // (B, T, I)  gate
   const S* h0 = nullptr;                  // (B, I, N) optional initial state; null = zeros
   const std::int32_t* lengths = nullptr;  // (B) optional real lengths in [0, T]; null = all T
 };
