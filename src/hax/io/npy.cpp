@@ -152,6 +152,7 @@ class HeaderParser {
 
 // Reads `bytes` bytes at the stream's position, or fails naming what was read.
 void read_exactly(std::ifstream& in, const std::filesystem::path& path, void* to, std::size_t bytes, const char* what) {
+  if (bytes == 0) return;  // `to` may be the null data() of an empty vector
   in.read(static_cast<char*>(to), static_cast<std::streamsize>(bytes));
   if (!in || static_cast<std::size_t>(in.gcount()) != bytes) bad_file(path, "file ends inside the ", what);
 }

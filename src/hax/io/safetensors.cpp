@@ -247,6 +247,7 @@ void SafetensorsFile::read(const std::string& name, std::span<float> out) const 
     bad_file(path_, "tensor '", name, "' has ", e.numel, " values, the destination holds ", out.size());
   if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16")
     bad_file(path_, "tensor '", name, "' is ", e.dtype, "; hax reads F32, F16 and BF16");
+  if (e.numel == 0) return;
   in_.clear();
   in_.seekg(static_cast<std::streamoff>(data_start_ + e.begin));
   const auto read_bytes = [&](void* to, std::uint64_t bytes) {

@@ -45,7 +45,8 @@ void save_safetensors(const std::filesystem::path& path, std::span<const TensorV
 void save_safetensors(const std::filesystem::path& path, const std::vector<TensorData>& tensors,
                       const SafetensorsMetadata& metadata = {});
 
-// An open safetensors file: the header is read and checked on opening, the values when asked for.
+// An open safetensors file: the header is read and checked on opening, the values when asked for (one stream: not
+// for reading from several threads at once).
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::filesystem::path& path);
