@@ -16,7 +16,7 @@ namespace hax::ops {
 inline constexpr std::size_t kMinParallelElements = std::size_t(1) << 15;
 inline bool worth_threads(std::size_t elements) { return elements >= kMinParallelElements; }
 
-// out[j] += sums[j] for j < n, rounding once per element.
+// out[j] += sums[j] for every j, rounding once per element.
 inline void add_sums(float* out, const std::vector<double>& sums) {
   for (std::size_t j = 0; j < sums.size(); ++j) out[j] = static_cast<float>(out[j] + sums[j]);
 }
