@@ -41,6 +41,7 @@ Hasher64::Hasher64(std::uint64_t seed) : seed_(seed) {
 }
 
 void Hasher64::update(const void* data, std::size_t size) {
+  if (size == 0) return;  // `data` may be null then (an empty vector's), which memcpy must never see
   auto bytes = static_cast<const unsigned char*>(data);
   total_size_ += size;
   if (pending_size_ > 0) {
