@@ -113,10 +113,13 @@ void add_state(float* dst, const float* h, int N, int count) {
     for (int n = 0; n < N; ++n) dst[l * N + n] += h[n * kLanes + l];
 }
 
-// Working memory of one block, carved from one 64-byte aligned buffer.
+// Working memory of one block, carved from one 64-byte aligned buffer. The (chunk, kLanes) arrays hold one Vec8 per
+// step of the current chunk: every chunk goes through in phases (per-step lane math for all its steps, then the
+// state recurrence, then per-step lane math again), so that the long exp / log / divide chains of one step overlap
+// with those of the next instead of stalling the recurrence.
 struct BlockScratch {
   explicit BlockScratch(const Sizes& s)
-      : buffer(std::size_t(kLanes) * (std::size_t(2 * s.chunk + 4) * s.N + 2 * s.chunk)) {
+      : buffer(std::size_t(kLanes) * (std::size_t(2 * s.chunk + 4) * s.N + kStepArrays * s.chunk)) {
     float* p = buffer.data();
     auto take = [&p](std::size_t rows) { return std::exchange(p, p + rows * kLanes); };
     A = take(s.N);
@@ -124,18 +127,25 @@ struct BlockScratch {
     decay = take(std::size_t(s.chunk) * s.N);
     dh = take(s.N);
     dA = take(s.N);
-    delta = take(s.chunk);
-    dsoftplus = take(s.chunk);
+    for (float** step_array : {&delta, &dsoftplus, &delta_x, &ds, &dsilu, &ssm, &dh_B, &dexp_A})
+      *step_array = take(s.chunk);
   }
+  static constexpr int kStepArrays = 8;
 
   AlignedBuffer buffer;
   float* A;          // (N, kLanes)  -exp(A_log)
-  float* states;     // (chunk + 1, N, kLanes)  forward: h[t - 1] and h[t] in rows 0, 1; backward: h[t0 - 1 .. t1 - 1]
-  float* decay;      // (chunk, N, kLanes)  exp(Δ A) of each step of the chunk
+  float* states;     // (chunk + 1, N, kLanes)  forward: h[t - 1] and h[t] in rows t % 2; backward: h[t0 - 1 .. t1 - 1]
+  float* decay;      // (chunk, N, kLanes)  exp(Δ A) of each step of the chunk (backward)
   float* dh;         // (N, kLanes)  gradient reaching the state after the current step
   float* dA;         // (N, kLanes)  Σ_t dL/dA over the block's steps
-  float* delta;      // (chunk, kLanes)
+  float* delta;      // (chunk, kLanes)  Δ
   float* dsoftplus;  // (chunk, kLanes)  dΔ / d(dt_raw)
+  float* delta_x;    // (chunk, kLanes)  Δ x
+  float* ds;         // (chunk, kLanes)  dL/d(Σ_n Cm h + D x) = dy silu(z)
+  float* dsilu;      // (chunk, kLanes)  silu'(z)
+  float* ssm;        // (chunk, kLanes)  Σ_n Cm[t, n] h[t, n]
+  float* dh_B;       // (chunk, kLanes)  Σ_n dL/dh[t, n] Bm[t, n]
+  float* dexp_A;     // (chunk, kLanes)  Σ_n dL/d(Δ A[n]) A[n]
 };
 
 // One thread's working memory: one BlockScratch per block of a task.
@@ -156,13 +166,31 @@ ChannelParams load_channel_params(const Sizes& s, const ScanInputs<float>& in, c
   return {load_lanes(in.D + blk.c0, blk.count), load_lanes(in.dt_bias + blk.c0, blk.count)};
 }
 
+std::size_t lane_offset(const Sizes& s, const Block& blk, int t) {
+  return (std::size_t(blk.b) * s.T + t) * s.I + blk.c0;
+}
+
+// Δ = softplus(dt_raw + dt_bias) (and, for the backward, dΔ/d(dt_raw)) and Δ x for every step of [t0, t1).
+void compute_deltas(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p, int t0,
+                    int t1, bool with_grad, BlockScratch& w) {
+  for (int t = t0; t < t1; ++t) {
+    const int i = (t - t0) * kLanes;
+    const std::size_t at = lane_offset(s, blk, t);
+    Vec8 dsoftplus;
+    const Vec8 delta =
+        fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias, with_grad ? &dsoftplus : nullptr);
+    store_vec(w.delta + i, delta);
+    store_vec(w.delta_x + i, delta * load_lanes(in.x + at, blk.count));
+    if (with_grad) store_vec(w.dsoftplus + i, dsoftplus);
+  }
+}
+
 // One step of the recurrence for a block: h_next = exp(Δ A) h_prev + Δ Bm[t] x. With kRecord it keeps exp(Δ A)
 // in `decay`; with kOutput it returns Σ_n Cm[t, n] h_next[n].
 template <bool kRecord, bool kOutput>
-Vec8 state_step(int N, const float* __restrict A, Vec8 delta, Vec8 x, const float* __restrict Bm_t,
+Vec8 state_step(int N, const float* __restrict A, Vec8 delta, Vec8 delta_x, const float* __restrict Bm_t,
                 const float* __restrict Cm_t, const float* __restrict h_prev, float* __restrict h_next,
                 float* __restrict decay) {
-  const Vec8 delta_x = delta * x;
   Vec8 y{};
   for (int n = 0; n < N; ++n) {
     const int row = n * kLanes;
@@ -175,24 +203,49 @@ Vec8 state_step(int N, const float* __restrict A, Vec8 delta, Vec8 x, const floa
   return y;
 }
 
+// Rows that a task will need `ahead` steps from now, asked for early (see kPrefetchSteps).
+struct RowPrefetch {
+  const Task* task;
+  std::initializer_list<const float*> arrays;
+  void at(const Sizes& s, int t) const {
+    if (t < 0 || t >= s.T) return;
+    const std::size_t row = std::size_t(task->blocks[0].b) * s.T + t;
+    for (const float* base : arrays) prefetch_task_row(base, s, *task, row);
+  }
+};
+
+// The forward recurrence over [t0, t1): h[t - 1] in w.states row t % 2, h[t] to the other row; Σ_n Cm h to w.ssm.
+void forward_states(const Sizes& s, const ScanInputs<float>& in, const Block& blk, int t0, int t1, BlockScratch& w,
+                    const RowPrefetch* prefetch) {
+  const std::size_t rows = std::size_t(s.N) * kLanes;
+  for (int t = t0; t < t1; ++t) {
+    if (prefetch) prefetch->at(s, t + s.chunk);
+    const int i = (t - t0) * kLanes;
+    const std::size_t bt = std::size_t(blk.b) * s.T + t;
+    const Vec8 ssm =
+        state_step<false, true>(s.N, w.A, load_vec(w.delta + i), load_vec(w.delta_x + i), in.Bm + bt * s.N,
+                                in.Cm + bt * s.N, w.states + (t % 2) * rows, w.states + ((t + 1) % 2) * rows, nullptr);
+    store_vec(w.ssm + i, ssm);
+  }
+}
+
 // Writes the checkpoint of the state before step t (t a multiple of chunk).
 void save_checkpoint(const Sizes& s, const Block& blk, int t, const float* h, float* checkpoints) {
   const std::size_t k = std::size_t(blk.b) * s.num_chunks + t / s.chunk;
   store_state(checkpoints + (k * s.I + blk.c0) * s.N, h, s.N, blk.count);
 }
 
-// Step t of the forward for one block: h[t - 1] in w.states row t % 2, h[t] to the other row.
-void forward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p, int t,
-                  float* y, BlockScratch& w) {
-  const std::size_t rows = std::size_t(s.N) * kLanes;
-  const std::size_t bt = std::size_t(blk.b) * s.T + t, at = bt * s.I + blk.c0;
-  const Vec8 x = load_lanes(in.x + at, blk.count);
-  const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias);
-  const float* h_prev = w.states + (t % 2) * rows;
-  float* h_next = w.states + ((t + 1) % 2) * rows;
-  const Vec8 ssm =
-      state_step<false, true>(s.N, w.A, delta, x, in.Bm + bt * s.N, in.Cm + bt * s.N, h_prev, h_next, nullptr);
-  store_lanes(y + at, (ssm + p.D * x) * fast_silu(load_lanes(in.z + at, blk.count)), blk.count);
+void forward_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p, int t0,
+                   int t1, float* y, float* checkpoints, BlockScratch& w, const RowPrefetch* prefetch) {
+  if (checkpoints) save_checkpoint(s, blk, t0, w.states + (t0 % 2) * s.N * kLanes, checkpoints);
+  compute_deltas(s, in, blk, p, t0, t1, false, w);
+  forward_states(s, in, blk, t0, t1, w, prefetch);
+  for (int t = t0; t < t1; ++t) {
+    const std::size_t at = lane_offset(s, blk, t);
+    const Vec8 x = load_lanes(in.x + at, blk.count);
+    const Vec8 ssm = load_vec(w.ssm + (t - t0) * kLanes);
+    store_lanes(y + at, (ssm + p.D * x) * fast_silu(load_lanes(in.z + at, blk.count)), blk.count);
+  }
 }
 
 void forward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task, float* y, float* hT,
@@ -204,21 +257,16 @@ void forward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task,
     params[j] = load_channel_params(s, in, blk, w.blocks[j]);
     load_state(w.blocks[j].states, in.h0 ? in.h0 + (std::size_t(b) * s.I + blk.c0) * N : nullptr, N, blk.count);
   }
-  for (int t = 0; t < len; ++t) {
-    if (t + kPrefetchSteps < len) {
-      const std::size_t ahead = std::size_t(b) * s.T + t + kPrefetchSteps;
-      for (const float* base : {in.x, in.dt_raw, in.z, static_cast<const float*>(y)})
-        prefetch_task_row(base, s, task, ahead);
-    }
-    for (int j = 0; j < task.num_blocks; ++j) {
-      if (checkpoints && t % s.chunk == 0)
-        save_checkpoint(s, task.blocks[j], t, w.blocks[j].states + (t % 2) * N * kLanes, checkpoints);
-      forward_step(s, in, task.blocks[j], params[j], t, y, w.blocks[j]);
-    }
+  const RowPrefetch prefetch{&task, {in.x, in.dt_raw, in.z, static_cast<const float*>(y)}};
+  for (int t = 0; t < std::min(s.chunk, len); ++t) prefetch.at(s, t);  // the first chunk; the others come ahead
+  for (int t0 = 0; t0 < len; t0 += s.chunk) {
+    for (int j = 0; j < task.num_blocks; ++j)
+      forward_chunk(s, in, task.blocks[j], params[j], t0, std::min(t0 + s.chunk, len), y, checkpoints, w.blocks[j],
+                    j == 0 ? &prefetch : nullptr);
   }
   for (int j = 0; j < task.num_blocks; ++j) {
     const Block& blk = task.blocks[j];
-    for (int t = len; t < s.T; ++t) std::fill_n(y + (std::size_t(b) * s.T + t) * s.I + blk.c0, blk.count, 0.0f);
+    for (int t = len; t < s.T; ++t) std::fill_n(y + lane_offset(s, blk, t), blk.count, 0.0f);
     if (hT)
       store_state(hT + (std::size_t(b) * s.I + blk.c0) * N, w.blocks[j].states + (len % 2) * N * kLanes, N, blk.count);
   }
@@ -226,20 +274,18 @@ void forward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task,
 
 // Recomputes the states of steps [t0, t1) from checkpoint h[t0 - 1]: w.states row i holds h[t0 - 1 + i].
 void recompute_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
-                     const float* checkpoints, int t0, int t1, BlockScratch& w) {
+                     const float* checkpoints, int t0, int t1, BlockScratch& w, const RowPrefetch* prefetch) {
   const int N = s.N;
   const std::size_t k = std::size_t(blk.b) * s.num_chunks + t0 / s.chunk;
   const std::size_t rows = std::size_t(N) * kLanes;
   load_state(w.states, checkpoints + (k * s.I + blk.c0) * N, N, blk.count);
+  compute_deltas(s, in, blk, p, t0, t1, true, w);
   for (int t = t0; t < t1; ++t) {
+    if (prefetch) prefetch->at(s, t - s.chunk);  // the chunks go in reverse
     const int i = t - t0;
-    const std::size_t bt = std::size_t(blk.b) * s.T + t, at = bt * s.I + blk.c0;
-    Vec8 dsoftplus;
-    const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias, &dsoftplus);
-    store_vec(w.delta + i * kLanes, delta);
-    store_vec(w.dsoftplus + i * kLanes, dsoftplus);
-    state_step<true, false>(N, w.A, delta, load_lanes(in.x + at, blk.count), in.Bm + bt * N, nullptr,
-                            w.states + i * rows, w.states + (i + 1) * rows, w.decay + i * rows);
+    const std::size_t bt = std::size_t(blk.b) * s.T + t;
+    state_step<true, false>(N, w.A, load_vec(w.delta + i * kLanes), load_vec(w.delta_x + i * kLanes), in.Bm + bt * N,
+                            nullptr, w.states + i * rows, w.states + (i + 1) * rows, w.decay + i * rows);
   }
 }
 
@@ -258,12 +304,22 @@ Vec8 sum_lanes_of_each(const Vec8 (&v)[kLanes]) {
          __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
-// What one reverse step needs per lane, and the sums over n it returns.
-struct ReverseLanes {
-  Vec8 delta, delta_x, ds;  // ds = dL/d(Σ_n Cm h + D x)
-};
+// dy silu(z) and silu'(z) for every step of [t0, t1).
+void prepare_reverse(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const float* dy, int t0, int t1,
+                     BlockScratch& w) {
+  for (int t = t0; t < t1; ++t) {
+    const int i = (t - t0) * kLanes;
+    const std::size_t at = lane_offset(s, blk, t);
+    const Vec8 z = load_lanes(in.z + at, blk.count);
+    const Vec8 sigmoid_z = fast_sigmoid(z);
+    store_vec(w.ds + i, load_lanes(dy + at, blk.count) * z * sigmoid_z);
+    store_vec(w.dsilu + i, silu_grad(z, sigmoid_z));
+  }
+}
+
+// The sums over n of one reverse step.
 struct ReverseSums {
-  Vec8 s;       // Σ_n Cm[t, n] h[t, n]
+  Vec8 ssm;     // Σ_n Cm[t, n] h[t, n]
   Vec8 dh_B;    // Σ_n dL/dh[t, n] Bm[t, n]         (dx = Δ dh_B, and x dh_B goes to dΔ)
   Vec8 dexp_A;  // Σ_n dL/d(Δ A[n]) A[n]           (the rest of dΔ)
 };
@@ -271,10 +327,11 @@ struct ReverseSums {
 // The reverse of state_step over the N state rows: reads dL/dh[t] (after the later steps) from dh, leaves
 // dL/dh[t - 1] there, adds dL/dA to dA, and writes Bm's and Cm's gradients summed over the block's lanes to
 // dBm_t[n] and dCm_t[n]. Rows go in groups of 8 so that the lane sums share one sum_lanes_of_each.
-ReverseSums reverse_state_step(int N, const ReverseLanes& r, const float* __restrict A, const float* __restrict h_now,
-                               const float* __restrict h_prev, const float* __restrict decay,
-                               const float* __restrict Bm_t, const float* __restrict Cm_t, float* __restrict dh,
-                               float* __restrict dA, float* __restrict dBm_t, float* __restrict dCm_t) {
+ReverseSums reverse_state_step(int N, Vec8 delta, Vec8 delta_x, Vec8 ds, const float* __restrict A,
+                               const float* __restrict h_now, const float* __restrict h_prev,
+                               const float* __restrict decay, const float* __restrict Bm_t,
+                               const float* __restrict Cm_t, float* __restrict dh, float* __restrict dA,
+                               float* __restrict dBm_t, float* __restrict dCm_t) {
   ReverseSums sums{};
   for (int n0 = 0; n0 < N; n0 += kLanes) {
     const int count = std::min(kLanes, N - n0);
@@ -284,15 +341,15 @@ ReverseSums reverse_state_step(int N, const ReverseLanes& r, const float* __rest
       const int n = n0 + j, row = n * kLanes;
       const float bn = Bm_t[n], cn = Cm_t[n];
       const Vec8 h = load_vec(h_now + row);
-      sums.s += h * cn;
-      dC_lanes[j] = r.ds * h;
-      const Vec8 dh_now = load_vec(dh + row) + r.ds * cn;  // dL/dh[t]
-      dB_lanes[j] = dh_now * r.delta_x;
+      sums.ssm += h * cn;
+      dC_lanes[j] = ds * h;
+      const Vec8 dh_now = load_vec(dh + row) + ds * cn;  // dL/dh[t]
+      dB_lanes[j] = dh_now * delta_x;
       sums.dh_B += dh_now * bn;
       const Vec8 a = load_vec(decay + row);
       const Vec8 d_exponent = dh_now * load_vec(h_prev + row) * a;  // dL/d(Δ A)
       sums.dexp_A += d_exponent * load_vec(A + row);
-      store_vec(dA + row, load_vec(dA + row) + d_exponent * r.delta);
+      store_vec(dA + row, load_vec(dA + row) + d_exponent * delta);
       store_vec(dh + row, dh_now * a);  // on to h[t - 1]
     }
     store_lanes(dCm_t + n0, sum_lanes_of_each(dC_lanes), count);
@@ -308,41 +365,46 @@ struct BlockPartials {
   float* channels;  // dA_log (N, kLanes), then dD (kLanes), then ddt_bias (kLanes)
 };
 
+// The reverse recurrence over the recomputed chunk [t0, t1), last step first; the sums over n go to w.
+void reverse_states(const Sizes& s, const ScanInputs<float>& in, const Block& blk, int t0, int t1, BlockScratch& w,
+                    BlockPartials& part) {
+  const int N = s.N;
+  const std::size_t rows = std::size_t(N) * kLanes;
+  for (int t = t1 - 1; t >= t0; --t) {
+    const int i = t - t0, lanes = i * kLanes;
+    const std::size_t bt = std::size_t(blk.b) * s.T + t;
+    const ReverseSums sums =
+        reverse_state_step(N, load_vec(w.delta + lanes), load_vec(w.delta_x + lanes), load_vec(w.ds + lanes), w.A,
+                           w.states + (i + 1) * rows, w.states + i * rows, w.decay + i * rows, in.Bm + bt * N,
+                           in.Cm + bt * N, w.dh, w.dA, part.dBm + std::size_t(t) * N, part.dCm + std::size_t(t) * N);
+    store_vec(w.ssm + lanes, sums.ssm);
+    store_vec(w.dh_B + lanes, sums.dh_B);
+    store_vec(w.dexp_A + lanes, sums.dexp_A);
+  }
+}
+
 // Accumulators of one block's backward that are not per time step.
 struct BlockSums {
   Vec8 dD{}, ddt_bias{};
 };
 
-// Reverse-mode through step t (chunk row i) of a block, given dL/dh[t] from the later steps in w.dh.
-void backward_step(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
-                   const float* dy, const ScanGrads<float>& g, int t, int i, BlockScratch& w, BlockPartials& part,
-                   BlockSums& block_sums) {
-  const int N = s.N;
-  const std::size_t bt = std::size_t(blk.b) * s.T + t, at = bt * s.I + blk.c0;
-  const std::size_t rows = std::size_t(N) * kLanes;
-  const Vec8 x = load_lanes(in.x + at, blk.count), z = load_lanes(in.z + at, blk.count);
-  const Vec8 dy_t = load_lanes(dy + at, blk.count);
-  const Vec8 delta = load_vec(w.delta + i * kLanes);
-  const Vec8 sigmoid_z = fast_sigmoid(z);
-  const ReverseLanes r{delta, delta * x, dy_t * z * sigmoid_z};
-  const ReverseSums sums =
-      reverse_state_step(N, r, w.A, w.states + (i + 1) * rows, w.states + i * rows, w.decay + i * rows, in.Bm + bt * N,
-                         in.Cm + bt * N, w.dh, w.dA, part.dBm + std::size_t(t) * N, part.dCm + std::size_t(t) * N);
-  const Vec8 ddt = (sums.dexp_A + sums.dh_B * x) * load_vec(w.dsoftplus + i * kLanes);
-  block_sums.dD += r.ds * x;
-  block_sums.ddt_bias += ddt;
-  add_lanes(g.dx + at, sums.dh_B * delta + r.ds * p.D, blk.count);
-  add_lanes(g.dz + at, dy_t * (sums.s + p.D * x) * silu_grad(z, sigmoid_z), blk.count);
-  add_lanes(g.ddt_raw + at, ddt, blk.count);
-}
-
-// Everything the backward reads or adds to at step t, fetched one chunk ahead (the chunks go in reverse).
-void prefetch_backward_step(const Sizes& s, const ScanInputs<float>& in, const Task& task, const float* dy,
-                            const ScanGrads<float>& g, int t) {
-  const std::size_t row = std::size_t(task.blocks[0].b) * s.T + t;
-  for (const float* base : {in.x, in.dt_raw, in.z, dy, static_cast<const float*>(g.dx), static_cast<const float*>(g.dz),
-                            static_cast<const float*>(g.ddt_raw)})
-    prefetch_task_row(base, s, task, row);
+// The per-step gradients of [t0, t1) from the sums: dx, dz, ddt_raw, and the block's dD and ddt_bias sums (added
+// last step first, like the chunks: the same order whatever the chunk size).
+void finish_reverse(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
+                    const float* dy, const ScanGrads<float>& g, int t0, int t1, const BlockScratch& w,
+                    BlockSums& block_sums) {
+  for (int t = t1 - 1; t >= t0; --t) {
+    const int i = (t - t0) * kLanes;
+    const std::size_t at = lane_offset(s, blk, t);
+    const Vec8 x = load_lanes(in.x + at, blk.count), ds = load_vec(w.ds + i), dh_B = load_vec(w.dh_B + i);
+    const Vec8 ddt = (load_vec(w.dexp_A + i) + dh_B * x) * load_vec(w.dsoftplus + i);
+    block_sums.dD += ds * x;
+    block_sums.ddt_bias += ddt;
+    add_lanes(g.dx + at, dh_B * load_vec(w.delta + i) + ds * p.D, blk.count);
+    add_lanes(g.dz + at, load_lanes(dy + at, blk.count) * (load_vec(w.ssm + i) + p.D * x) * load_vec(w.dsilu + i),
+              blk.count);
+    add_lanes(g.ddt_raw + at, ddt, blk.count);
+  }
 }
 
 // One block's results that are not per time step.
@@ -368,14 +430,18 @@ void backward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task
     load_state(w.blocks[j].dh, dhT ? dhT + (std::size_t(blk.b) * s.I + blk.c0) * N : nullptr, N, blk.count);
     std::fill_n(w.blocks[j].dA, N * kLanes, 0.0f);
   }
+  // Everything a chunk reads or adds to, fetched while the chunk after it (in time) is being worked on.
+  const RowPrefetch prefetch{&task,
+                             {in.x, in.dt_raw, in.z, dy, static_cast<const float*>(g.dx),
+                              static_cast<const float*>(g.dz), static_cast<const float*>(g.ddt_raw)}};
   for (int k = (len - 1) / s.chunk; len > 0 && k >= 0; --k) {
     const int t0 = k * s.chunk, t1 = std::min(t0 + s.chunk, len);
-    for (int j = 0; j < task.num_blocks; ++j)
-      recompute_chunk(s, in, task.blocks[j], params[j], checkpoints, t0, t1, w.blocks[j]);
-    for (int t = t1 - 1; t >= t0; --t) {
-      if (t >= s.chunk) prefetch_backward_step(s, in, task, dy, g, t - s.chunk);
-      for (int j = 0; j < task.num_blocks; ++j)
-        backward_step(s, in, task.blocks[j], params[j], dy, g, t, t - t0, w.blocks[j], parts[j], sums[j]);
+    for (int j = 0; j < task.num_blocks; ++j) {
+      const Block& blk = task.blocks[j];
+      recompute_chunk(s, in, blk, params[j], checkpoints, t0, t1, w.blocks[j], j == 0 ? &prefetch : nullptr);
+      prepare_reverse(s, in, blk, dy, t0, t1, w.blocks[j]);
+      reverse_states(s, in, blk, t0, t1, w.blocks[j], parts[j]);
+      finish_reverse(s, in, blk, params[j], dy, g, t0, t1, w.blocks[j], sums[j]);
     }
   }
   for (int j = 0; j < task.num_blocks; ++j) finish_block(s, task.blocks[j], sums[j], g, w.blocks[j], parts[j]);
