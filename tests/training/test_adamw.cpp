@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <span>
 #include <string>
 #include <vector>
@@ -156,14 +157,17 @@ TEST(AdamW, MatchesTorchOptimAdamWWithTheWarmupSchedule) {
   TempDir dir;
   write_floats(dir.path / "params.f32", initial);
   write_floats(dir.path / "grads.f32", all_grads);
-  std::ofstream(dir.path / "config.json")
-      << "{\"n\": " << n << ", \"steps\": " << steps << ", \"lr\": " << schedule.base_lr
-      << ", \"warmup\": " << schedule.warmup_steps << ", \"beta1\": " << config.beta1 << ", \"beta2\": " << config.beta2
-      << ", \"eps\": " << config.eps << ", \"weight_decay\": " << config.weight_decay << "}\n";
+  std::ofstream config_file(dir.path / "config.json");
+  config_file << std::setprecision(17) << "{\"n\": " << n << ", \"steps\": " << steps
+              << ", \"lr\": " << schedule.base_lr << ", \"warmup\": " << schedule.warmup_steps
+              << ", \"beta1\": " << config.beta1 << ", \"beta2\": " << config.beta2 << ", \"eps\": " << config.eps
+              << ", \"weight_decay\": " << config.weight_decay << "}\n";
+  config_file.close();
   const std::string command = "/usr/bin/python3 " HAX_SOURCE_DIR "/tools/oracle/adamw_torch.py " + dir.path.string();
   const int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status)) << command;
-  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "torch is not importable by /usr/bin/python3";
+  // 77: the script could not import torch; 127: the shell found no /usr/bin/python3.
+  if (WEXITSTATUS(status) == 77 || WEXITSTATUS(status) == 127) GTEST_SKIP() << "no torch for /usr/bin/python3";
   ASSERT_EQ(WEXITSTATUS(status), 0) << command;
   const std::vector<float> trajectory = read_floats(dir.path / "trajectory.f32", n * steps);
 

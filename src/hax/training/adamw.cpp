@@ -47,6 +47,8 @@ void AdamW::step(std::span<float> params, std::span<const float> grads, double l
   float* m = m_.data();
   float* v = v_.data();
   // One fused pass, in torch's operation order (mul_, mul_.add_, mul_.addcmul_, sqrt / bias2_sqrt + eps, addcdiv_).
+  // GCC vectorizes it only with -fno-math-errno (std::sqrt may set errno otherwise). Scalar, it takes about 1.5 ms
+  // per step for 246k parameters on one core, small next to a batch's forward and backward passes.
 #pragma omp parallel for simd schedule(static) if (ops::worth_threads(n))
   for (std::size_t i = 0; i < n; ++i) {
     const float decayed = p[i] * c.decay;
