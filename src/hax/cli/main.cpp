@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   hax::cli::register_gen_commands(app);
   hax::cli::register_data_commands(app);
+  hax::cli::register_train_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

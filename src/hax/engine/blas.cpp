@@ -18,6 +18,8 @@ void gemm(Trans trans_a, Trans trans_b, int M, int N, int K, float alpha, const 
 void set_num_threads(int n) {
   if (n <= 0) n = omp_get_num_procs();
   omp_set_num_threads(n);
+  // Kernels called from inside a parallel loop (one sequence per thread) must run on that thread alone.
+  omp_set_max_active_levels(1);
   openblas_set_num_threads(n);
 }
 

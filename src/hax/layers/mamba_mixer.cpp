@@ -1,6 +1,9 @@
 #include "hax/layers/mamba_mixer.h"
 
 #include <algorithm>
+#include <initializer_list>
+#include <utility>
+#include <vector>
 
 #include "hax/ops/activations.h"
 #include "hax/ops/conv1d.h"
@@ -13,6 +16,33 @@ namespace {
 std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::size_t(width); }
 
 ops::ScanShape one_sequence(int length, int I, int N) { return {1, length, I, N}; }
+
+// Runs fn(q) for every sequence q. With several sequences they are spread over the threads (each kernel then runs
+// on its thread alone: nested regions are inactive); a single sequence uses the kernels' own parallel loops.
+template <class Fn>
+void for_each_sequence(const PackedBatch& batch, Fn&& fn) {
+  const int S = batch.num_sequences();
+#pragma omp parallel for schedule(dynamic) if (S > 1)
+  for (int q = 0; q < S; ++q) fn(q);
+}
+
+// For each (destination, size) piece, in order, of `blocks` (S blocks of `width` floats, laid out as the pieces):
+// destination += the sum over the S blocks, added in block order so the result does not depend on the threads.
+void add_sequence_blocks(const float* blocks, int S, std::size_t width,
+                         std::initializer_list<std::pair<float*, std::size_t>> pieces) {
+  std::size_t at = 0;
+  for (const auto& [destination, size] : pieces) {
+    if (destination != nullptr) {
+#pragma omp parallel for schedule(static) if (size * S > (1u << 15))
+      for (std::size_t j = 0; j < size; ++j) {
+        float sum = 0;
+        for (int q = 0; q < S; ++q) sum += blocks[width * q + at + j];
+        destination[j] += sum;
+      }
+    }
+    at += size;
+  }
+}
 
 }  // namespace
 
@@ -36,6 +66,13 @@ MambaMixer::MambaMixer(const models::ModelConfig& c, ParamStore& store, const st
   out_proj_b_ = bind(store, p + "out_proj.bias", c.use_bias);
 }
 
+std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch) const {
+  std::vector<std::size_t> at{0};
+  for (int q = 0; q < batch.num_sequences(); ++q)
+    at.push_back(at.back() + ops::scan_checkpoint_floats(one_sequence(batch.length(q), I_, N_)));
+  return at;
+}
+
 void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, Arena& arena, Saved& s) const {
   const int M = batch.rows(), I = I_, N = N_, R = R_;
   auto alloc = [&](int width, const char* what) { return arena.alloc(rows_times(M, width), what).data(); };
@@ -49,35 +86,31 @@ void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, A
   s.Cm = alloc(N, "mamba C");
   s.dt_raw = alloc(I, "mamba dt");
   s.y = alloc(I, "mamba y");
-  std::size_t checkpoint_floats = 0;
-  for (int q = 0; q < batch.num_sequences(); ++q)
-    checkpoint_floats += ops::scan_checkpoint_floats(one_sequence(batch.length(q), I, N));
-  s.checkpoints = arena.alloc(checkpoint_floats, "mamba scan checkpoints").data();
+  s.checkpoints = arena.alloc(checkpoint_offsets(batch).back(), "mamba scan checkpoints").data();
 
   // in_proj as two GEMMs over its row halves, so x and z come out contiguous.
   const float* b_in = in_proj_b_.value;
   ops::linear_forward(s.x, u, in_proj_w_.value, b_in, M, D_, I);
   ops::linear_forward(s.z, u, in_proj_w_.value + rows_times(I, D_), b_in ? b_in + I : nullptr, M, D_, I);
-  for (int q = 0; q < batch.num_sequences(); ++q) {
+  for_each_sequence(batch, [&](int q) {
     const std::size_t at = rows_times(batch.start(q), I);
     ops::conv1d_causal_forward(s.x_conv + at, s.x + at, conv_w_.value, conv_b_.value, nullptr, 1, batch.length(q), I,
                                K_);
-  }
+  });
   ops::silu_forward(s.xc, s.x_conv, rows_times(M, I));
   ops::linear_forward(s.dtl, s.xc, x_proj_w_.value, nullptr, M, I, R);
   ops::linear_forward(s.Bm, s.xc, x_proj_w_.value + rows_times(R, I), nullptr, M, I, N);
   ops::linear_forward(s.Cm, s.xc, x_proj_w_.value + rows_times(R + N, I), nullptr, M, I, N);
   ops::linear_forward(s.dt_raw, s.dtl, dt_proj_w_.value, nullptr, M, R, I);
 
-  float* checkpoints = s.checkpoints;
-  for (int q = 0; q < batch.num_sequences(); ++q) {
+  const std::vector<std::size_t> checkpoint_at = checkpoint_offsets(batch);
+  for_each_sequence(batch, [&](int q) {
     const ops::ScanShape shape = one_sequence(batch.length(q), I, N);
     const std::size_t at = rows_times(batch.start(q), I), at_n = rows_times(batch.start(q), N);
     const ops::ScanInputs<float> in{s.xc + at, s.dt_raw + at, dt_proj_b_.value, a_log_.value, s.Bm + at_n,
                                     s.Cm + at_n, d_skip_.value, s.z + at};
-    ops::selective_scan_forward(shape, in, s.y + at, nullptr, checkpoints);
-    checkpoints += ops::scan_checkpoint_floats(shape);
-  }
+    ops::selective_scan_forward(shape, in, s.y + at, nullptr, s.checkpoints + checkpoint_at[q]);
+  });
   ops::linear_forward(out, s.y, out_proj_w_.value, out_proj_b_.value, M, I, D_);
 }
 
@@ -94,17 +127,22 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
   float* dz = alloc(I, "mamba dz");
 
   ops::linear_backward(dy, out_proj_w_.grad, out_proj_b_.grad, dout, s.y, out_proj_w_.value, M, I, D_);
-  const float* checkpoints = s.checkpoints;
-  for (int q = 0; q < batch.num_sequences(); ++q) {
+  // The per-channel parameters (dt bias, A_log, D, conv taps and bias) get one private gradient block per sequence,
+  // summed in sequence order afterwards: sequences run in parallel, and the result is the same bits every run.
+  const std::size_t shared_width = std::size_t(I) * (K_ + 3 + N);
+  const int S = batch.num_sequences();
+  float* shared = arena.alloc(shared_width * S, "mamba per-sequence parameter gradients").data();
+  const std::vector<std::size_t> checkpoint_at = checkpoint_offsets(batch);
+  for_each_sequence(batch, [&](int q) {
     const ops::ScanShape shape = one_sequence(batch.length(q), I, N);
     const std::size_t at = rows_times(batch.start(q), I), at_n = rows_times(batch.start(q), N);
+    float* mine = shared + shared_width * q;  // [conv w (I*K) | conv b (I) | dt bias (I) | D (I) | A_log (I*N)]
     const ops::ScanInputs<float> in{s.xc + at, s.dt_raw + at, dt_proj_b_.value, a_log_.value, s.Bm + at_n,
                                     s.Cm + at_n, d_skip_.value, s.z + at};
-    const ops::ScanGrads<float> g{dxc + at, ddt_raw + at, dt_proj_b_.grad, a_log_.grad, dBm + at_n, dCm + at_n,
-                                  d_skip_.grad, dz + at};
-    ops::selective_scan_backward(shape, in, checkpoints, dy + at, nullptr, g);
-    checkpoints += ops::scan_checkpoint_floats(shape);
-  }
+    const ops::ScanGrads<float> g{dxc + at, ddt_raw + at, mine + I * (K_ + 1), mine + I * (K_ + 3), dBm + at_n,
+                                  dCm + at_n, mine + I * (K_ + 2), dz + at};
+    ops::selective_scan_backward(shape, in, s.checkpoints + checkpoint_at[q], dy + at, nullptr, g);
+  });
 
   float* ddtl = alloc(R, "mamba d dt low-rank");
   ops::linear_backward(ddtl, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);
@@ -119,11 +157,16 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
   ops::silu_backward(dx_conv, dxc, s.x_conv, rows_times(M, I));
   float* dx = dxc;  // likewise dxc is dead once the SiLU gradient is taken
   std::fill(dx, dx + rows_times(M, I), 0.0f);
-  for (int q = 0; q < batch.num_sequences(); ++q) {
+  for_each_sequence(batch, [&](int q) {
     const std::size_t at = rows_times(batch.start(q), I);
-    ops::conv1d_causal_backward(dx + at, conv_w_.grad, conv_b_.grad, nullptr, dx_conv + at, s.x + at, conv_w_.value,
-                                nullptr, 1, batch.length(q), I, K_);
-  }
+    float* mine = shared + shared_width * q;
+    ops::conv1d_causal_backward(dx + at, mine, conv_b_.grad ? mine + std::size_t(I) * K_ : nullptr, nullptr,
+                                dx_conv + at, s.x + at, conv_w_.value, nullptr, 1, batch.length(q), I, K_);
+  });
+  add_sequence_blocks(shared, S, shared_width,
+                      {{conv_w_.grad, std::size_t(I) * K_}, {conv_b_.grad, std::size_t(I)},
+                       {dt_proj_b_.grad, std::size_t(I)}, {d_skip_.grad, std::size_t(I)},
+                       {a_log_.grad, std::size_t(I) * N}});
   float* b_grad = in_proj_b_.grad;
   ops::linear_backward(du, in_proj_w_.grad, b_grad, dx, s.u, in_proj_w_.value, M, D_, I);
   ops::linear_backward(du, in_proj_w_.grad + rows_times(I, D_), b_grad ? b_grad + I : nullptr, dz, s.u,

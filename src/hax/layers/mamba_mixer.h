@@ -10,6 +10,7 @@
 
 #include <span>
 #include <string>
+#include <vector>
 
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
@@ -42,6 +43,8 @@ class MambaMixer {
     float* grad = nullptr;
   };
   Tensor bind(ParamStore& store, const std::string& name, bool present = true) const;
+  // Where each sequence's scan checkpoints start in Saved::checkpoints; the last entry is the total.
+  std::vector<std::size_t> checkpoint_offsets(const PackedBatch& batch) const;
 
   int D_, I_, N_, R_, K_;
   Tensor in_proj_w_, in_proj_b_, conv_w_, conv_b_, x_proj_w_, dt_proj_w_, dt_proj_b_, a_log_, d_skip_, out_proj_w_,

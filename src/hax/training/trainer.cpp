@@ -1,0 +1,143 @@
+#include "hax/training/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hax/training/batch.h"
+#include "hax/training/checkpoint.h"
+#include "hax/training/evaluate.h"
+#include "hax/training/schedule.h"
+
+namespace hax::training {
+namespace {
+
+namespace fs = std::filesystem;
+
+double mean_accuracy(const std::vector<double>& per_sequence) {
+  double sum = 0;
+  int n = 0;
+  for (double a : per_sequence)
+    if (!std::isnan(a)) sum += a, ++n;
+  return n ? sum / n : 0.0;
+}
+
+// Keeps the metrics lines up to `step`: a resumed run rewrites what came after its checkpoint, so the log reads as
+// if the run had never stopped.
+void truncate_metrics(const fs::path& path, std::int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::vector<std::string> kept;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", std::int64_t{0}) <= step) kept.push_back(line);
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  for (const auto& line : kept) out << line << '\n';
+}
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(const fs::path& path) : out_(path, std::ios::app) {
+    check(out_.good(), "cannot open metrics log '", path.string(), "' for writing");
+  }
+  void write(const nlohmann::json& record) {
+    out_ << record.dump() << '\n';
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+std::vector<data::Sample> next_batch(SampleSource& source, std::uint64_t position, int batch_size) {
+  std::vector<data::Sample> samples(batch_size);
+  for (int i = 0; i < batch_size; ++i) source.read((position + i) % source.size(), samples[i]);
+  return samples;
+}
+
+}  // namespace
+
+void train(const models::ModelConfig& config, const TrainOptions& o, SampleSource& train_data,
+           SampleSource* valid_data, bool resume, const std::function<void(const TrainProgress&)>& on_step) {
+  check(o.batch_size > 0, "--batch-size must be > 0, got ", o.batch_size);
+  check(o.steps >= 0, "--steps must be >= 0, got ", o.steps);
+  check(o.lr >= 0 && std::isfinite(o.lr), "--lr must be a finite number >= 0, got ", o.lr);
+  check(o.warmup_steps >= 0, "--warmup must be >= 0, got ", o.warmup_steps);
+  check(!o.out_dir.empty(), "an output folder is required");
+  const fs::path out(o.out_dir);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  check(!ec, "cannot create output folder '", out.string(), "': ", ec.message());
+
+  TrainerState state;
+  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<models::MambaModel> model;
+  if (resume) {
+    model = load_training_checkpoint(out / "last", optimizer, o.adamw, state);
+    truncate_metrics(out / "metrics.jsonl", state.step);
+  } else {
+    check(!fs::exists(out / "last"), "'", out.string(), "' already holds a run (last/): pass --resume to continue it",
+          " or choose another --out");
+    model = std::make_unique<models::MambaModel>(config);
+    optimizer = std::make_unique<AdamW>(model->params().params().size(), o.adamw);
+  }
+  MetricsLog log(out / "metrics.jsonl");
+  const WarmupSchedule schedule{o.lr, o.warmup_steps};
+  Arena arena;
+  auto window_start = std::chrono::steady_clock::now();
+  std::uint64_t window_tokens = 0;
+
+  while (state.step < o.steps) {
+    const std::vector<data::Sample> samples = next_batch(train_data, state.data_position, o.batch_size);
+    const models::TokenBatch tb = pack_samples(samples);
+    const int scored = static_cast<int>(std::count(tb.scored.begin(), tb.scored.end(), 1));
+    reserve_arena(arena, model->arena_floats(tb.batch.rows(), scored, tb.batch.num_sequences()));
+    model->params().zero_grad();
+    const models::BatchResult r = model->forward(tb, arena);
+    check(std::isfinite(r.loss), "non-finite training loss (", r.loss, ") at update ", state.step + 1,
+          ", training samples ", state.data_position, "..", state.data_position + o.batch_size - 1,
+          ": stopping; the checkpoints in '", out.string(), "' are from before this update");
+    model->backward(tb, arena);
+    const double lr = schedule.lr(state.step + 1);
+    optimizer->step(model->params().params(), model->params().grads(), lr);
+    ++state.step;
+    state.data_position += o.batch_size;
+    window_tokens += tb.batch.rows();
+
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+    TrainProgress progress{state.step, o.steps, r.loss, mean_accuracy(r.sequence_accuracy),
+                           seconds > 0 ? window_tokens / seconds : 0.0, lr};
+    if (o.log_every > 0 && state.step % o.log_every == 0) {
+      log.write({{"event", "train"}, {"step", state.step}, {"loss", r.loss}, {"accuracy", progress.accuracy},
+                 {"lr", lr}, {"tokens_per_second", progress.tokens_per_second}});
+      window_start = std::chrono::steady_clock::now();
+      window_tokens = 0;
+    }
+    if (on_step) on_step(progress);
+
+    const bool checkpoint_now = state.step == o.steps || (o.eval_every > 0 && state.step % o.eval_every == 0);
+    if (!checkpoint_now) continue;
+    if (valid_data && o.eval_every > 0) {
+      const EvalResult v = evaluate(*model, *valid_data, o.valid_samples, o.batch_size);
+      log.write({{"event", "valid"}, {"step", state.step}, {"loss", v.loss}, {"accuracy", v.accuracy},
+                 {"sequences", v.sequences}});
+      if (v.accuracy > state.best_valid_accuracy) {  // strictly greater, as the reference
+        state.best_valid_accuracy = v.accuracy;
+        state.best_step = state.step;
+        save_model(out / "best", *model);
+      }
+    }
+    save_training_checkpoint(out / "last", *model, *optimizer, state);
+  }
+}
+
+}  // namespace hax::training
