@@ -8,6 +8,7 @@
 
 #include "hax/cli/commands.h"
 #include "hax/cli/progress.h"
+#include "hax/cli/task_options.h"
 #include "hax/data/joint_recall.h"
 #include "hax/data/mqar.h"
 #include "hax/engine/error.h"
@@ -156,15 +157,7 @@ void register_joint_recall(CLI::App& gen) {
   command->option_defaults()->always_capture_default();
   auto config = std::make_shared<data::JointRecallConfig>();
   auto options = std::make_shared<OutputOptions>();
-  command->add_option("--seed", config->seed, "numpy RandomState seed, in [0, 2^32-1]");
-  command->add_option("--min-contexts", config->min_contexts, "Fewest contexts (n_context) in a sample");
-  command->add_option("--max-contexts", config->max_contexts, "Most contexts in a sample");
-  command->add_option("--min-keys", config->min_keys, "Fewest keys per context (n_key)");
-  command->add_option("--max-keys", config->max_keys, "Most keys per context");
-  command->add_option("--values", config->values, "Number of distinct values");
-  command->add_option("--vocab", config->vocab, "Vocabulary size: every token id must be below it");
-  command->add_option("--train-per-cell", config->train_per_cell, "Train samples per (n_context, n_key) cell");
-  command->add_option("--eval-per-cell", config->eval_per_cell, "Valid and test samples per cell, each");
+  add_joint_recall_options(*command, *config, /*data_prefix=*/false);
   add_output_options(*command, *options);
   command->callback([config, options] { run_joint_recall(*config, *options); });
 }
