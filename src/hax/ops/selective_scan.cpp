@@ -475,18 +475,19 @@ class GradientSlots {
     return {cross, cross + std::size_t(s_.T) * s_.N, channels};
   }
 
-  // dBm, dCm of row (b, t) += Σ over blocks, in block order.
+  // dBm, dCm of row (b, t) += Σ over blocks, in block order (8 states at a time).
   void add_cross_channel(int b, int t, const ScanGrads<float>& g) {
-    const std::size_t row = (std::size_t(b) * s_.T + t) * s_.N;
-    for (int n = 0; n < s_.N; ++n) {
-      float dB = 0.0f, dC = 0.0f;
+    const std::size_t row = (std::size_t(b) * s_.T + t) * s_.N, at = std::size_t(t) * s_.N;
+    for (int n0 = 0; n0 < s_.N; n0 += kLanes) {
+      const int count = std::min(kLanes, s_.N - n0);
+      Vec8 dB{}, dC{};
       for (int block = 0; block < s_.blocks; ++block) {
         const BlockPartials p = this->block(b, block);
-        dB += p.dBm[std::size_t(t) * s_.N + n];
-        dC += p.dCm[std::size_t(t) * s_.N + n];
+        dB += load_lanes(p.dBm + at + n0, count);
+        dC += load_lanes(p.dCm + at + n0, count);
       }
-      g.dBm[row + n] += dB;
-      g.dCm[row + n] += dC;
+      add_lanes(g.dBm + row + n0, dB, count);
+      add_lanes(g.dCm + row + n0, dC, count);
     }
   }
 
