@@ -16,8 +16,16 @@ int main(int argc, char** argv) {
   hax::cli::register_train_commands(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, like every other error: what was wrong, and where to look.
+    std::cerr << "hax: error: " << e.what() << " (see --help)\n";
+    return e.get_exit_code();
   } catch (const hax::Error& e) {
     std::cerr << "hax: error: " << e.what() << "\n";
     return 1;

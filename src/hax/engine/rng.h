@@ -1,6 +1,6 @@
 // The engine's seeded random numbers: xoshiro256** seeded through SplitMix64, with our own uniform and normal
 // transforms. std::*_distribution is implementation-defined, so it is avoided: the same seed gives the same
-// numbers on every run, compiler and thread count. (Data generators that must match numpy use data/numpy_mt19937.h.)
+// numbers on every run, compiler and thread count. (Data generators that must match numpy use data/numpy_random.h.)
 #pragma once
 
 #include <cstdint>
