@@ -114,7 +114,8 @@ void add_state(float* dst, const float* h, int N, int count) {
 // Working memory of one block, carved from one 64-byte aligned buffer. The (chunk, kLanes) arrays hold one Vec8 per
 // step of the current chunk: every chunk goes through in phases (per-step lane math for all its steps, then the
 // state recurrence, then per-step lane math again), so that the long exp / log / divide chains of one step overlap
-// with those of the next instead of stalling the recurrence.
+// with those of the next instead of stalling the recurrence, and each (B, T, I) row is read once per chunk (rows
+// I floats apart collide in the L1 cache; the contiguous step arrays do not).
 struct BlockScratch {
   explicit BlockScratch(const Sizes& s)
       : buffer(std::size_t(kLanes) * (std::size_t(2 * s.chunk + 4) * s.N + kStepArrays * s.chunk)) {
@@ -125,10 +126,10 @@ struct BlockScratch {
     decay = take(std::size_t(s.chunk) * s.N);
     dh = take(s.N);
     dA = take(s.N);
-    for (float** step_array : {&delta, &dsoftplus, &delta_x, &ds, &dsilu, &ssm, &dh_B, &dexp_A})
+    for (float** step_array : {&x, &delta, &dsoftplus, &delta_x, &scale, &ds, &ssm, &dh_B, &dexp_A})
       *step_array = take(s.chunk);
   }
-  static constexpr int kStepArrays = 8;
+  static constexpr int kStepArrays = 9;
 
   AlignedBuffer buffer;
   float* A;          // (N, kLanes)  -exp(A_log)
@@ -136,11 +137,13 @@ struct BlockScratch {
   float* decay;      // (chunk, N, kLanes)  exp(Δ A) of each step of the chunk (backward)
   float* dh;         // (N, kLanes)  gradient reaching the state after the current step
   float* dA;         // (N, kLanes)  Σ_t dL/dA over the block's steps
+  float* x;          // (chunk, kLanes)  x
   float* delta;      // (chunk, kLanes)  Δ
   float* dsoftplus;  // (chunk, kLanes)  dΔ / d(dt_raw)
   float* delta_x;    // (chunk, kLanes)  Δ x
-  float* ds;         // (chunk, kLanes)  dL/d(Σ_n Cm h + D x) = dy silu(z)
-  float* dsilu;      // (chunk, kLanes)  silu'(z)
+  float* scale;      // (chunk, kLanes)  forward: silu(z), so y = (ssm + D x) scale; backward: dy silu'(z), so that
+                     //                  dz = (ssm + D x) scale
+  float* ds;         // (chunk, kLanes)  dL/d(ssm + D x) = dy silu(z)
   float* ssm;        // (chunk, kLanes)  Σ_n Cm[t, n] h[t, n]
   float* dh_B;       // (chunk, kLanes)  Σ_n dL/dh[t, n] Bm[t, n]
   float* dexp_A;     // (chunk, kLanes)  Σ_n dL/d(Δ A[n]) A[n]
@@ -168,18 +171,28 @@ std::size_t lane_offset(const Sizes& s, const Block& blk, int t) {
   return (std::size_t(blk.b) * s.T + t) * s.I + blk.c0;
 }
 
-// Δ = softplus(dt_raw + dt_bias) (and, for the backward, dΔ/d(dt_raw)) and Δ x for every step of [t0, t1).
-void compute_deltas(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p, int t0,
-                    int t1, bool with_grad, BlockScratch& w) {
+// The per-step lane math before the recurrence, for every step of [t0, t1): x, Δ = softplus(dt_raw + dt_bias),
+// Δ x and the output scale; for the backward (dy not null) also dΔ/d(dt_raw) and ds.
+void prepare_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
+                   const float* dy, int t0, int t1, BlockScratch& w) {
   for (int t = t0; t < t1; ++t) {
     const int i = (t - t0) * kLanes;
     const std::size_t at = lane_offset(s, blk, t);
+    const Vec8 x = load_lanes(in.x + at, blk.count), z = load_lanes(in.z + at, blk.count);
     Vec8 dsoftplus;
-    const Vec8 delta =
-        fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias, with_grad ? &dsoftplus : nullptr);
+    const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias, dy ? &dsoftplus : nullptr);
+    const Vec8 sigmoid_z = fast_sigmoid(z);
+    store_vec(w.x + i, x);
     store_vec(w.delta + i, delta);
-    store_vec(w.delta_x + i, delta * load_lanes(in.x + at, blk.count));
-    if (with_grad) store_vec(w.dsoftplus + i, dsoftplus);
+    store_vec(w.delta_x + i, delta * x);
+    if (!dy) {
+      store_vec(w.scale + i, z * sigmoid_z);
+      continue;
+    }
+    const Vec8 dy_t = load_lanes(dy + at, blk.count);
+    store_vec(w.dsoftplus + i, dsoftplus);
+    store_vec(w.ds + i, dy_t * z * sigmoid_z);
+    store_vec(w.scale + i, dy_t * silu_grad(z, sigmoid_z));
   }
 }
 
@@ -236,13 +249,12 @@ void save_checkpoint(const Sizes& s, const Block& blk, int t, const float* h, fl
 void forward_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p, int t0,
                    int t1, float* y, float* checkpoints, BlockScratch& w, const RowPrefetch* prefetch) {
   if (checkpoints) save_checkpoint(s, blk, t0, w.states + (t0 % 2) * s.N * kLanes, checkpoints);
-  compute_deltas(s, in, blk, p, t0, t1, false, w);
+  prepare_chunk(s, in, blk, p, nullptr, t0, t1, w);
   forward_states(s, in, blk, t0, t1, w, prefetch);
   for (int t = t0; t < t1; ++t) {
-    const std::size_t at = lane_offset(s, blk, t);
-    const Vec8 x = load_lanes(in.x + at, blk.count);
-    const Vec8 ssm = load_vec(w.ssm + (t - t0) * kLanes);
-    store_lanes(y + at, (ssm + p.D * x) * fast_silu(load_lanes(in.z + at, blk.count)), blk.count);
+    const int i = (t - t0) * kLanes;
+    const Vec8 skip = p.D * load_vec(w.x + i);
+    store_lanes(y + lane_offset(s, blk, t), (load_vec(w.ssm + i) + skip) * load_vec(w.scale + i), blk.count);
   }
 }
 
@@ -272,12 +284,13 @@ void forward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task,
 
 // Recomputes the states of steps [t0, t1) from checkpoint h[t0 - 1]: w.states row i holds h[t0 - 1 + i].
 void recompute_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
-                     const float* checkpoints, int t0, int t1, BlockScratch& w, const RowPrefetch* prefetch) {
+                     const float* checkpoints, const float* dy, int t0, int t1, BlockScratch& w,
+                     const RowPrefetch* prefetch) {
   const int N = s.N;
   const std::size_t k = std::size_t(blk.b) * s.num_chunks + t0 / s.chunk;
   const std::size_t rows = std::size_t(N) * kLanes;
   load_state(w.states, checkpoints + (k * s.I + blk.c0) * N, N, blk.count);
-  compute_deltas(s, in, blk, p, t0, t1, true, w);
+  prepare_chunk(s, in, blk, p, dy, t0, t1, w);
   for (int t = t0; t < t1; ++t) {
     if (prefetch) prefetch->at(s, t - s.chunk);  // the chunks go in reverse
     const int i = t - t0;
@@ -300,19 +313,6 @@ Vec8 sum_lanes_of_each(const Vec8 (&v)[kLanes]) {
   const Vec8 hi = pair(pair(v[4], v[5]), pair(v[6], v[7]));
   return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
          __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
-}
-
-// dy silu(z) and silu'(z) for every step of [t0, t1).
-void prepare_reverse(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const float* dy, int t0, int t1,
-                     BlockScratch& w) {
-  for (int t = t0; t < t1; ++t) {
-    const int i = (t - t0) * kLanes;
-    const std::size_t at = lane_offset(s, blk, t);
-    const Vec8 z = load_lanes(in.z + at, blk.count);
-    const Vec8 sigmoid_z = fast_sigmoid(z);
-    store_vec(w.ds + i, load_lanes(dy + at, blk.count) * z * sigmoid_z);
-    store_vec(w.dsilu + i, silu_grad(z, sigmoid_z));
-  }
 }
 
 // The sums over n of one reverse step.
@@ -388,19 +388,17 @@ struct BlockSums {
 
 // The per-step gradients of [t0, t1) from the sums: dx, dz, ddt_raw, and the block's dD and ddt_bias sums (added
 // last step first, like the chunks: the same order whatever the chunk size).
-void finish_reverse(const Sizes& s, const ScanInputs<float>& in, const Block& blk, const ChannelParams& p,
-                    const float* dy, const ScanGrads<float>& g, int t0, int t1, const BlockScratch& w,
-                    BlockSums& block_sums) {
+void finish_reverse(const Sizes& s, const ScanGrads<float>& g, const Block& blk, const ChannelParams& p, int t0, int t1,
+                    const BlockScratch& w, BlockSums& block_sums) {
   for (int t = t1 - 1; t >= t0; --t) {
     const int i = (t - t0) * kLanes;
     const std::size_t at = lane_offset(s, blk, t);
-    const Vec8 x = load_lanes(in.x + at, blk.count), ds = load_vec(w.ds + i), dh_B = load_vec(w.dh_B + i);
+    const Vec8 x = load_vec(w.x + i), ds = load_vec(w.ds + i), dh_B = load_vec(w.dh_B + i);
     const Vec8 ddt = (load_vec(w.dexp_A + i) + dh_B * x) * load_vec(w.dsoftplus + i);
     block_sums.dD += ds * x;
     block_sums.ddt_bias += ddt;
     add_lanes(g.dx + at, dh_B * load_vec(w.delta + i) + ds * p.D, blk.count);
-    add_lanes(g.dz + at, load_lanes(dy + at, blk.count) * (load_vec(w.ssm + i) + p.D * x) * load_vec(w.dsilu + i),
-              blk.count);
+    add_lanes(g.dz + at, (load_vec(w.ssm + i) + p.D * x) * load_vec(w.scale + i), blk.count);
     add_lanes(g.ddt_raw + at, ddt, blk.count);
   }
 }
@@ -436,10 +434,9 @@ void backward_task(const Sizes& s, const ScanInputs<float>& in, const Task& task
     const int t0 = k * s.chunk, t1 = std::min(t0 + s.chunk, len);
     for (int j = 0; j < task.num_blocks; ++j) {
       const Block& blk = task.blocks[j];
-      recompute_chunk(s, in, blk, params[j], checkpoints, t0, t1, w.blocks[j], j == 0 ? &prefetch : nullptr);
-      prepare_reverse(s, in, blk, dy, t0, t1, w.blocks[j]);
+      recompute_chunk(s, in, blk, params[j], checkpoints, dy, t0, t1, w.blocks[j], j == 0 ? &prefetch : nullptr);
       reverse_states(s, in, blk, t0, t1, w.blocks[j], parts[j]);
-      finish_reverse(s, in, blk, params[j], dy, g, t0, t1, w.blocks[j], sums[j]);
+      finish_reverse(s, g, blk, params[j], t0, t1, w.blocks[j], sums[j]);
     }
   }
   for (int j = 0; j < task.num_blocks; ++j) finish_block(s, task.blocks[j], sums[j], g, w.blocks[j], parts[j]);
