@@ -1,0 +1,51 @@
+#include "hax/ops/sparse/lsh.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "hax/ops/parallel.h"
+
+namespace hax::ops::sparse {
+namespace {
+
+// Per feature n: shift[n] = mean over time, scale[n] = 1 / max(L2 norm over time of x - mean, 1e-12). Sums in
+// double: at T = 64k a float sum of squares would lose the digits the sign bits depend on.
+void time_statistics(std::vector<float>& shift, std::vector<float>& scale, const float* x, int T, int N) {
+  const std::vector<double> sums = parallel_row_sums(T, N, N, [&](int t, double* acc) {
+    for (int n = 0; n < N; ++n) acc[n] += x[std::size_t(t) * N + n];
+  });
+  std::vector<double> mean(N);
+  for (int n = 0; n < N; ++n) mean[n] = sums[n] / std::max(T, 1);
+  const std::vector<double> squares = parallel_row_sums(T, N, N, [&](int t, double* acc) {
+    for (int n = 0; n < N; ++n) {
+      const double d = x[std::size_t(t) * N + n] - mean[n];
+      acc[n] += d * d;
+    }
+  });
+  for (int n = 0; n < N; ++n) {
+    shift[n] = float(mean[n]);
+    scale[n] = float(1.0 / std::max(std::sqrt(squares[n]), 1e-12));
+  }
+}
+
+}  // namespace
+
+void lsh_projections(float* proj, const float* x, const float* H, int T, int N, int num_hash, Semantics semantics) {
+  std::vector<float> shift(N, 0.0f), scale(N, 1.0f);
+  if (semantics == Semantics::paper) time_statistics(shift, scale, x, T, N);
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N * num_hash))
+  for (int t = 0; t < T; ++t) {
+    float* p = proj + std::size_t(t) * num_hash;
+    std::fill(p, p + num_hash, 0.0f);
+    for (int n = 0; n < N; ++n) {
+      const float y = (x[std::size_t(t) * N + n] - shift[n]) * scale[n];
+      const float* h = H + std::size_t(n) * num_hash;
+#pragma omp simd
+      for (int j = 0; j < num_hash; ++j) p[j] += y * h[j];
+    }
+  }
+}
+
+}  // namespace hax::ops::sparse

@@ -1,0 +1,46 @@
+// LSH bucketing of queries and keys (reference.md §3.6). A bucket comes from the projections x·H of a vector on the
+// caller's random matrix H (N, num_hash):
+//   paper : x is first centred and scaled per feature over the whole sequence, padding included: mean over time,
+//           then division by max(L2 norm over time, 1e-12) (F.normalize with dim=1, the time axis);
+//   causal: the projections of the raw vector, x·H. Centring or scaling would need statistics of other positions,
+//           and a per-feature statistic of the prefix would make a key's bucket change as the sequence grows; the
+//           random H alone is the hash, so a position's bucket depends on its vector and H only.
+// Buckets: sign_bin = sum_j [proj_j > 0] 2^j (2^num_hash buckets; exactly 0 is bit 0), argmax = argmax_j proj_j
+// (num_hash buckets, first index on ties).
+#pragma once
+
+#include <cstdint>
+
+#include "hax/ops/sparse/semantics.h"
+
+namespace hax::ops::sparse {
+
+inline int sign_bin_bucket_count(int num_hash) { return 1 << num_hash; }
+inline int argmax_bucket_count(int num_hash) { return num_hash; }
+
+// proj (T, num_hash) = normalized(x) H, with x (T, N), H (N, num_hash), normalized() as above per semantics.
+void lsh_projections(float* proj, const float* x, const float* H, int T, int N, int num_hash, Semantics semantics);
+
+// bucket (T) from proj (T, num_hash): exact integer and comparison work, shared by the fast and reference paths.
+template <class Real>
+void sign_bin_buckets(std::int32_t* bucket, const Real* proj, int T, int num_hash) {
+  for (int t = 0; t < T; ++t) {
+    std::int32_t b = 0;
+    for (int j = 0; j < num_hash; ++j)
+      if (proj[std::int64_t(t) * num_hash + j] > Real(0)) b |= std::int32_t(1) << j;
+    bucket[t] = b;
+  }
+}
+
+template <class Real>
+void argmax_buckets(std::int32_t* bucket, const Real* proj, int T, int num_hash) {
+  for (int t = 0; t < T; ++t) {
+    const Real* p = proj + std::int64_t(t) * num_hash;
+    int best = 0;
+    for (int j = 1; j < num_hash; ++j)
+      if (p[j] > p[best]) best = j;
+    bucket[t] = best;
+  }
+}
+
+}  // namespace hax::ops::sparse

@@ -1,0 +1,168 @@
+#include "hax/ops/sparse/sparse_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "hax/ops/parallel.h"
+
+namespace hax::ops::sparse {
+namespace {
+
+float dot(const float* a, const float* b, int n) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// y (n) += a x (n).
+void axpy(float* y, float a, const float* x, int n) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+bool any_empty_row(const SparseKeys& keys) {
+  return std::find(keys.count.begin(), keys.count.end(), 0) != keys.count.end();
+}
+
+// The mean over all T rows of x (T, width): the output of a `paper` empty row. Summed in double.
+std::vector<float> mean_rows(const float* x, int T, int width) {
+  const std::vector<double> sums = parallel_row_sums(T, width, width, [&](int t, double* acc) {
+    for (int c = 0; c < width; ++c) acc[c] += x[std::size_t(t) * width + c];
+  });
+  std::vector<float> mean(width);
+  for (int c = 0; c < width; ++c) mean[c] = float(sums[c] / T);
+  return mean;
+}
+
+// One query's softmax weights p (count) over its keys and its output o (I).
+void attend(float* o, float* p, const float* q, const std::int32_t* list, int count, const float* K, const float* V,
+            int N, int I) {
+  float max_score = -INFINITY;
+  for (int j = 0; j < count; ++j) {
+    p[j] = dot(q, K + std::size_t(list[j]) * N, N);
+    max_score = std::max(max_score, p[j]);
+  }
+  float sum = 0.0f;
+  for (int j = 0; j < count; ++j) sum += p[j] = std::exp(p[j] - max_score);
+  const float inv_sum = 1.0f / sum;
+  std::fill(o, o + I, 0.0f);
+  for (int j = 0; j < count; ++j) {
+    p[j] *= inv_sum;
+    axpy(o, p[j], V + std::size_t(list[j]) * I, I);
+  }
+}
+
+// The key lists transposed: for each key s, the (query, slot) entries e = t * k_max + j that select it, in
+// increasing t. A counting sort, so the order (and the sums over it) do not depend on threads.
+struct KeyToQueries {
+  std::vector<std::int64_t> offset;  // (T + 1): entries of key s are entry[offset[s] .. offset[s + 1])
+  std::vector<std::int64_t> entry;
+};
+
+KeyToQueries transpose(const SparseKeys& keys) {
+  KeyToQueries inv;
+  inv.offset.assign(std::size_t(keys.T) + 1, 0);
+  for (int t = 0; t < keys.T; ++t)
+    for (std::int32_t s : keys.keys_of(t)) ++inv.offset[std::size_t(s) + 1];
+  for (int s = 0; s < keys.T; ++s) inv.offset[s + 1] += inv.offset[s];
+  inv.entry.resize(inv.offset.back());
+  std::vector<std::int64_t> next(inv.offset.begin(), inv.offset.end() - 1);
+  for (int t = 0; t < keys.T; ++t) {
+    const auto list = keys.keys_of(t);
+    for (std::size_t j = 0; j < list.size(); ++j) inv.entry[next[list[j]]++] = std::int64_t(t) * keys.k_max + j;
+  }
+  return inv;
+}
+
+// dscore (T, k_max) = d loss / d(Q_t · K_{s_j}) = p_j (dout_t · V_{s_j} - sum_i p_i dout_t · V_{s_i}); dQ += the
+// query-side gradient, which each query owns.
+void score_gradients(float* dscore, float* dQ, const float* dout, const float* probs, const float* K, const float* V,
+                     const SparseKeys& keys, int N, int I) {
+#pragma omp parallel if (worth_threads(keys.total() * (N + I)))
+  {
+    std::vector<float> dq(N);  // summed apart, then added once: a pre-filled dQ sees one rounding
+#pragma omp for schedule(static)
+    for (int t = 0; t < keys.T; ++t) {
+      const auto list = keys.keys_of(t);
+      const float* p = probs + std::size_t(t) * keys.k_max;
+      float* ds = dscore + std::size_t(t) * keys.k_max;
+      const float* g = dout + std::size_t(t) * I;
+      float p_dot_dp = 0.0f;
+      for (std::size_t j = 0; j < list.size(); ++j) {
+        ds[j] = dot(g, V + std::size_t(list[j]) * I, I);
+        p_dot_dp += p[j] * ds[j];
+      }
+      for (std::size_t j = 0; j < list.size(); ++j) ds[j] = p[j] * (ds[j] - p_dot_dp);
+      if (!dQ) continue;
+      std::fill(dq.begin(), dq.end(), 0.0f);
+      for (std::size_t j = 0; j < list.size(); ++j) axpy(dq.data(), ds[j], K + std::size_t(list[j]) * N, N);
+      axpy(dQ + std::size_t(t) * N, 1.0f, dq.data(), N);
+    }
+  }
+}
+
+// dK_s += sum over entries (t, j) selecting s of dscore * Q_t; dV_s += sum of p * dout_t. One thread per key row.
+void key_gradients(float* dK, float* dV, const float* dscore, const float* probs, const float* Q, const float* dout,
+                   const SparseKeys& keys, int N, int I) {
+  const KeyToQueries inv = transpose(keys);
+#pragma omp parallel if (worth_threads(keys.total() * (N + I)))
+  {
+    std::vector<float> dk(N), dv(I);  // summed apart, then added once
+#pragma omp for schedule(static)
+    for (int s = 0; s < keys.T; ++s) {
+      std::fill(dk.begin(), dk.end(), 0.0f);
+      std::fill(dv.begin(), dv.end(), 0.0f);
+      for (std::int64_t e = inv.offset[s]; e < inv.offset[s + 1]; ++e) {
+        const std::int64_t entry = inv.entry[e], t = entry / keys.k_max;
+        if (dK) axpy(dk.data(), dscore[entry], Q + std::size_t(t) * N, N);
+        if (dV) axpy(dv.data(), probs[entry], dout + std::size_t(t) * I, I);
+      }
+      if (dK) axpy(dK + std::size_t(s) * N, 1.0f, dk.data(), N);
+      if (dV) axpy(dV + std::size_t(s) * I, 1.0f, dv.data(), I);
+    }
+  }
+}
+
+// `paper` empty rows give every position weight 1/T: dV_s += (sum of their dout) / T for every s.
+void uniform_row_gradients(float* dV, const float* dout, const SparseKeys& keys, int I) {
+  std::vector<double> dout_sum(I, 0.0);
+  for (int t = 0; t < keys.T; ++t)
+    if (keys.count[t] == 0)
+      for (int c = 0; c < I; ++c) dout_sum[c] += dout[std::size_t(t) * I + c];
+  std::vector<float> share(I);
+  for (int c = 0; c < I; ++c) share[c] = float(dout_sum[c] / keys.T);
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(keys.T) * I))
+  for (int s = 0; s < keys.T; ++s) axpy(dV + std::size_t(s) * I, 1.0f, share.data(), I);
+}
+
+}  // namespace
+
+void sparse_attention_forward(float* out, float* probs, const float* Q, const float* K, const float* V,
+                              const SparseKeys& keys, int N, int I, Semantics semantics) {
+  const bool uniform_rows = semantics == Semantics::paper && any_empty_row(keys);
+  const std::vector<float> mean_v = uniform_rows ? mean_rows(V, keys.T, I) : std::vector<float>(I, 0.0f);
+#pragma omp parallel for schedule(static) if (worth_threads(keys.total() * (N + I)))
+  for (int t = 0; t < keys.T; ++t) {
+    float* o = out + std::size_t(t) * I;
+    if (keys.count[t] == 0)
+      std::copy(mean_v.begin(), mean_v.end(), o);  // zeros for `causal`
+    else
+      attend(o, probs + std::size_t(t) * keys.k_max, Q + std::size_t(t) * N, keys.keys_of(t).data(), keys.count[t], K,
+             V, N, I);
+  }
+}
+
+void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
+                               const float* K, const float* V, const SparseKeys& keys, int N, int I,
+                               Semantics semantics) {
+  std::vector<float> dscore(std::size_t(keys.T) * keys.k_max);
+  if (dQ || dK) score_gradients(dscore.data(), dQ, dout, probs, K, V, keys, N, I);
+  if (dK || dV) key_gradients(dK, dV, dscore.data(), probs, Q, dout, keys, N, I);
+  if (dV && semantics == Semantics::paper && any_empty_row(keys)) uniform_row_gradients(dV, dout, keys, I);
+}
+
+}  // namespace hax::ops::sparse

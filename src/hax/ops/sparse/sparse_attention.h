@@ -1,0 +1,27 @@
+// Single-head softmax attention over sparse key lists (reference.md §3.5): for query t with keys s_1..s_c
+// (sparse_keys.h), p = softmax_j(Q_t · K_{s_j}) and out_t = sum_j p_j V_{s_j}. Cost O(T k (N + I)); no T x T
+// matrix. A query with no key (count 0):
+//   paper : uniform 1/T over ALL T positions, future and padding included (the reference's all-masked softmax),
+//           so out_t = mean_s V_s and no gradient reaches Q or K through it;
+//   causal: out_t = 0, no gradient at all.
+// One call per sequence: a packed batch calls it once per sequence, T = that sequence's (padded) length.
+#pragma once
+
+#include "hax/ops/sparse/semantics.h"
+#include "hax/ops/sparse/sparse_keys.h"
+
+namespace hax::ops::sparse {
+
+// out (T, I); probs (T, k_max) receives p for the backward (entries past count[t] untouched); Q, K (T, N) with K
+// already divided by sqrt(N); V (T, I).
+void sparse_attention_forward(float* out, float* probs, const float* Q, const float* K, const float* V,
+                              const SparseKeys& keys, int N, int I, Semantics semantics);
+
+// dQ (T, N), dK (T, N), dV (T, I) += the gradients of sum(out * dout), through the selected entries only (and, for
+// `paper` empty rows, the uniform weights on V). Any of dQ, dK, dV may be null. Deterministic: every gradient row is
+// summed by one thread in a fixed order (dK, dV by a pass over the transposed key lists), whatever the thread count.
+void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
+                               const float* K, const float* V, const SparseKeys& keys, int N, int I,
+                               Semantics semantics);
+
+}  // namespace hax::ops::sparse

@@ -1,0 +1,216 @@
+// The sparse kernels as cases of the op harness (tests/ops/op_harness.h): fast against reference, the reference's
+// gradients against finite differences in double, backward accumulates, null gradients skipped.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../ops/op_harness.h"
+#include "hax/engine/error.h"
+#include "hax/engine/rng.h"
+#include "hax/ops/sparse/gate_loss.h"
+#include "hax/ops/sparse/gate_loss_ref.h"
+#include "hax/ops/sparse/key_scorer.h"
+#include "hax/ops/sparse/key_scorer_ref.h"
+#include "hax/ops/sparse/lsh.h"
+#include "hax/ops/sparse/lsh_ref.h"
+#include "hax/ops/sparse/sparse_attention.h"
+#include "hax/ops/sparse/sparse_attention_ref.h"
+#include "sparse_fixtures.h"
+
+namespace hax::ops::sparse::testing {
+namespace {
+
+using ops::testing::Buffers;
+using ops::testing::kernel;
+using ops::testing::OpCaseOf;
+using ops::testing::OpCasePtr;
+
+const char* semantics_name(Semantics s) { return s == Semantics::paper ? "paper" : "causal"; }
+
+std::string identifier(std::string name) {  // gtest names allow [A-Za-z0-9_] only
+  for (char& c : name)
+    if (c == '+') c = '_';
+  return name;
+}
+
+// Attention over fixed key lists, built in the constructor from random buckets and scores (the selection is not
+// differentiable, so the finite differences move Q, K, V with the lists held still).
+class SparseAttentionCase : public OpCaseOf<SparseAttentionCase> {
+ public:
+  SparseAttentionCase(std::uint64_t seed, const std::string& arch, int total_keys, int T, int N, int I, Semantics s)
+      : OpCaseOf(cat("attention_", identifier(arch), "_", semantics_name(s), "_T", T, "_N", N, "_I", I, "_seed", seed),
+                 seed),
+        N_(N),
+        I_(I),
+        semantics_(s) {
+    add_input({.name = "Q", .size = std::size_t(T) * N, .grad_optional = true});
+    add_input({.name = "K", .size = std::size_t(T) * N, .grad_optional = true});
+    add_input({.name = "V", .size = std::size_t(T) * I, .grad_optional = true});
+    set_out_size(std::size_t(T) * I);
+    const OwnedPatternInputs in = random_pattern_inputs(T, 3, 7, Rng(seed).fork(ops::testing::kIntegerInputs));
+    keys_ = build_sparse_keys(parse_sparse_arch(arch, total_keys, 4 * total_keys), T, in.view());
+  }
+  template <class Real>
+  void run_forward(Buffers<Real>& b) const {
+    b.saved.assign(std::size_t(keys_.T) * keys_.k_max, Real(0));
+    kernel<Real>(sparse_attention_forward, ref::sparse_attention_forward<Real>)(
+        b.out.data(), b.saved.data(), b.input(0), b.input(1), b.input(2), keys_, N_, I_, semantics_);
+  }
+  template <class Real>
+  void run_backward(Buffers<Real>& b) const {
+    kernel<Real>(sparse_attention_backward, ref::sparse_attention_backward<Real>)(
+        b.gradient(0), b.gradient(1), b.gradient(2), b.dout.data(), b.saved.data(), b.input(0), b.input(1), b.input(2),
+        keys_, N_, I_, semantics_);
+  }
+  double tolerance() const override { return 5e-5; }
+
+ private:
+  int N_, I_;
+  Semantics semantics_;
+  SparseKeys keys_;
+};
+
+// Scorer and gate loss end to end, as training runs them: features from Q, K; scores; targets of the candidates;
+// the loss (one number). Gradients reach the six MLP tensors only.
+class GateLossCase : public OpCaseOf<GateLossCase> {
+ public:
+  GateLossCase(std::uint64_t seed, int T, int N, int k, Semantics s)
+      : OpCaseOf(cat("gate_loss_", semantics_name(s), "_T", T, "_N", N, "_k", k, "_seed", seed), seed),
+        T_(T),
+        N_(N),
+        semantics_(s) {
+    const int F = 2 * N;
+    const float init = 1.0f;  // larger than the model's 0.1, so that the scores spread and the ReLUs switch
+    for (const char* name : {"W1", "b1", "W2", "b2", "W3", "b3"}) {
+      const bool matrix = name[0] == 'W';
+      const std::size_t rows = name[1] == '3' ? 1 : F;
+      // The loss sees only differences of scores, so b3's gradient is exactly zero: finite differences of it
+      // measure rounding only. It is held still (and its gradient not asked for).
+      const bool b3 = std::string(name) == "b3";
+      add_input({.name = name,
+                 .size = matrix ? rows * F : rows,
+                 .lo = -init,
+                 .hi = init,
+                 .differentiable = !b3,
+                 .grad_optional = true});
+    }
+    add_input({.name = "Q", .size = std::size_t(T) * N, .differentiable = false});
+    add_input({.name = "K", .size = std::size_t(T) * N, .differentiable = false});
+    set_out_size(1);
+    Rng rng = Rng(seed).fork(ops::testing::kIntegerInputs);
+    query_count_ = s == Semantics::paper ? T : T - 2;  // causal: the last two positions stand for padding
+    for (int s_pos = 0; s_pos < query_count_; ++s_pos) candidates_.push_back(s_pos);
+    for (int j = 0; j < k; ++j) std::swap(candidates_[j], candidates_[j + rng.below(query_count_ - j)]);
+    candidates_.resize(k);
+  }
+  template <class Real>
+  void run_forward(Buffers<Real>& b) const {
+    const int F = 2 * N_, k = int(candidates_.size());
+    b.saved.assign(std::size_t(T_) * F * 3 + T_ + 2 * k, Real(0));
+    Saved<Real> v = split(b.saved);
+    kernel<Real>(key_selection_features, ref::key_selection_features<Real>)(v.features, b.input(6), b.input(7), T_, N_,
+                                                                            semantics_);
+    kernel<Real>(key_scorer_forward, ref::key_scorer_forward<Real>)(v.score, v.hidden1, v.hidden2, v.features,
+                                                                    weights(b), T_, N_);
+    kernel<Real>(gate_loss_targets, ref::gate_loss_targets<Real>)(v.target, b.input(6), b.input(7), candidates_.data(),
+                                                                  k, query_count_, N_);
+    for (int j = 0; j < k; ++j) v.pred[j] = v.score[candidates_[j]];
+    b.out[0] = kernel<Real>(gate_loss_forward, ref::gate_loss_forward<Real>)(v.pred, v.target, k);
+  }
+  template <class Real>
+  void run_backward(Buffers<Real>& b) const {
+    const int k = int(candidates_.size());
+    Saved<Real> v = split(b.saved);
+    std::vector<Real> dpred(k, Real(0)), dscore(T_, Real(0));
+    kernel<Real>(gate_loss_backward, ref::gate_loss_backward<Real>)(dpred.data(), b.dout[0], v.pred, v.target, k);
+    for (int j = 0; j < k; ++j) dscore[candidates_[j]] += dpred[j];
+    const ScorerGradients<Real> g{b.gradient(0), b.gradient(1), b.gradient(2),
+                                  b.gradient(3), b.gradient(4), b.gradient(5)};
+    kernel<Real>(key_scorer_backward, ref::key_scorer_backward<Real>)(g, dscore.data(), v.features, v.hidden1,
+                                                                      v.hidden2, weights(b), T_, N_);
+  }
+  double tolerance() const override { return 1e-4; }
+
+ private:
+  template <class Real>
+  struct Saved {
+    Real *features, *hidden1, *hidden2, *score, *target, *pred;
+  };
+  template <class Real>
+  Saved<Real> split(std::vector<Real>& saved) const {
+    const std::size_t block = std::size_t(T_) * 2 * N_;
+    Real* p = saved.data();
+    return {p, p + block, p + 2 * block, p + 3 * block, p + 3 * block + T_, p + 3 * block + T_ + candidates_.size()};
+  }
+  template <class Real>
+  ScorerWeights<Real> weights(const Buffers<Real>& b) const {
+    return {b.input(0), b.input(1), b.input(2), b.input(3), b.input(4), b.input(5)};
+  }
+
+  int T_, N_, query_count_;
+  Semantics semantics_;
+  std::vector<std::int32_t> candidates_;
+};
+
+// LSH projections (no gradient): fast against reference, incl. the `paper` statistics over time.
+class LshProjectionCase : public OpCaseOf<LshProjectionCase> {
+ public:
+  LshProjectionCase(std::uint64_t seed, int T, int N, int num_hash, Semantics s)
+      : OpCaseOf(cat("lsh_projections_", semantics_name(s), "_T", T, "_N", N, "_h", num_hash, "_seed", seed), seed),
+        T_(T),
+        N_(N),
+        num_hash_(num_hash),
+        semantics_(s) {
+    add_input({.name = "x", .size = std::size_t(T) * N, .lo = 0.5f, .hi = 2.0f, .differentiable = false});
+    add_input({.name = "H", .size = std::size_t(N) * num_hash, .differentiable = false});
+    set_out_size(std::size_t(T) * num_hash);
+  }
+  template <class Real>
+  void run_forward(Buffers<Real>& b) const {
+    kernel<Real>(lsh_projections, ref::lsh_projections<Real>)(b.out.data(), b.input(0), b.input(1), T_, N_, num_hash_,
+                                                              semantics_);
+  }
+  template <class Real>
+  void run_backward(Buffers<Real>&) const {}
+  double tolerance() const override { return 1e-4; }
+
+ private:
+  int T_, N_, num_hash_;
+  Semantics semantics_;
+};
+
+std::vector<OpCasePtr> sparse_op_cases() {
+  std::vector<OpCasePtr> cases;
+  for (Semantics s : {Semantics::paper, Semantics::causal}) {
+    for (const std::string& arch : archs_under_test()) {
+      cases.push_back(std::make_shared<SparseAttentionCase>(1, arch, 6, 23, 3, 5, s));
+      cases.push_back(std::make_shared<SparseAttentionCase>(2, arch, 64, 120, 16, 8, s));  // threaded, budget 64
+    }
+    cases.push_back(std::make_shared<SparseAttentionCase>(3, "sliding_window", 4, 1, 1, 1, s));
+    cases.push_back(std::make_shared<GateLossCase>(1, 19, 3, 6, s));
+    cases.push_back(std::make_shared<GateLossCase>(2, 70, 16, 32, s));
+    cases.push_back(std::make_shared<LshProjectionCase>(1, 17, 5, 8, s));
+    cases.push_back(std::make_shared<LshProjectionCase>(2, 3000, 16, 8, s));  // threaded
+  }
+  return cases;
+}
+
+class SparseOpTest : public ::testing::TestWithParam<OpCasePtr> {};
+
+TEST_P(SparseOpTest, PassesAllChecks) {
+  const ops::testing::OpCase& op = *GetParam();
+  ops::testing::check_fast_against_reference(op);
+  if (!op.has_gradient()) return;
+  ops::testing::check_gradients_against_finite_differences(op);
+  ops::testing::check_backward_accumulates(op);
+  ops::testing::check_null_gradients_are_skipped(op);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sparse, SparseOpTest, ::testing::ValuesIn(sparse_op_cases()),
+                         [](const ::testing::TestParamInfo<OpCasePtr>& info) { return info.param->name(); });
+
+}  // namespace
+}  // namespace hax::ops::sparse::testing
