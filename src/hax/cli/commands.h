@@ -7,6 +7,8 @@ namespace hax::cli {
 
 void register_gen_commands(CLI::App& app);  // hax gen joint-recall | mqar  (gen_command.cpp)
 void register_data_commands(CLI::App& app);  // hax data info | cat  (data_command.cpp)
-void register_train_commands(CLI::App& app);  // hax train | eval  (train_command.cpp)
+void register_train_commands(CLI::App& app);  // hax train  (train_command.cpp)
+void register_eval_commands(CLI::App& app);  // hax eval  (eval_command.cpp)
+void register_logits_commands(CLI::App& app);  // hax logits  (logits_command.cpp)
 
 }  // namespace hax::cli
