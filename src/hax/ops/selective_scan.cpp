@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 #include <vector>
 
@@ -217,11 +218,12 @@ Vec8 state_step(int N, const float* __restrict A, Vec8 delta, Vec8 delta_x, cons
 // The rows of step t of the arrays a task reads or writes, asked for ahead of their use.
 struct RowPrefetch {
   const Task* task;
-  std::initializer_list<const float*> arrays;
+  std::array<const float*, 7> arrays{};  // unused entries stay null
   void at(const Sizes& s, int t) const {
     if (t < 0 || t >= s.T) return;
     const std::size_t row = std::size_t(task->blocks[0].b) * s.T + t;
-    for (const float* base : arrays) prefetch_task_row(base, s, *task, row);
+    for (const float* base : arrays)
+      if (base) prefetch_task_row(base, s, *task, row);
   }
 };
 
