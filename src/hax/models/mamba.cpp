@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "hax/models/mamba_params.h"
+#include "hax/ops/accuracy_ref.h"
 #include "hax/ops/cross_entropy.h"
 #include "hax/ops/embedding.h"
 #include "hax/ops/linear.h"
@@ -15,14 +16,6 @@ namespace hax::models {
 namespace {
 
 std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::size_t(width); }
-
-// The index of the largest logit, the first one on ties (as torch.argmax).
-int argmax(const float* row, int V) {
-  int best = 0;
-  for (int v = 1; v < V; ++v)
-    if (row[v] > row[best]) best = v;
-  return best;
-}
 
 }  // namespace
 
@@ -108,7 +101,7 @@ BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena) {
   for (int q = 0; q < tb.batch.num_sequences(); ++q) {
     int total = 0, correct = 0;
     for (; i < S && scored_rows_[i] < tb.batch.offsets[q + 1]; ++i, ++total)
-      correct += argmax(logits_ + rows_times(i, V), V) == scored_labels_[i];
+      correct += ops::ref::argmax(logits_ + rows_times(i, V), V) == scored_labels_[i];
     if (total > 0) result.sequence_accuracy[q] = static_cast<double>(correct) / total;
   }
   return result;
