@@ -10,5 +10,6 @@ void register_data_commands(CLI::App& app);  // hax data info | cat  (data_comma
 void register_train_commands(CLI::App& app);  // hax train  (train_command.cpp)
 void register_eval_commands(CLI::App& app);  // hax eval  (eval_command.cpp)
 void register_logits_commands(CLI::App& app);  // hax logits  (logits_command.cpp)
+void register_bench_commands(CLI::App& app);  // hax bench train-step  (bench_command.cpp)
 
 }  // namespace hax::cli

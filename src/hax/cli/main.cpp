@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   hax::cli::register_gen_commands(app);
   hax::cli::register_data_commands(app);
   hax::cli::register_train_commands(app);
+  hax::cli::register_bench_commands(app);
   hax::cli::register_eval_commands(app);
   hax::cli::register_logits_commands(app);
   try {

@@ -1,0 +1,537 @@
+// hax bench train-step: the wall time of one full training step (forward, backward, AdamW update) at the paper's
+// setting (batch 64 of joint-recall training samples, padded length 1057, the double-size Mamba baseline config),
+// and, in the same run, the same step in a straightforward PyTorch implementation (tools/bench/mamba_torch_step.py)
+// that processes the padded batch with a Python loop over time for the selective scan, as the reference does
+// without its CUDA kernels. Prints a side-by-side table and the speed-up; --json writes the same figures.
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hax/cli/commands.h"
+#include "hax/cli/task_options.h"
+#include "hax/engine/blas.h"
+#include "hax/engine/error.h"
+#include "hax/io/atomic_file.h"
+#include "hax/models/mamba.h"
+#include "hax/training/adamw.h"
+#include "hax/training/batch.h"
+#include "hax/training/evaluate.h"
+#include "hax/training/sample_source.h"
+#include "hax/training/schedule.h"
+
+namespace hax::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr const char* kPython = "/usr/bin/python3";  // Debian's, which has python3-torch
+constexpr const char* kBaselineScript = "tools/bench/mamba_torch_step.py";
+constexpr int kMissingModule = 77;                   // the script's exit status when torch or numpy is missing
+constexpr double kFlopPerCycle = 32;                 // AVX2 FMA fp32: 2 FMA units x 8 lanes x 2 FLOP
+// Selective-scan FLOPs per state element (t, c, n) of a training step, counted from the kernel: forward 6
+// (Δ·A, exp(ΔA)·h + Δx·B, + C·h), the backward's recompute from checkpoints 4, the reverse step 15 (dC, dh, dB,
+// Σ dh·B, dΔA, dA, next dh). The two exp per element are not counted, nor the O(T·I) per-channel math.
+constexpr double kScanFlopPerState = 25;
+
+struct BenchOptions {
+  std::string config_path = "configs/mamba_double_size.json";
+  int batch_size = 64;
+  int steps = 5;
+  int warmup_steps = 1;
+  int threads = 0;
+  bool baseline = true;
+  int baseline_steps = 1;
+  std::uint64_t first_sample = 0;
+  std::string baseline_script;  // empty: look for tools/bench/mamba_torch_step.py
+  std::string json_path;
+  data::JointRecallConfig task;
+};
+
+// ---- the machine -------------------------------------------------------------------------------------------------
+
+struct Machine {
+  std::string cpu = "unknown CPU";
+  int cores = 1;
+  double mhz = 0;  // 0: unknown
+  bool avx2_fma = false;
+  double peak_gflops() const { return cores * mhz * 1e-3 * kFlopPerCycle; }
+};
+
+// /proc/cpuinfo's "model name", "cpu MHz" (averaged over the cores: the current clock, which on a VM is the host's
+// nominal one) and whether the flags have AVX2 and FMA, on which the 32 FLOP/cycle of the peak rests.
+Machine probe_machine() {
+  Machine m;
+  m.cores = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+  std::ifstream in("/proc/cpuinfo");
+  double mhz_sum = 0;
+  int mhz_count = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+    if (key == "model name") m.cpu = value;
+    if (key == "cpu MHz") mhz_sum += std::atof(value.c_str()), ++mhz_count;
+    if (key == "flags") m.avx2_fma = (" " + value + " ").find(" avx2 ") != std::string::npos &&
+                                     (" " + value + " ").find(" fma ") != std::string::npos;
+  }
+  if (mhz_count > 0) m.mhz = mhz_sum / mhz_count;
+  return m;
+}
+
+// ---- the batch and its work --------------------------------------------------------------------------------------
+
+struct Batch {
+  std::vector<data::Sample> samples;
+  models::TokenBatch packed;
+  int padded_len = 0;  // the reference's input length: pad_len - 1
+  int scored = 0;
+  double round_mean_rows = 0;  // mean input rows per sample over one round of all (n_context, n_key) cells
+};
+
+// Batches walk the cells in order (n_context-major), so a window of 64 samples is shorter or longer than average:
+// one full round of the cells gives the split's mean, to set the batch against.
+double round_mean_rows(training::SampleSource& source, const data::JointRecallConfig& task) {
+  const std::uint64_t cells = std::min<std::uint64_t>(task.cells(), source.size());
+  data::Sample sample;
+  double rows = 0;
+  for (std::uint64_t i = 0; i < cells; ++i) source.read(i, sample), rows += double(sample.tokens.size()) - 1;
+  return rows / double(cells);
+}
+
+Batch load_batch(const BenchOptions& o) {
+  auto source = training::joint_recall_source(o.task, data::Split::train);
+  check(o.first_sample + o.batch_size <= source->size(), "--first-sample ", o.first_sample, " + --batch-size ",
+        o.batch_size, " is past the end of the train split (", source->size(), " samples)");
+  Batch b;
+  b.samples.resize(o.batch_size);
+  for (int i = 0; i < o.batch_size; ++i) source->read(o.first_sample + i, b.samples[i]);
+  b.packed = training::pack_samples(b.samples);
+  b.padded_len = static_cast<int>(o.task.pad_len()) - 1;
+  b.scored = static_cast<int>(std::count(b.packed.scored.begin(), b.packed.scored.end(), 1));
+  b.round_mean_rows = round_mean_rows(*source, o.task);
+  return b;
+}
+
+// Analytic FLOPs of one training step over `rows` token rows of which `scored` reach the output layer.
+struct Work {
+  double gemm_flop = 0;   // 2·M·K·N per GEMM forward, x3 for forward + backward (dX and dW are the same size)
+  double scan_flop = 0;   // kScanFlopPerState per state element, an estimate
+  double state_elements = 0;
+};
+
+Work count_work(const models::ModelConfig& c, double rows, double scored) {
+  const double D = c.hidden_size, I = c.intermediate_size, N = c.state_size, R = c.time_step_rank,
+               V = c.vocab_size, L = c.num_hidden_layers;
+  // in_proj (D -> 2I), x_proj (I -> R + 2N), dt_proj (R -> I), out_proj (I -> D); then the tied output (D -> V).
+  const double per_row_layer = 2 * (D * 2 * I + I * (R + 2 * N) + R * I + I * D);
+  Work w;
+  w.gemm_flop = 3 * (L * rows * per_row_layer + scored * 2 * D * V);
+  w.state_elements = L * rows * I * N;
+  w.scan_flop = kScanFlopPerState * w.state_elements;
+  return w;
+}
+
+// ---- timing hax --------------------------------------------------------------------------------------------------
+
+double cpu_seconds() {  // all threads of this process
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+struct Step {
+  double seconds = 0, forward = 0, backward = 0, optimizer = 0, cpu = 0, loss = 0;
+};
+
+json step_json(const Step& s) {
+  return {{"seconds", s.seconds}, {"forward", s.forward}, {"backward", s.backward}, {"optimizer", s.optimizer},
+          {"cpu_seconds", s.cpu}, {"loss", s.loss}};
+}
+
+// One step as the trainer runs it: zero the gradients, forward, backward, AdamW at the post-warm-up lr.
+Step hax_step(models::MambaModel& model, training::AdamW& optimizer, const models::TokenBatch& tb, Arena& arena,
+              double lr) {
+  using clock = std::chrono::steady_clock;
+  auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  Step s;
+  const double cpu0 = cpu_seconds();
+  const auto t0 = clock::now();
+  model.params().zero_grad();
+  s.loss = model.forward(tb, arena).loss;
+  s.forward = since(t0);
+  const auto t1 = clock::now();
+  model.backward(tb, arena);
+  s.backward = since(t1);
+  const auto t2 = clock::now();
+  optimizer.step(model.params().params(), model.params().grads(), lr);
+  s.optimizer = since(t2);
+  s.seconds = since(t0);
+  s.cpu = cpu_seconds() - cpu0;
+  check(std::isfinite(s.loss), "hax bench: non-finite loss ", s.loss);
+  return s;
+}
+
+std::vector<Step> time_hax(const models::ModelConfig& config, const BenchOptions& o, const Batch& b) {
+  models::MambaModel model(config);
+  training::AdamW optimizer(model.params().params().size());
+  // The paper's schedule (2e-3, 5000 warm-up updates), read past the warm-up: every timed update is a real one.
+  const training::WarmupSchedule schedule{2e-3, 5000};
+  Arena arena;
+  training::reserve_arena(arena, model.arena_floats(b.packed.batch.rows(), b.scored, b.packed.batch.num_sequences()));
+  std::vector<Step> timed;
+  for (int i = 0; i < o.warmup_steps + o.steps; ++i) {
+    const Step s = hax_step(model, optimizer, b.packed, arena, schedule.lr(schedule.warmup_steps + 1 + i));
+    std::cerr << "  hax " << (i < o.warmup_steps ? "warm-up" : "timed") << " step " << i + 1 << "/"
+              << o.warmup_steps + o.steps << ": " << s.seconds << " s\n";
+    if (i >= o.warmup_steps) timed.push_back(s);
+  }
+  return timed;
+}
+
+struct Summary {
+  double median = 0, min = 0, forward = 0, backward = 0, optimizer = 0, cpu = 0;
+};
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+Summary summarize(const std::vector<Step>& steps) {
+  auto median_by = [&steps](double Step::*field) {
+    std::vector<double> v;
+    for (const Step& s : steps) v.push_back(s.*field);
+    return median_of(v);
+  };
+  Summary r{median_by(&Step::seconds), 0, median_by(&Step::forward), median_by(&Step::backward),
+            median_by(&Step::optimizer), median_by(&Step::cpu)};
+  r.min = std::min_element(steps.begin(), steps.end(), [](auto& a, auto& c) { return a.seconds < c.seconds; })->seconds;
+  return r;
+}
+
+// ---- the PyTorch baseline ----------------------------------------------------------------------------------------
+
+struct Baseline {
+  bool ran = false;
+  std::string note;  // why it did not run, or what it is
+  std::vector<Step> steps;
+  json report;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+// The script next to the sources: from the working directory (the repository root) or from the binary's folder
+// (build/hax, so one or two levels up).
+std::string find_baseline_script(const BenchOptions& o) {
+  if (!o.baseline_script.empty()) return fs::exists(o.baseline_script) ? o.baseline_script : "";
+  std::vector<fs::path> candidates{fs::current_path() / kBaselineScript};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path dir = exe.parent_path(); dir.has_relative_path(); dir = dir.parent_path())
+      candidates.push_back(dir / kBaselineScript);
+  for (const fs::path& p : candidates)
+    if (fs::exists(p)) return p.string();
+  return "";
+}
+
+// The batch as the reference feeds it: each sample padded with PAD to pad_len, inputs = x[:-1], labels = x[1:],
+// scored = mask[:-1]; written as int32 (3, B, T) for the script.
+void write_padded_batch(const fs::path& path, const Batch& b, std::int32_t pad) {
+  const std::size_t B = b.samples.size(), T = b.padded_len;
+  std::vector<std::int32_t> out(3 * B * T, 0);
+  for (std::size_t i = 0; i < B; ++i) {
+    const data::Sample& s = b.samples[i];
+    for (std::size_t t = 0; t < T; ++t) {
+      out[i * T + t] = t < s.tokens.size() ? s.tokens[t] : pad;
+      out[(B + i) * T + t] = t + 1 < s.tokens.size() ? s.tokens[t + 1] : pad;
+      out[(2 * B + i) * T + t] = t < s.mask.size() ? s.mask[t] : 0;
+    }
+  }
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size() * sizeof(out[0])));
+  check(f.good(), "cannot write the baseline's batch to '", path.string(), "'");
+}
+
+// Runs `command`, returning its stdout and exit status (-1 when it could not start or did not exit normally).
+std::pair<std::string, int> run_capture(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {"", -1};
+  std::string out;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  const int status = pclose(pipe);
+  return {out, status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+// The script prints one JSON object, on the last line that starts with '{'.
+json parse_last_json_line(const std::string& out) {
+  std::istringstream lines(out);
+  json found;
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{') found = json::parse(line, nullptr, false);
+  return found;
+}
+
+Baseline run_baseline(const BenchOptions& o, const models::ModelConfig& config, const Batch& b) {
+  Baseline r;
+  const std::string script = find_baseline_script(o);
+  if (!fs::exists(kPython)) return r.note = cat(kPython, " not found: no PyTorch baseline"), r;
+  if (script.empty())
+    return r.note = cat(o.baseline_script.empty() ? kBaselineScript : o.baseline_script, " not found (run from the ",
+                        "repository root, or pass --baseline-script): no PyTorch baseline"), r;
+  const fs::path batch_file = fs::temp_directory_path() / cat("hax-bench-batch-", getpid(), ".i32");
+  write_padded_batch(batch_file, b, config.pad_token_id);
+  const std::string command =
+      cat(kPython, " ", shell_quote(script), " --config ", shell_quote(fs::absolute(o.config_path).string()),
+          " --batch ", shell_quote(batch_file.string()), " --batch-size ", o.batch_size, " --seq-len ", b.padded_len,
+          " --steps ", o.baseline_steps, " --threads ", num_threads());
+  std::cerr << "  baseline: " << command << "\n";
+  const auto [out, status] = run_capture(command);
+  fs::remove(batch_file);
+  if (status == kMissingModule) return r.note = "PyTorch (python3-torch) or numpy is not installed: no baseline", r;
+  r.report = parse_last_json_line(out);
+  if (status != 0 || !r.report.is_object() || !r.report.contains("steps"))
+    return r.note = cat("the baseline script failed (exit status ", status, "): no baseline"), r;
+  for (const json& s : r.report["steps"])
+    r.steps.push_back({s.value("seconds", 0.0), s.value("forward", 0.0), s.value("backward", 0.0),
+                       s.value("optimizer", 0.0), s.value("cpu_seconds", 0.0), s.value("loss", 0.0)});
+  r.ran = !r.steps.empty();
+  r.note = r.report.value("implementation", "PyTorch");
+  return r;
+}
+
+// ---- the report --------------------------------------------------------------------------------------------------
+
+std::string fmt(double v, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  return text;
+}
+
+std::string grouped(double v) {  // 1234567 -> "1,234,567"
+  std::string digits = fmt(std::round(v), 0), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// The figures of one implementation for one table column (and the JSON).
+struct Column {
+  Summary time;
+  double real_tokens_per_s = 0, padded_tokens_per_s = 0, gemm_gflops = 0, all_gflops = 0;
+};
+
+Column column(const Summary& t, const Batch& b, const Work& w) {
+  const double s = t.median;
+  return {t, b.packed.batch.rows() / s, double(b.samples.size()) * b.padded_len / s, w.gemm_flop / s * 1e-9,
+          (w.gemm_flop + w.scan_flop) / s * 1e-9};
+}
+
+void row(const std::string& label, const std::string& hax, const std::string& baseline) {
+  char text[256];
+  std::snprintf(text, sizeof text, "  %-36s %-24s %s\n", label.c_str(), hax.c_str(), baseline.c_str());
+  std::cout << text;
+}
+
+std::string percent_of(double gflops, double peak) { return peak > 0 ? " (" + fmt(100 * gflops / peak, 1) + "%)" : ""; }
+
+void print_table(const Column& h, const Column* p, int steps, int warmup, int baseline_steps, double peak) {
+  auto both = [&](const std::string& label, auto field) { row(label, field(h), p ? field(*p) : "-"); };
+  row("", "hax", p ? "PyTorch baseline" : "(no baseline)");
+  row("timed steps (warm-up)", cat(steps, " (", warmup, ")"), p ? cat(baseline_steps, " (0)") : "-");
+  both("s/step, median", [](const Column& c) { return fmt(c.time.median, 3); });
+  both("s/step, min", [](const Column& c) { return fmt(c.time.min, 3); });
+  both("  forward / backward / AdamW", [](const Column& c) {
+    return fmt(c.time.forward, 3) + " / " + fmt(c.time.backward, 3) + " / " + fmt(c.time.optimizer, 3);
+  });
+  // CPU seconds show how much of the machine each run got: on a busy machine the wall time is not all ours.
+  both("CPU s/step, median (all threads)", [](const Column& c) { return fmt(c.time.cpu, 3); });
+  both("CPU s per wall s (threads busy)", [](const Column& c) { return fmt(c.time.cpu / c.time.median, 2); });
+  both("real tokens/s", [](const Column& c) { return grouped(c.real_tokens_per_s); });
+  both("padded-equivalent tokens/s", [](const Column& c) { return grouped(c.padded_tokens_per_s); });
+  both("GEMM GFLOP/s (% of peak)",
+       [&](const Column& c) { return fmt(c.gemm_gflops, 1) + percent_of(c.gemm_gflops, peak); });
+  both("GEMM + scan GFLOP/s (% of peak)",
+       [&](const Column& c) { return fmt(c.all_gflops, 1) + percent_of(c.all_gflops, peak); });
+}
+
+void print_header(const BenchOptions& o, const models::ModelConfig& c, std::size_t params, const Batch& b,
+                  const Machine& m) {
+  std::cout << "hax bench train-step: one training step = forward + backward + AdamW update, fp32\n"
+            << "  model:   " << o.config_path << " (D=" << c.hidden_size << " I=" << c.intermediate_size
+            << " N=" << c.state_size << " R=" << c.time_step_rank << " K=" << c.conv_kernel << " layers="
+            << c.num_hidden_layers << " V=" << c.vocab_size << "; " << grouped(double(params)) << " parameters)\n"
+            << "  batch:   " << b.samples.size() << " joint-recall train samples " << o.first_sample << ".."
+            << o.first_sample + b.samples.size() - 1 << " (data seed " << o.task.seed << "), padded length "
+            << b.padded_len << "\n"
+            << "           " << grouped(b.packed.batch.rows()) << " real input tokens (hax runs only these), "
+            << b.samples.size() << " x " << b.padded_len << " = " << grouped(double(b.samples.size()) * b.padded_len)
+            << " padded (the baseline runs all), " << grouped(b.scored) << " scored\n"
+            << "           mean " << fmt(double(b.packed.batch.rows()) / double(b.samples.size()), 1)
+            << " real tokens a sequence (over one round of all " << o.task.cells() << " cells: "
+            << fmt(b.round_mean_rows, 1) << "; --first-sample picks another window)\n"
+            << "  machine: " << m.cpu << ", " << m.cores << " cores, " << fmt(m.mhz, 0)
+            << " MHz (/proc/cpuinfo \"cpu MHz\")" << (m.avx2_fma ? ", AVX2+FMA" : ", no AVX2/FMA: peak overstated")
+            << "; threads used: " << num_threads() << "\n"
+            << "  peak:    cores x clock x 32 FLOP/cycle (AVX2 FMA fp32: 2 FMA units x 8 lanes x 2) = " << m.cores
+            << " x " << fmt(m.mhz * 1e-3, 3) << " GHz x 32 = " << fmt(m.peak_gflops(), 1) << " GFLOP/s\n\n";
+}
+
+void print_work(const Work& w, const Work& padded, const models::ModelConfig& c) {
+  std::cout << "\n  FLOPs per step, analytic, for the real tokens (what the GFLOP/s rows of both columns divide):\n"
+            << "    GEMMs: 2*M*K*N per GEMM forward, x3 for forward + backward = " << fmt(w.gemm_flop * 1e-9, 2)
+            << " GFLOP\n      (in_proj, x_proj, dt_proj, out_proj of every layer on the real tokens; the tied output "
+               "on the scored ones)\n"
+            << "    scan, elementwise (estimate, not in the GEMM figure): " << fmt(kScanFlopPerState, 0)
+            << " FLOP per state element x " << grouped(w.state_elements) << " = " << fmt(w.scan_flop * 1e-9, 2)
+            << " GFLOP\n      (elements = layers x tokens x I x N; fwd 6, recompute 4, reverse 15; exp not counted)\n"
+            << "    the baseline, on the padded batch, executes " << fmt(padded.gemm_flop * 1e-9, 2)
+            << " GFLOP of GEMMs and " << fmt(padded.scan_flop * 1e-9, 2) << " GFLOP of scan"
+            << " (logits on every position; V=" << c.vocab_size << ")\n";
+}
+
+void print_speedup(const Column& h, const Column* p, const Baseline& baseline) {
+  if (!p) {
+    std::cout << "\n  baseline: " << baseline.note << "\n";
+    return;
+  }
+  const double ratio = p->time.median / h.time.median;
+  std::cout << "\n  baseline: " << baseline.note << ", torch " << baseline.report.value("torch_version", "?")
+            << ", " << baseline.report.value("threads", 0) << " threads\n"
+            << "  speed-up (baseline s/step / hax s/step, medians): " << fmt(ratio, 1) << "x  (target >= 20x: "
+            << (ratio >= 20 ? "met" : "NOT met") << ")\n"
+            << "  CPU-time ratio (baseline CPU s/step / hax CPU s/step): " << fmt(p->time.cpu / h.time.cpu, 1)
+            << "x  (less sensitive to other load on the machine; spin-waiting threads count as busy)\n";
+}
+
+json column_json(const Column& c, const std::vector<Step>& steps) {
+  json s = json::array();
+  for (const Step& step : steps) s.push_back(step_json(step));
+  return {{"median_seconds", c.time.median}, {"min_seconds", c.time.min}, {"forward_seconds", c.time.forward},
+          {"backward_seconds", c.time.backward}, {"optimizer_seconds", c.time.optimizer},
+          {"cpu_seconds", c.time.cpu}, {"real_tokens_per_second", c.real_tokens_per_s},
+          {"padded_tokens_per_second", c.padded_tokens_per_s}, {"gemm_gflops", c.gemm_gflops},
+          {"gemm_and_scan_gflops", c.all_gflops}, {"steps", s}};
+}
+
+json report_json(const BenchOptions& o, const models::ModelConfig& config, const Batch& b, const Machine& m,
+                 const Work& w, const Column& h, const std::vector<Step>& hax_steps, const Baseline& base,
+                 const Column* p) {
+  json j{{"benchmark", "train-step"},
+         {"config", o.config_path},
+         {"model", config.to_json()},
+         {"batch", {{"sequences", b.samples.size()}, {"first_sample", o.first_sample}, {"data_seed", o.task.seed},
+                    {"padded_length", b.padded_len}, {"real_tokens", b.packed.batch.rows()},
+                    {"padded_tokens", b.samples.size() * b.padded_len}, {"scored_tokens", b.scored},
+                    {"round_mean_real_tokens_per_sequence", b.round_mean_rows}}},
+         {"machine", {{"cpu", m.cpu}, {"cores", m.cores}, {"mhz", m.mhz}, {"avx2_fma", m.avx2_fma},
+                      {"threads", num_threads()}, {"peak_gflops", m.peak_gflops()},
+                      {"peak_formula", "cores x MHz/1000 x 32 FLOP/cycle (AVX2 FMA fp32)"}}},
+         {"work", {{"gemm_flop", w.gemm_flop}, {"scan_flop_estimate", w.scan_flop},
+                   {"scan_state_elements", w.state_elements}, {"scan_flop_per_state_element", kScanFlopPerState}}},
+         {"hax", column_json(h, hax_steps)},
+         {"warmup_steps", o.warmup_steps}};
+  j["baseline"] = p ? column_json(*p, base.steps) : json{{"ran", false}};
+  j["baseline"]["note"] = base.note;
+  if (p) {
+    j["baseline"]["script_report"] = base.report;
+    j["speedup"] = p->time.median / h.time.median;
+    j["cpu_time_ratio"] = p->time.cpu / h.time.cpu;
+  }
+  return j;
+}
+
+void write_json(const std::string& path, const json& j) {
+  io::AtomicFile file(path);
+  file.stream() << j.dump(2) << '\n';
+  file.commit();
+}
+
+void run_train_step(const BenchOptions& o) {
+  check(o.steps >= 1 && o.baseline_steps >= 1 && o.warmup_steps >= 0 && o.batch_size >= 1,
+        "--steps, --baseline-steps and --batch-size must be >= 1, --warmup-steps >= 0");
+  set_num_threads(o.threads);
+  const models::ModelConfig config = models::ModelConfig::load(o.config_path);
+  const Machine machine = probe_machine();
+  const Batch batch = load_batch(o);
+  const std::size_t params = models::MambaModel(config, false).params().num_parameters();
+  print_header(o, config, params, batch, machine);
+  std::cerr << "hax bench train-step: timing hax\n";
+  const std::vector<Step> hax_steps = time_hax(config, o, batch);
+  Baseline baseline;
+  baseline.note = "not run (--no-baseline)";
+  if (o.baseline) {
+    std::cerr << "hax bench train-step: timing the PyTorch baseline (tens of seconds a step)\n";
+    baseline = run_baseline(o, config, batch);
+  }
+  const Work work = count_work(config, batch.packed.batch.rows(), batch.scored);
+  const double padded_rows = double(batch.samples.size()) * batch.padded_len;
+  const Column h = column(summarize(hax_steps), batch, work);
+  std::unique_ptr<Column> p;
+  if (baseline.ran) p = std::make_unique<Column>(column(summarize(baseline.steps), batch, work));
+  print_table(h, p.get(), o.steps, o.warmup_steps, o.baseline_steps, machine.peak_gflops());
+  print_work(work, count_work(config, padded_rows, padded_rows), config);
+  print_speedup(h, p.get(), baseline);
+  if (!o.json_path.empty()) {
+    write_json(o.json_path, report_json(o, config, batch, machine, work, h, hax_steps, baseline, p.get()));
+    std::cout << "  written: " << o.json_path << "\n";
+  }
+}
+
+void register_train_step(CLI::App& bench) {
+  auto* command = bench.add_subcommand("train-step", "Time one training step (forward + backward + AdamW) at the "
+                                                     "paper's setting, against a PyTorch baseline");
+  command->option_defaults()->always_capture_default();
+  auto o = std::make_shared<BenchOptions>();
+  command->add_option("--config", o->config_path, "Hugging Face-style model config (config.json)");
+  command->add_option("--batch-size", o->batch_size, "Sequences per step")->check(CLI::PositiveNumber);
+  command->add_option("--first-sample", o->first_sample, "First sample of the train split in the batch");
+  command->add_option("--steps", o->steps, "Timed hax steps")->check(CLI::PositiveNumber);
+  command->add_option("--warmup-steps", o->warmup_steps, "Untimed hax steps first")->check(CLI::NonNegativeNumber);
+  command->add_option("--threads", o->threads, "Threads, for hax and the baseline (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  command->add_flag("--baseline,!--no-baseline", o->baseline, "Also time the PyTorch baseline (/usr/bin/python3)");
+  command->add_option("--baseline-steps", o->baseline_steps, "Timed baseline steps (each takes tens of seconds)")
+      ->check(CLI::PositiveNumber);
+  command->add_option("--baseline-script", o->baseline_script, "The baseline (default: tools/bench/"
+                                                               "mamba_torch_step.py, found from here or the binary)");
+  command->add_option("--json", o->json_path, "Also write the figures to this JSON file");
+  add_joint_recall_options(*command, o->task);
+  command->callback([o] { run_train_step(*o); });
+}
+
+}  // namespace
+
+void register_bench_commands(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks");
+  bench->require_subcommand(1);
+  register_train_step(*bench);
+}
+
+}  // namespace hax::cli
