@@ -1,5 +1,5 @@
 // hax train: trains a model config on joint recall (generated on the fly or read from `hax gen` files) with the
-// paper's hyperparameters as defaults; hax eval: accuracy of a checkpoint, overall and per (n_context, n_key) cell.
+// paper's hyperparameters as defaults. (hax eval lives in eval_command.cpp.)
 #include <cstdio>
 #include <iostream>
 #include <memory>
