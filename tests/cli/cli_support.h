@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/models/mamba.h"
 #include "hax/training/checkpoint.h"
@@ -22,26 +23,16 @@ inline std::string quoted(const std::filesystem::path& path) { return "'" + path
 
 inline CommandResult run_hax(const std::string& args) { return run_command(quoted(HAX_BINARY) + " " + args); }
 
-inline models::ModelConfig tiny_model() {
-  models::ModelConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.state_size = 4;
-  c.time_step_rank = 2;
-  c.num_hidden_layers = 2;
-  return c;
-}
-
 inline std::filesystem::path write_tiny_config(const ScratchDir& dir) {
   const auto path = dir / "config.json";
-  write_file(path, tiny_model().to_json().dump(2));
+  write_file(path, tiny_mamba_config().to_json().dump(2));
   return path;
 }
 
 // A checkpoint folder holding a freshly initialized tiny model.
 inline std::filesystem::path save_untrained_checkpoint(const ScratchDir& dir) {
   const auto path = dir / "untrained";
-  training::save_model(path, models::MambaModel(tiny_model()));
+  training::save_model(path, models::MambaModel(tiny_mamba_config()));
   return path;
 }
 

@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/engine/error.h"
 #include "hax/io/safetensors.h"
@@ -24,16 +25,6 @@ data::JointRecallConfig small_task() {
   t.train_per_cell = 64;
   t.eval_per_cell = 4;
   return t;
-}
-
-models::ModelConfig small_model() {
-  models::ModelConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.state_size = 4;
-  c.time_step_rank = 2;
-  c.num_hidden_layers = 2;
-  return c;
 }
 
 TrainOptions options(const std::filesystem::path& out, std::int64_t steps) {
@@ -64,9 +55,9 @@ TEST(Trainer, AResumedRunEqualsAnUninterruptedOne) {
   const testing::ScratchDir dir;
   auto train_data = joint_recall_source(small_task(), data::Split::train);
   auto valid_data = joint_recall_source(small_task(), data::Split::valid);
-  train(small_model(), options(dir / "straight", 12), *train_data, valid_data.get(), false);
-  train(small_model(), options(dir / "split", 8), *train_data, valid_data.get(), false);
-  train(small_model(), options(dir / "split", 12), *train_data, valid_data.get(), true);
+  train(testing::tiny_mamba_config(), options(dir / "straight", 12), *train_data, valid_data.get(), false);
+  train(testing::tiny_mamba_config(), options(dir / "split", 8), *train_data, valid_data.get(), false);
+  train(testing::tiny_mamba_config(), options(dir / "split", 12), *train_data, valid_data.get(), true);
 
   for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
     const auto a = io::SafetensorsFile(dir / "straight/last" / file).read_all();
@@ -85,7 +76,7 @@ TEST(Trainer, LossFallsAndTheBestCheckpointLoadsBack) {
   auto valid_data = joint_recall_source(small_task(), data::Split::valid);
   TrainOptions o = options(dir / "run", 60);
   o.eval_every = 30;
-  train(small_model(), o, *train_data, valid_data.get(), false);
+  train(testing::tiny_mamba_config(), o, *train_data, valid_data.get(), false);
   const auto lines = metric_lines(dir / "run");
   const double first = nlohmann::json::parse(lines.front()).at("loss");
   double last = 0;
@@ -107,12 +98,12 @@ TEST(Trainer, ANonFiniteLossStopsTheRunAndKeepsTheCheckpoints) {
   const testing::ScratchDir dir;
   auto train_data = joint_recall_source(small_task(), data::Split::train);
   TrainOptions o = options(dir / "run", 4);
-  train(small_model(), o, *train_data, nullptr, false);
+  train(testing::tiny_mamba_config(), o, *train_data, nullptr, false);
   const std::string before = testing::read_file(dir / "run/last/model.safetensors");
   o.steps = 40;
   o.lr = 1e30;  // diverges at once
   try {
-    train(small_model(), o, *train_data, nullptr, true);
+    train(testing::tiny_mamba_config(), o, *train_data, nullptr, true);
     FAIL() << "expected the run to stop";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
@@ -123,9 +114,9 @@ TEST(Trainer, ANonFiniteLossStopsTheRunAndKeepsTheCheckpoints) {
 TEST(Trainer, RefusesToOverwriteARunWithoutResume) {
   const testing::ScratchDir dir;
   auto train_data = joint_recall_source(small_task(), data::Split::train);
-  train(small_model(), options(dir / "run", 2), *train_data, nullptr, false);
-  EXPECT_THROW(train(small_model(), options(dir / "run", 2), *train_data, nullptr, false), Error);
-  EXPECT_THROW(train(small_model(), options(dir / "missing", 2), *train_data, nullptr, true), Error);
+  train(testing::tiny_mamba_config(), options(dir / "run", 2), *train_data, nullptr, false);
+  EXPECT_THROW(train(testing::tiny_mamba_config(), options(dir / "run", 2), *train_data, nullptr, false), Error);
+  EXPECT_THROW(train(testing::tiny_mamba_config(), options(dir / "missing", 2), *train_data, nullptr, true), Error);
 }
 
 }  // namespace
