@@ -1,24 +1,38 @@
 #!/usr/bin/python3
-"""An independent PyTorch implementation of the hax Mamba-1 model (reference.md §3.1-3.4, §5.1), used by the tests
-as an oracle. It shares no code with hax: it reads the checkpoint folder (config.json + model.safetensors, parsed
-here with json + numpy), runs the math in float64 with a plain sequential scan, and writes what hax must match.
+"""An independent PyTorch implementation of the hax Mamba-1 model (reference.md §3.1-3.4, §5.1) and of its
+sparse-attention variants (HAX, reference.md §3.3, §3.5-3.10, with the two semantics of semantics.md), used by the
+tests as an oracle. It shares no code with hax: it reads the checkpoint folder (config.json + model.safetensors,
+parsed here with json + numpy), runs the math in float64 with a plain sequential scan and, for the sparse branch,
+the reference's dense construction (a T x T boolean mask of allowed keys per sequence, masked softmax), and writes
+what hax must match.
 
-usage: mamba_torch.py CHECKPOINT_DIR BATCH_FILE OUT_DIR
+usage: mamba_torch.py CHECKPOINT_DIR BATCH_FILE OUT_DIR [--padded-length T] [--gate-candidates FILE]
   BATCH_FILE: three lines per sequence: input token ids; the label (next token) of every position; 0/1 scored flags.
+  --padded-length: `paper` semantics only: the length every sequence is right-padded to (default: the longest).
+  --gate-candidates: one line per (layer, sequence), layer-major: `layer seq c0 c1 ...`, the positions the gate
+    (ranking) loss of key selection samples. Given: training mode, the objective is CE + 0.1 * sum of the layers'
+    gate losses. Absent: evaluation mode, no gate loss.
   OUT_DIR receives logits.npy (all rows of all sequences, concatenated: M x V, float32), loss.npy (the mean
-  cross-entropy over scored rows, float32, shape (1,)) and grads.safetensors (F32 gradient of that loss for every
-  parameter, under the parameter's own name).
+  cross-entropy over scored rows, float32, shape (1,)), gate_loss.npy (the gate loss summed over layers, float32,
+  shape (1,); 0 without candidates) and grads.safetensors (F32 gradient of the objective for every parameter, under
+  the parameter's own name; none for the lsh_projection buffers).
 """
+import argparse
 import json
+import math
 import os
 import struct
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 DTYPES = {"F32": np.float32, "F64": np.float64, "I32": np.int32}
+GATE_WEIGHT = 0.1
+
+
+def is_buffer(name):
+    return name.endswith("lsh_projection")
 
 
 def read_safetensors(path):
@@ -33,7 +47,7 @@ def read_safetensors(path):
             continue
         begin, end = meta["data_offsets"]
         arr = np.frombuffer(data[begin:end], dtype=DTYPES[meta["dtype"]]).reshape(meta["shape"])
-        tensors[name] = torch.tensor(arr.astype(np.float64), requires_grad=True)
+        tensors[name] = torch.tensor(arr.astype(np.float64), requires_grad=not is_buffer(name))
     return tensors
 
 
@@ -57,8 +71,128 @@ def rmsnorm(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
-def mixer(u, p, cfg):
-    """One Mamba mixer over one sequence u (T, D)."""
+# ---------------------------------------------------------------------------------------------------------------
+# Sparse branch: dense masks, as the reference builds them (reference.md §7.1), in float64.
+
+def sparse_settings(cfg):
+    patterns = cfg["sparse_arch"].split("+")
+    w = cfg.get("sparse_keys", 64) // len(patterns)
+    return patterns, w, cfg.get("data_max_length", 2048) // w, cfg.get("hax_semantics", "causal")
+
+
+def lsh_inputs(Q, K, paper):
+    """What the hash projects: raw (causal) or centred and scaled per feature over time (paper)."""
+    if not paper:
+        return Q, K
+    out = []
+    for X in (Q, K):
+        X = X - X.mean(0)
+        out.append(X / X.norm(dim=0).clamp_min(1e-12))
+    return out
+
+
+def most_recent(match, w):
+    """match (T, T) bool, already causal: keep per row the w matches with the largest s."""
+    from_right = torch.flip(torch.cumsum(torch.flip(match.long(), [1]), 1), [1])  # matches at s' >= s
+    return match & (from_right <= w)
+
+
+def key_scores(Q, K, p, paper):
+    """Key-selection MLP score per position, from detached features [K, normalize(cumsum Q)]."""
+    c = torch.cumsum(Q.detach(), 0)
+    c = c / (c.norm(dim=0, keepdim=True) if paper else c.norm(dim=1, keepdim=True)).clamp_min(1e-12)
+    f = torch.cat([K.detach(), c], 1)
+    f = F.relu(F.linear(f, p["dx_proj_1.weight"], p["dx_proj_1.bias"]))
+    f = F.relu(F.linear(f, p["dx_proj_2.weight"], p["dx_proj_2.bias"]))
+    return F.linear(f, p["dx_proj_3.weight"], p["dx_proj_3.bias"])[:, 0]
+
+
+def cumulative_topk(score, w):
+    """(T, T) bool: s <= t among the w best of score[0..t] in the order (score desc, index asc)."""
+    T = score.shape[0]
+    s = score.detach()
+    idx = torch.arange(T)
+    beats = (s[:, None] > s[None, :]) | ((s[:, None] == s[None, :]) & (idx[:, None] < idx[None, :]))  # [s', s]
+    rank = torch.cumsum(beats.long(), 0)  # rank[t, s] = #{s' <= t that beat s}
+    return (idx[None, :] <= idx[:, None]) & (rank < w)
+
+
+def allowed_mask(Q, K, p, cfg, T):
+    patterns, w, dilation, semantics = sparse_settings(cfg)
+    paper = semantics == "paper"
+    t = torch.arange(T)[:, None]
+    s = torch.arange(T)[None, :]
+    causal = s <= t
+    allowed = torch.zeros(T, T, dtype=torch.bool)
+    score = None
+    for name in patterns:
+        if name == "full":
+            m = causal
+        elif name == "sliding_window":
+            m = s > t - w
+        elif name == "sink":
+            m = (s < w).expand(T, T)
+        elif name == "dilated":
+            m = (s % dilation == dilation - 1).expand(T, T)
+        elif name in ("sign_bin_lsh", "argmax_lsh"):
+            H = p["lsh_projection"].detach()
+            XQ, XK = lsh_inputs(Q.detach(), K.detach(), paper)
+            pq, pk = XQ @ H, XK @ H
+            if name == "sign_bin_lsh":
+                weights = 2 ** torch.arange(H.shape[1])
+                bq, bk = ((pq > 0).long() * weights).sum(1), ((pk > 0).long() * weights).sum(1)
+            else:
+                bq, bk = pq.argmax(1), pk.argmax(1)
+            m = most_recent((bq[:, None] == bk[None, :]) & causal, w)
+        elif name == "key_selection":
+            score = key_scores(Q, K, p, paper)
+            m = cumulative_topk(score, w)
+        else:
+            raise SystemExit(f"unknown sparse pattern {name!r}")
+        allowed = allowed | (m & causal)
+    return allowed, score
+
+
+def sparse_branch(xc, p, cfg, padded_length, candidates):
+    """attn (T, I) for the real rows of xc (T, I), and (sum of the gate BCE terms, k^2) or None."""
+    N = cfg["state_size"]
+    _, _, _, semantics = sparse_settings(cfg)
+    paper = semantics == "paper"
+    T_real = xc.shape[0]
+    KQ = xc @ p["xx_proj.weight"].T
+    K, Q, V = KQ[:, :N] / math.sqrt(N), KQ[:, N:], xc
+    T = T_real
+    if paper:  # right padding with zero rows (x is masked there, and xx_proj has no bias)
+        T = max(padded_length, T_real)
+        Q, K, V = (F.pad(X, (0, 0, 0, T - T_real)) for X in (Q, K, V))
+    allowed, score = allowed_mask(Q, K, p, cfg, T)
+    empty = ~allowed.any(1)
+    logits = torch.where(allowed, Q @ K.T, torch.tensor(-math.inf, dtype=Q.dtype))
+    logits = torch.where(empty[:, None], torch.zeros((), dtype=Q.dtype), logits)  # constant: uniform, no gradient
+    probs = torch.softmax(logits, 1)
+    if not paper:
+        probs = probs * (~empty)[:, None].to(probs.dtype)  # a query with no key attends to nothing
+    attn = (probs @ V)[:T_real]
+
+    gate = None
+    if candidates is not None and score is not None:
+        cand = torch.tensor(candidates, dtype=torch.long)
+        k = len(candidates)
+        with torch.no_grad():
+            queries = torch.arange(T if paper else T_real)
+            a = torch.sigmoid(Q[queries] @ K[cand].T) * (queries[:, None] >= cand[None, :])
+            target = a.sum(0)
+            y = ((target[:, None] > target[None, :]).double() + (target[:, None] >= target[None, :]).double()) / 2
+        pred = score[cand]
+        x = pred[:, None] - pred[None, :]
+        gate = (F.binary_cross_entropy_with_logits(x, y, reduction="sum"), k * k)
+    return attn, gate
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def mixer(u, p, cfg, padded_length=0, candidates=None):
+    """One Mamba mixer over one sequence u (T, D): the output, and the gate terms (or None)."""
     I, N, R, K = cfg["intermediate_size"], cfg["state_size"], cfg["time_step_rank"], cfg["conv_kernel"]
     xz = u @ p["in_proj.weight"].T
     if "in_proj.bias" in p:
@@ -74,21 +208,31 @@ def mixer(u, p, cfg):
     for t in range(u.shape[0]):
         h = torch.exp(delta[t, :, None] * A) * h + delta[t, :, None] * Bm[t][None, :] * xc[t][:, None]
         ys.append(h @ Cm[t] + p["D"] * xc[t])
-    y = torch.stack(ys) * F.silu(z)
+    y = torch.stack(ys)
+    gate = None
+    if cfg.get("sparse_arch"):
+        attn, gate = sparse_branch(xc, p, cfg, padded_length, candidates)
+        y = y + p["E"] * attn
+    y = y * F.silu(z)
     out = y @ p["out_proj.weight"].T
     if "out_proj.bias" in p:
         out = out + p["out_proj.bias"]
-    return out
+    return out, gate
 
 
-def model_logits(tokens, params, cfg):
+def model_logits(tokens, params, cfg, padded_length=0, candidates=None):
+    """Logits (T, V) of one sequence, and per layer its gate terms (or None). candidates: layer -> positions."""
     eps = cfg.get("layer_norm_epsilon", 1e-5)
     h = params["embeddings.weight"][tokens]
+    gates = []
     for l in range(cfg["num_hidden_layers"]):
         prefix = f"layers.{l}.mixer."
         p = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-        h = h + mixer(rmsnorm(h, params[f"layers.{l}.norm.weight"], eps), p, cfg)
-    return rmsnorm(h, params["norm_f.weight"], eps) @ params["embeddings.weight"].T
+        cand = None if candidates is None else candidates.get(l)
+        out, gate = mixer(rmsnorm(h, params[f"layers.{l}.norm.weight"], eps), p, cfg, padded_length, cand)
+        h = h + out
+        gates.append(gate)
+    return rmsnorm(h, params["norm_f.weight"], eps) @ params["embeddings.weight"].T, gates
 
 
 def read_batch(path):
@@ -98,24 +242,64 @@ def read_batch(path):
     return [tuple(torch.tensor([int(v) for v in lines[i + j]]) for j in range(3)) for i in range(0, len(lines), 3)]
 
 
-def main():
-    ckpt, batch_file, out_dir = sys.argv[1:4]
-    cfg = json.load(open(os.path.join(ckpt, "config.json")))
-    params = read_safetensors(os.path.join(ckpt, "model.safetensors"))
-    all_logits, losses = [], []
-    for tokens, labels, scored in read_batch(batch_file):
-        logits = model_logits(tokens, params, cfg)
+def read_candidates(path):
+    """{(layer, seq): [positions]} from lines `layer seq c0 c1 ...`."""
+    out = {}
+    for line in open(path).read().splitlines():
+        if line.strip():
+            v = [int(x) for x in line.split()]
+            out[(v[0], v[1])] = v[2:]
+    return out
+
+
+def objective(batch, params, cfg, padded_length=0, candidates=None):
+    """(logits of all rows, mean CE over scored rows, gate loss summed over layers or None)."""
+    if cfg.get("hax_semantics", "causal") == "paper" and not padded_length:
+        padded_length = max(len(tokens) for tokens, _, _ in batch)
+    L = cfg["num_hidden_layers"]
+    all_logits, losses, count = [], [], 0
+    gate_sum, gate_pairs = [0.0] * L, [0] * L
+    for q, (tokens, labels, scored) in enumerate(batch):
+        per_seq = None if candidates is None else {l: candidates[(l, q)] for l in range(L) if (l, q) in candidates}
+        logits, gates = model_logits(tokens, params, cfg, padded_length, per_seq)
         all_logits.append(logits)
         rows = scored.bool()
         losses.append(F.cross_entropy(logits[rows], labels[rows], reduction="sum"))
-    count = sum(int(s.sum()) for _, _, s in read_batch(batch_file))
-    loss = torch.stack(losses).sum() / count
-    loss.backward()
-    os.makedirs(out_dir, exist_ok=True)
-    np.save(os.path.join(out_dir, "logits.npy"), torch.cat(all_logits).detach().numpy().astype(np.float32))
-    np.save(os.path.join(out_dir, "loss.npy"), np.array([loss.item()], dtype=np.float32))
-    write_safetensors(os.path.join(out_dir, "grads.safetensors"),
-                      {name: value.grad.numpy() for name, value in params.items()})
+        count += int(rows.sum())
+        for l, g in enumerate(gates):
+            if g is not None:
+                gate_sum[l] = gate_sum[l] + g[0]
+                gate_pairs[l] += g[1]
+    ce = torch.stack(losses).sum() / count
+    gate = None
+    terms = [gate_sum[l] / gate_pairs[l] for l in range(L) if gate_pairs[l] > 0]
+    if candidates is not None and terms:
+        gate = torch.stack(terms).sum()
+    return torch.cat(all_logits), ce, gate
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint")
+    parser.add_argument("batch")
+    parser.add_argument("out_dir")
+    parser.add_argument("--padded-length", type=int, default=0)
+    parser.add_argument("--gate-candidates")
+    args = parser.parse_args()
+    cfg = json.load(open(os.path.join(args.checkpoint, "config.json")))
+    params = read_safetensors(os.path.join(args.checkpoint, "model.safetensors"))
+    candidates = read_candidates(args.gate_candidates) if args.gate_candidates else None
+    logits, ce, gate = objective(read_batch(args.batch), params, cfg, args.padded_length, candidates)
+    total = ce if gate is None else ce + GATE_WEIGHT * gate
+    total.backward()
+    os.makedirs(args.out_dir, exist_ok=True)
+    np.save(os.path.join(args.out_dir, "logits.npy"), logits.detach().numpy().astype(np.float32))
+    np.save(os.path.join(args.out_dir, "loss.npy"), np.array([ce.item()], dtype=np.float32))
+    np.save(os.path.join(args.out_dir, "gate_loss.npy"),
+            np.array([0.0 if gate is None else gate.item()], dtype=np.float32))
+    write_safetensors(os.path.join(args.out_dir, "grads.safetensors"),
+                      {name: (value.grad if value.grad is not None else torch.zeros_like(value)).numpy()
+                       for name, value in params.items() if not is_buffer(name)})
 
 
 if __name__ == "__main__":
