@@ -195,7 +195,7 @@ std::vector<Step> time_hax(const models::ModelConfig& config, const BenchOptions
   // The paper's schedule (2e-3, 5000 warm-up updates), read past the warm-up: every timed update is a real one.
   const training::WarmupSchedule schedule{2e-3, 5000};
   Arena arena;
-  training::reserve_arena(arena, model.arena_floats(b.packed.batch.rows(), b.scored, b.packed.batch.num_sequences()));
+  training::reserve_arena(arena, model.arena_floats(b.packed.batch, b.scored, b.packed.padded_length));
   std::vector<Step> timed;
   for (int i = 0; i < o.warmup_steps + o.steps; ++i) {
     const Step s = hax_step(model, optimizer, b.packed, arena, schedule.lr(schedule.warmup_steps + 1 + i));

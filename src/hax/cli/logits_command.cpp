@@ -94,7 +94,7 @@ std::vector<float> compute_logits(models::MambaModel& model, const std::vector<S
     const std::size_t end = std::min(sequences.size(), begin + static_cast<std::size_t>(batch_size));
     const PackedTokens packed = pack(sequences, begin, end);
     const layers::PackedBatch& batch = packed.batch;
-    training::reserve_arena(arena, model.arena_floats(batch.rows(), 0, batch.num_sequences()));
+    training::reserve_arena(arena, model.arena_floats(batch, 0));
     rows.resize(static_cast<std::size_t>(batch.rows()) * vocab);
     model.logits(rows.data(), packed.inputs, batch, arena);
     for (int s = 0; s < batch.num_sequences(); ++s)

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "hax/cli/commands.h"
+#include "hax/cli/model_options.h"
 #include "hax/cli/progress.h"
 #include "hax/cli/task_options.h"
 #include "hax/engine/blas.h"
@@ -20,6 +21,7 @@ struct TrainCommand {
   std::int64_t seed = -1;  // -1: the config's
   int threads = 0;
   bool resume = false;
+  SparseOverrides sparse;
   data::JointRecallConfig task;
   training::TrainOptions options;
 };
@@ -35,14 +37,19 @@ void run_train(const TrainCommand& c) {
   if (!c.resume) {
     config = models::ModelConfig::load(c.config_path);
     if (c.seed >= 0) config.seed = static_cast<std::uint64_t>(c.seed);
+    c.sparse.apply(config, c.config_path);
+  } else {
+    check(!c.sparse.any(), "--sparse-arch and the other model flags cannot change a run being resumed (--resume)");
   }
+  training::TrainOptions options = c.options;
+  options.padded_length = static_cast<int>(c.task.padded_sample_length() - 1);
   auto train_data = source(c.train_data, c.task, data::Split::train);
   auto valid_data = source(c.valid_data, c.task, data::Split::valid);
   std::cerr << "hax train: " << (c.resume ? "resuming " + c.options.out_dir : c.config_path) << "\n  train: "
             << train_data->describe() << "\n  valid: " << valid_data->describe() << "\n  threads: " << num_threads()
             << "\n";
   Progress bar("train", static_cast<std::uint64_t>(c.options.steps), "steps");
-  training::train(config, c.options, *train_data, valid_data.get(), c.resume, [&](const training::TrainProgress& p) {
+  training::train(config, options, *train_data, valid_data.get(), c.resume, [&](const training::TrainProgress& p) {
     char fields[160];
     std::snprintf(fields, sizeof fields, "loss %.4f acc %.3f lr %.2e %.0f tok/s", p.loss, p.accuracy, p.lr,
                   p.tokens_per_second);
@@ -78,6 +85,7 @@ void register_train(CLI::App& app) {
   command->add_option("--log-every", o.log_every, "Write a metrics line every this many updates")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--seed", c->seed, "Initialization seed (default: the config's hax_seed, else 1)");
+  add_sparse_options(*command, c->sparse);
   command->add_option("--threads", c->threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber);
   add_joint_recall_options(*command, c->task);
   command->callback([c] { run_train(*c); });

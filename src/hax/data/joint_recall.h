@@ -33,6 +33,8 @@ struct JointRecallConfig {
   std::int64_t eval_per_cell = 100;  // valid and test each
 
   void validate() const;
+  // The length the reference pads every sample to: (2 max_contexts)(2 max_keys + 1) + 2 (1058 by default).
+  std::int64_t padded_sample_length() const { return 2 * max_contexts * (2 * max_keys + 1) + 2; }
 
   std::uint64_t cells() const;
   std::uint64_t split_size(Split split) const;

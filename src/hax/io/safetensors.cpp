@@ -310,16 +310,31 @@ void read_layout(const SafetensorsFile& file, const ParamStore& layout, std::spa
 }
 
 void save_params(const std::filesystem::path& path, const ParamStore& store, const SafetensorsMetadata& metadata) {
-  check(store.allocated(), "cannot save '", path.string(), "': the parameters are not allocated");
-  save_safetensors(path, layout_views(store, store.params()), metadata);
+  save_params(path, {&store}, metadata);
 }
 
-void load_params(const std::filesystem::path& path, ParamStore& store) {
-  check(store.allocated(), "cannot load '", path.string(), "': the parameters are not allocated");
+void save_params(const std::filesystem::path& path, std::initializer_list<const ParamStore*> stores,
+                 const SafetensorsMetadata& metadata) {
+  std::vector<TensorView> views;
+  for (const ParamStore* store : stores) {
+    check(store->allocated(), "cannot save '", path.string(), "': the parameters are not allocated");
+    const std::vector<TensorView> mine = layout_views(*store, store->params());
+    views.insert(views.end(), mine.begin(), mine.end());
+  }
+  save_safetensors(path, views, metadata);
+}
+
+void load_params(const std::filesystem::path& path, ParamStore& store) { load_params(path, {&store}); }
+
+void load_params(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores) {
+  for (const ParamStore* store : stores)
+    check(store->allocated(), "cannot load '", path.string(), "': the parameters are not allocated");
   const SafetensorsFile file(path);
-  for (const std::string& name : file.names())
-    if (!store.contains(name)) bad_file(path, "tensor '", name, "' is not a parameter of this model");
-  read_layout(file, store, store.params());
+  for (const std::string& name : file.names()) {
+    const bool known = std::any_of(stores.begin(), stores.end(), [&](const ParamStore* s) { return s->contains(name); });
+    if (!known) bad_file(path, "tensor '", name, "' is not a parameter of this model");
+  }
+  for (ParamStore* store : stores) read_layout(file, *store, store->params());
 }
 
 }  // namespace hax::io

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <fstream>
 #include <map>
 #include <nlohmann/json_fwd.hpp>
@@ -98,5 +99,10 @@ void read_layout(const SafetensorsFile& file, const ParamStore& layout, std::spa
 void save_params(const std::filesystem::path& path, const ParamStore& store, const SafetensorsMetadata& metadata = {});
 // Loads every parameter of the store; a missing tensor, a wrong shape or a tensor the store does not have is an error.
 void load_params(const std::filesystem::path& path, ParamStore& store);
+// The same over several stores in one file (a model's parameters and its buffers): every tensor of the file must
+// belong to one of them.
+void save_params(const std::filesystem::path& path, std::initializer_list<const ParamStore*> stores,
+                 const SafetensorsMetadata& metadata = {});
+void load_params(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores);
 
 }  // namespace hax::io

@@ -9,6 +9,7 @@
 #include "hax/ops/conv1d.h"
 #include "hax/ops/linear.h"
 #include "hax/ops/selective_scan.h"
+#include "hax/ops/sparse/attention_gate.h"
 
 namespace hax::layers {
 namespace {
@@ -16,15 +17,6 @@ namespace {
 std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::size_t(width); }
 
 ops::ScanShape one_sequence(int length, int I, int N) { return {1, length, I, N}; }
-
-// Runs fn(q) for every sequence q. With several sequences they are spread over the threads (each kernel then runs
-// on its thread alone: nested regions are inactive); a single sequence uses the kernels' own parallel loops.
-template <class Fn>
-void for_each_sequence(const PackedBatch& batch, Fn&& fn) {
-  const int S = batch.num_sequences();
-#pragma omp parallel for schedule(dynamic) if (S > 1)
-  for (int q = 0; q < S; ++q) fn(q);
-}
 
 // For each (destination, size) piece, in order, of `blocks` (S blocks of `width` floats, laid out as the pieces):
 // destination += the sum over the S blocks, added in block order so the result does not depend on the threads.
@@ -51,8 +43,9 @@ MambaMixer::Tensor MambaMixer::bind(ParamStore& store, const std::string& name, 
   return {store.param(name).data(), store.grad(name).data()};
 }
 
-MambaMixer::MambaMixer(const models::ModelConfig& c, ParamStore& store, const std::string& p)
+MambaMixer::MambaMixer(const models::ModelConfig& c, ParamStore& store, ParamStore& buffers, const std::string& p)
     : D_(c.hidden_size), I_(c.intermediate_size), N_(c.state_size), R_(c.time_step_rank), K_(c.conv_kernel) {
+  if (c.has_sparse()) sparse_.emplace(c, store, buffers, p);
   in_proj_w_ = bind(store, p + "in_proj.weight");
   in_proj_b_ = bind(store, p + "in_proj.bias", c.use_bias);
   conv_w_ = bind(store, p + "conv1d.weight");
@@ -73,7 +66,8 @@ std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch
   return at;
 }
 
-void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, Arena& arena, Saved& s) const {
+void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,
+                         Saved& s) const {
   const int M = batch.rows(), I = I_, N = N_, R = R_;
   auto alloc = [&](int width, const char* what) { return arena.alloc(rows_times(M, width), what).data(); };
   s.u = u;
@@ -111,10 +105,15 @@ void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, A
                                     s.Cm + at_n, d_skip_.value, s.z + at};
     ops::selective_scan_forward(shape, in, s.y + at, nullptr, s.checkpoints + checkpoint_at[q]);
   });
+  if (sparse_) {
+    s.attn = alloc(I, "sparse attention out");
+    sparse_->forward(s.attn, s.xc, batch, step, arena, s.sparse);
+    ops::sparse::attention_gate_forward(s.y, s.attn, sparse_->E(), s.z, M, I);
+  }
   ops::linear_forward(out, s.y, out_proj_w_.value, out_proj_b_.value, M, I, D_);
 }
 
-void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch, const Saved& s,
+void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch, const Saved& s, float gate_weight,
                           Arena& arena) const {
   const int M = batch.rows(), I = I_, N = N_, R = R_;
   const std::size_t mark = arena.mark();
@@ -127,6 +126,11 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
   float* dz = alloc(I, "mamba dz");
 
   ops::linear_backward(dy, out_proj_w_.grad, out_proj_b_.grad, dout, s.y, out_proj_w_.value, M, I, D_);
+  float* dattn = nullptr;
+  if (sparse_) {
+    dattn = alloc(I, "mamba d attn");
+    ops::sparse::attention_gate_backward(dattn, sparse_->E_grad(), dz, dy, s.attn, sparse_->E(), s.z, M, I);
+  }
   // The per-channel parameters (dt bias, A_log, D, conv taps and bias) get one private gradient block per sequence,
   // summed in sequence order afterwards: sequences run in parallel, and the result is the same bits every run.
   const std::size_t shared_width = std::size_t(I) * (K_ + 3 + N);
@@ -143,6 +147,7 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
                                   dCm + at_n, mine + I * (K_ + 2), dz + at};
     ops::selective_scan_backward(shape, in, s.checkpoints + checkpoint_at[q], dy + at, nullptr, g);
   });
+  if (sparse_) sparse_->backward(dxc, dattn, batch, s.sparse, gate_weight, arena);
 
   float* ddtl = alloc(R, "mamba d dt low-rank");
   ops::linear_backward(ddtl, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);

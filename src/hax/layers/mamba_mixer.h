@@ -5,9 +5,11 @@
 //   dtl|B|C = xc W_x^T                           (M, R), (M, N), (M, N): the three row blocks of x_proj
 //   dt_raw  = dtl W_dt^T                         (M, I) (the dt bias is added inside the scan)
 //   y       = selective_scan(xc, dt_raw, A_log, B, C, D, z)   = (SSM(xc) + D xc) * silu(z)
+//   y      += E * attn * silu(z)                 (M, I) only with a sparse arch: attn = SparseBranch(xc)
 //   out     = y W_out^T                          (M, D)
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -15,27 +17,34 @@
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
 #include "hax/layers/packed_batch.h"
+#include "hax/layers/sparse_branch.h"
 #include "hax/models/config.h"
 
 namespace hax::layers {
 
 class MambaMixer {
  public:
-  // Binds to the tensors "<prefix>in_proj.weight", ... of an allocated store (names as declared by
-  // models::declare_mamba_parameters).
-  MambaMixer(const models::ModelConfig& config, ParamStore& store, const std::string& prefix);
+  // Binds to the tensors "<prefix>in_proj.weight", ... of an allocated store, and the sparse branch's buffers
+  // (names as declared by models::declare_mamba_parameters / declare_mamba_buffers).
+  MambaMixer(const models::ModelConfig& config, ParamStore& store, ParamStore& buffers, const std::string& prefix);
 
   // Activations the backward pass needs, carved from the arena by forward().
   struct Saved {
     const float* u = nullptr;  // (M, D) the input (owned by the caller)
     float *x, *z, *x_conv, *xc, *dtl, *Bm, *Cm, *dt_raw, *y, *checkpoints;
+    float* attn = nullptr;      // (M, I) the sparse branch's output, when there is one
+    SparseBranch::Saved sparse;
   };
 
-  // out (M, D) = mixer(u (M, D)). Allocates `saved` in the arena.
-  void forward(float* out, const float* u, const PackedBatch& batch, Arena& arena, Saved& saved) const;
-  // du (M, D) += d mixer / d u · dout; parameter gradients accumulate into the store's gradient buffer.
-  // Scratch comes from the arena and is released before returning.
-  void backward(float* du, const float* dout, const PackedBatch& batch, const Saved& saved, Arena& arena) const;
+  // out (M, D) = mixer(u (M, D)). Allocates `saved` in the arena. `step` matters only to the sparse branch.
+  void forward(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,
+               Saved& saved) const;
+  // du (M, D) += d mixer / d u · dout; parameter gradients accumulate into the store's gradient buffer; the key
+  // scorer's gradient is gate_weight times that of the gate loss. Scratch is released before returning.
+  void backward(float* du, const float* dout, const PackedBatch& batch, const Saved& saved, float gate_weight,
+                Arena& arena) const;
+
+  const SparseBranch* sparse() const { return sparse_ ? &*sparse_ : nullptr; }
 
  private:
   struct Tensor {
@@ -47,6 +56,7 @@ class MambaMixer {
   std::vector<std::size_t> checkpoint_offsets(const PackedBatch& batch) const;
 
   int D_, I_, N_, R_, K_;
+  std::optional<SparseBranch> sparse_;
   Tensor in_proj_w_, in_proj_b_, conv_w_, conv_b_, x_proj_w_, dt_proj_w_, dt_proj_b_, a_log_, d_skip_, out_proj_w_,
       out_proj_b_;
 };

@@ -21,6 +21,20 @@ struct PackedBatch {
     check(length >= 0, "negative sequence length ", length);
     offsets.push_back(offsets.back() + length);
   }
+  int longest() const {
+    int most = 0;
+    for (int s = 0; s < num_sequences(); ++s) most = length(s) > most ? length(s) : most;
+    return most;
+  }
 };
+
+// Runs fn(q) for every sequence q. With several sequences they are spread over the threads (each kernel then runs
+// on its thread alone: nested regions are inactive); a single sequence uses the kernels' own parallel loops.
+template <class Fn>
+void for_each_sequence(const PackedBatch& batch, Fn&& fn) {
+  const int S = batch.num_sequences();
+#pragma omp parallel for schedule(dynamic) if (S > 1)
+  for (int q = 0; q < S; ++q) fn(q);
+}
 
 }  // namespace hax::layers

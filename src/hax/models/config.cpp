@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "hax/engine/error.h"
+#include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::models {
 namespace {
@@ -30,6 +31,24 @@ void read_field(const nlohmann::json& j, const char* key, T& out, const std::str
 
 }  // namespace
 
+ops::sparse::Semantics parse_semantics(const std::string& name, const std::string& where) {
+  if (name == "causal") return ops::sparse::Semantics::causal;
+  if (name == "paper") return ops::sparse::Semantics::paper;
+  fail(where, ": semantics \"", name, "\" is not known (known: causal, paper)");
+}
+
+std::string semantics_name(ops::sparse::Semantics s) { return s == ops::sparse::Semantics::paper ? "paper" : "causal"; }
+
+std::string ModelConfig::lsh_resample_mode() const {
+  if (!lsh_resample.empty()) return lsh_resample;
+  return semantics == ops::sparse::Semantics::paper ? "every_forward" : "never";
+}
+
+bool ModelConfig::has_key_selection() const {
+  return has_sparse() && ops::sparse::parse_sparse_arch(sparse_arch, sparse_keys, data_max_length)
+                             .has(ops::sparse::Pattern::key_selection);
+}
+
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {
   check(j.is_object(), where, ": a model config must be a JSON object");
   ModelConfig c;
@@ -56,6 +75,14 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   read_field(j, "bos_token_id", c.bos_token_id, where);
   read_field(j, "eos_token_id", c.eos_token_id, where);
   read_field(j, "hax_seed", c.seed, where);
+  read_field(j, "sparse_arch", c.sparse_arch, where);
+  read_field(j, "sparse_keys", c.sparse_keys, where);
+  read_field(j, "num_hash", c.num_hash, where);
+  read_field(j, "data_max_length", c.data_max_length, where);
+  std::string semantics = "causal";
+  read_field(j, "hax_semantics", semantics, where);
+  c.semantics = parse_semantics(semantics, where);
+  read_field(j, "hax_lsh_resample", c.lsh_resample, where);
   c.validate(where);
   return c;
 }
@@ -88,10 +115,22 @@ void ModelConfig::validate(const std::string& where) const {
         ": need 0 < time_step_min <= time_step_max, got ", time_step_min, " and ", time_step_max);
   check(pad_token_id >= 0 && pad_token_id < vocab_size, where, ": pad_token_id ", pad_token_id,
         " is outside the vocabulary of ", vocab_size);
+  if (!has_sparse()) return;
+  positive("sparse_keys", sparse_keys);
+  check(num_hash > 0 && num_hash <= 20, where, ": \"num_hash\" must be in [1, 20], got ", num_hash);
+  positive("data_max_length", data_max_length);
+  try {
+    ops::sparse::parse_sparse_arch(sparse_arch, sparse_keys, data_max_length);
+  } catch (const Error& e) {
+    fail(where, ": \"sparse_arch\": ", e.what());
+  }
+  const std::string mode = lsh_resample_mode();
+  check(mode == "never" || mode == "training" || mode == "every_forward", where, ": \"hax_lsh_resample\" \"", mode,
+        "\" is not known (known: never, training, every_forward)");
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  return {{"model_type", model_type},
+  nlohmann::json j = {{"model_type", model_type},
           {"vocab_size", vocab_size},
           {"hidden_size", hidden_size},
           {"intermediate_size", intermediate_size},
@@ -111,6 +150,14 @@ nlohmann::json ModelConfig::to_json() const {
           {"bos_token_id", bos_token_id},
           {"eos_token_id", eos_token_id},
           {"hax_seed", seed}};
+  if (!has_sparse()) return j;
+  j["sparse_arch"] = sparse_arch;
+  j["sparse_keys"] = sparse_keys;
+  j["num_hash"] = num_hash;
+  j["data_max_length"] = data_max_length;
+  j["hax_semantics"] = semantics_name(semantics);
+  j["hax_lsh_resample"] = lsh_resample_mode();
+  return j;
 }
 
 }  // namespace hax::models

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hax/ops/sparse/semantics.h"
+
 namespace hax::models {
 
 struct ModelConfig {
@@ -29,7 +31,24 @@ struct ModelConfig {
   int pad_token_id = 3;
   int bos_token_id = 1;
   int eos_token_id = 2;
-  std::uint64_t seed = 1;  // hax extension: the seed of the initialization (and of fixed LSH projections later)
+  std::uint64_t seed = 1;  // hax extension ("hax_seed"): the seed of the initialization and of the LSH projections
+
+  // The sparse-attention branch of the enhanced mixer (reference.md §3.3, §3.5-3.10). Empty: plain Mamba.
+  std::string sparse_arch;    // "sliding_window", "sign_bin_lsh+key_selection", ... (ops/sparse/sparse_keys.h)
+  int sparse_keys = 64;       // total key budget per query, split evenly over the patterns
+  int num_hash = 8;           // LSH hyperplanes: 2^num_hash sign-bin buckets, num_hash argmax buckets
+  int data_max_length = 2048; // only sets the dilation: data_max_length // per-pattern budget
+  ops::sparse::Semantics semantics = ops::sparse::Semantics::causal;  // "hax_semantics": "causal" or "paper"
+  // When the LSH projection H is drawn ("hax_lsh_resample"): "never" uses the per-layer matrix saved in the
+  // checkpoint; "training" draws a fresh one each training step (evaluation uses the saved one); "every_forward"
+  // draws one every forward, evaluation included, as the reference does. Default: "every_forward" for `paper`,
+  // "never" for `causal`.
+  std::string lsh_resample;
+
+  bool has_sparse() const { return !sparse_arch.empty(); }
+  bool has_key_selection() const;  // trains with the gate loss
+  // lsh_resample with its default filled in.
+  std::string lsh_resample_mode() const;
 
   // Parses a config object. `where` names the source (a path) for error messages.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
@@ -37,5 +56,9 @@ struct ModelConfig {
   nlohmann::json to_json() const;
   void validate(const std::string& where) const;
 };
+
+// "causal" / "paper"; an error names `where` for anything else.
+ops::sparse::Semantics parse_semantics(const std::string& name, const std::string& where);
+std::string semantics_name(ops::sparse::Semantics semantics);
 
 }  // namespace hax::models

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "hax/engine/rng.h"
 #include "hax/models/mamba_params.h"
 #include "hax/ops/accuracy_ref.h"
 #include "hax/ops/cross_entropy.h"
@@ -23,14 +24,17 @@ MambaModel::MambaModel(const ModelConfig& config, bool initialize) : config_(con
   config_.validate("model config");
   declare_mamba_parameters(params_, config_);
   params_.allocate();
-  if (initialize) init_mamba_parameters(params_, config_);
+  declare_mamba_buffers(buffers_, config_);
+  buffers_.allocate();
+  if (initialize) init_mamba_parameters(params_, config_), init_mamba_buffers(buffers_, config_);
   for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    mixers_.emplace_back(config_, params_, mamba_layer_prefix(l));
+    mixers_.emplace_back(config_, params_, buffers_, mamba_layer_prefix(l));
     norm_names_.push_back(cat("layers.", l, ".norm.weight"));
   }
 }
 
-std::size_t MambaModel::arena_floats(int rows, int scored, int sequences) const {
+std::size_t MambaModel::arena_floats(const layers::PackedBatch& batch, int scored, int padded_length) const {
+  const int rows = batch.rows(), sequences = batch.num_sequences();
   const std::size_t D = config_.hidden_size, I = config_.intermediate_size, N = config_.state_size,
                     R = config_.time_step_rank, L = config_.num_hidden_layers, V = config_.vocab_size;
   const std::size_t M = rows, S = scored, pad = AlignedBuffer::kAlignFloats;  // pad: alignment slack per block
@@ -40,11 +44,17 @@ std::size_t MambaModel::arena_floats(int rows, int scored, int sequences) const 
   const std::size_t K = config_.conv_kernel;
   const std::size_t mixer_backward = M * (4 * I + R + 2 * N) + std::size_t(sequences) * I * (K + 3 + N) + 8 * pad;
   const std::size_t head = S * (4 * D + 1 + 2 * V) + 2 * M * D + 8 * pad;
-  return M * D + pad + L * per_layer + mixer_backward + head;
+  std::size_t sparse = 0;
+  if (const layers::SparseBranch* branch = mixers_.front().sparse()) {
+    // Per layer: the attention output kept for backward; once: its gradient. Plus the branch's own needs.
+    const std::size_t branch_floats = branch->arena_floats(rows, sequences, batch.longest(), padded_length);
+    sparse = L * (M * I + pad + branch_floats) + M * I + pad;
+  }
+  return M * D + pad + L * per_layer + mixer_backward + head + sparse;
 }
 
 void MambaModel::forward_body(const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
-                              Arena& arena) {
+                              const ForwardOptions& options, int padded_length, Arena& arena) {
   const int M = batch.rows(), D = config_.hidden_size, L = config_.num_hidden_layers;
   check(static_cast<int>(inputs.size()) == M, "model input has ", inputs.size(), " tokens for a batch of ", M,
         " rows");
@@ -61,15 +71,18 @@ void MambaModel::forward_body(const std::vector<std::int32_t>& inputs, const lay
     rstd_[l] = arena.alloc(M, "layer norm rstd").data();
     ops::rmsnorm_forward(normed_[l], rstd_[l], hidden_[l], params_.param(norm_names_[l]).data(), M, D, eps);
     float* mixed = arena.alloc(rows_times(M, D), "mixer out").data();
-    mixers_[l].forward(mixed, normed_[l], batch, arena, saved_[l]);
+    // Each layer draws from its own stream of the call's seed.
+    const layers::SparseStep step{options.training, Rng(options.noise_seed).fork(l).next_u64(), padded_length};
+    mixers_[l].forward(mixed, normed_[l], batch, step, arena, saved_[l]);
     hidden_[l + 1] = mixed;  // residual add in place: h_{l+1} = h_l + mixer(norm(h_l))
     ops::residual_forward(hidden_[l + 1], hidden_[l], mixed, rows_times(M, D));
   }
 }
 
-BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena) {
+BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena, const ForwardOptions& options) {
   arena.reset();
-  forward_body(tb.inputs, tb.batch, arena);
+  training_ = options.training;
+  forward_body(tb.inputs, tb.batch, options, tb.padded_length, arena);
   const int D = config_.hidden_size, V = config_.vocab_size, M = tb.batch.rows();
   check(tb.labels.size() == tb.inputs.size() && tb.scored.size() == tb.inputs.size(),
         "labels/scored sizes do not match the inputs");
@@ -93,6 +106,7 @@ BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena) {
 
   BatchResult result;
   result.scored_rows = S;
+  for (const auto& saved : saved_) result.gate_loss += saved.sparse.gate_loss;
   const std::vector<std::uint8_t> all_scored(S, 1);
   result.loss = ops::cross_entropy_forward(logits_, scored_labels_.data(), all_scored.data(), S, V);
   // Per-sequence accuracy over the gathered rows (scored_rows_ is sorted, so sequences are contiguous in it).
@@ -128,7 +142,7 @@ void MambaModel::backward(const TokenBatch& tb, Arena& arena) {
   float* dnormed = arena.alloc(rows_times(M, D), "d layer norm out").data();
   for (int l = L - 1; l >= 0; --l) {
     std::fill(dnormed, dnormed + rows_times(M, D), 0.0f);
-    mixers_[l].backward(dnormed, dh, tb.batch, saved_[l], arena);
+    mixers_[l].backward(dnormed, dh, tb.batch, saved_[l], training_ ? kGateLossWeight : 0.0f, arena);
     // h_{l+1} = h_l + mixer(norm(h_l)): dh_l = dh_{l+1} + norm^T(dnormed); accumulate in place.
     ops::rmsnorm_backward(dh, params_.grad(norm_names_[l]).data(), dnormed, hidden_[l],
                           params_.param(norm_names_[l]).data(), rstd_[l], M, D);
@@ -138,9 +152,10 @@ void MambaModel::backward(const TokenBatch& tb, Arena& arena) {
 }
 
 void MambaModel::logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
-                        Arena& arena) {
+                        Arena& arena, const ForwardOptions& options, int padded_length) {
   arena.reset();
-  forward_body(inputs, batch, arena);
+  training_ = false;
+  forward_body(inputs, batch, {false, options.noise_seed}, padded_length, arena);
   const int D = config_.hidden_size, V = config_.vocab_size, M = batch.rows();
   float* normed = arena.alloc(rows_times(M, D), "final norm out").data();
   ops::rmsnorm_forward(normed, nullptr, hidden_.back(), params_.param("norm_f.weight").data(), M, D,

@@ -20,10 +20,23 @@ struct TokenBatch {
   std::vector<std::int32_t> inputs;  // (M)
   std::vector<std::int32_t> labels;  // (M) the token that follows each input
   std::vector<std::uint8_t> scored;  // (M) 1 where the loss and accuracy look at this row's prediction
+  // `paper` semantics only: the length the reference would pad every sequence to (its statistics count the
+  // padding). 0: the longest sequence of the batch.
+  int padded_length = 0;
 };
+
+// What a forward call does besides the math.
+struct ForwardOptions {
+  bool training = false;         // computes the gate loss (key selection) for backward
+  std::uint64_t noise_seed = 0;  // the draws of this call: gate-loss candidates, resampled LSH projections
+};
+
+// The weight of the gate (ranking) loss in the training objective CE + 0.1 * sum over layers (reference.md §3.9).
+inline constexpr float kGateLossWeight = 0.1f;
 
 struct BatchResult {
   double loss = 0;                       // mean cross-entropy over the scored rows
+  double gate_loss = 0;                  // sum over layers of the gate loss (training with key selection only)
   std::vector<double> sequence_accuracy; // per sequence: fraction of its scored rows predicted right (NaN if none)
   int scored_rows = 0;
 };
@@ -36,26 +49,36 @@ class MambaModel {
   const ModelConfig& config() const { return config_; }
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
+  // Non-trainable tensors saved with the parameters (the fixed LSH projections; models/mamba_params.h).
+  ParamStore& buffers() { return buffers_; }
+  const ParamStore& buffers() const { return buffers_; }
 
   // Loss and accuracy over the scored rows. Keeps the activations (in the arena, which it resets first) for a
   // following backward().
-  BatchResult forward(const TokenBatch& batch, Arena& arena);
-  // Gradient of forward()'s mean loss, accumulated into params().grads().
+  BatchResult forward(const TokenBatch& batch, Arena& arena, const ForwardOptions& options = {});
+  // Gradient of forward()'s objective, mean CE + kGateLossWeight * gate loss, accumulated into params().grads().
   void backward(const TokenBatch& batch, Arena& arena);
 
   // Logits of every row (M, V), for inference and cross-implementation checks.
-  void logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch, Arena& arena);
+  void logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch, Arena& arena,
+              const ForwardOptions& options = {}, int padded_length = 0);
 
-  // Floats of arena that forward + backward need for `sequences` sequences of `rows` real tokens in all,
-  // `scored` of them scored (an upper bound).
-  std::size_t arena_floats(int rows, int scored, int sequences) const;
+  // Floats of arena that forward + backward need for `batch` with `scored` scored rows (an upper bound).
+  std::size_t arena_floats(const layers::PackedBatch& batch, int scored, int padded_length = 0) const;
+
+  // The gate-loss candidates of the last training forward, per sequence (positions within it), for layer l.
+  const std::vector<std::vector<std::int32_t>>& gate_candidates(int layer) const {
+    return saved_.at(layer).sparse.candidates;
+  }
 
  private:
   // Runs embedding and layers; leaves the last hidden state in hidden_.back().
-  void forward_body(const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch, Arena& arena);
+  void forward_body(const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
+                    const ForwardOptions& options, int padded_length, Arena& arena);
 
   ModelConfig config_;
   ParamStore params_;
+  ParamStore buffers_;
   std::vector<layers::MambaMixer> mixers_;
   std::vector<std::string> norm_names_;
 
@@ -65,6 +88,7 @@ class MambaModel {
   std::vector<float*> rstd_;    // L of (M)
   std::vector<layers::MambaMixer::Saved> saved_;
   std::vector<int> scored_rows_;
+  bool training_ = false;
   float *final_in_ = nullptr, *final_rstd_ = nullptr, *final_out_ = nullptr, *logits_ = nullptr;
   std::vector<std::int32_t> scored_labels_;
 };

@@ -5,6 +5,7 @@
 
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
+#include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::models {
 namespace {
@@ -31,7 +32,7 @@ void init_tensor(const TensorInfo& t, std::span<float> values, const ModelConfig
   const std::string& n = t.name;
   auto ends_with = [&](const char* suffix) { return n.ends_with(suffix); };
   const float std_init = static_cast<float>(c.initializer_range);
-  if (ends_with("norm.weight") || ends_with("norm_f.weight") || ends_with(".D")) {
+  if (ends_with("norm.weight") || ends_with("norm_f.weight") || ends_with(".D") || ends_with(".E")) {
     fill_constant(values, 1.0f);
   } else if (ends_with("conv1d.weight") || ends_with("conv1d.bias")) {
     // PyTorch's default Conv1d reset (kaiming-uniform, a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = K.
@@ -52,6 +53,23 @@ void init_tensor(const TensorInfo& t, std::span<float> values, const ModelConfig
     fail("no initialization rule for parameter '", n, "'");
   }
 }
+
+// The sparse branch's parameters (reference.md §3.2): xx_proj and E for every arch, the scorer MLP for key selection.
+void declare_sparse_parameters(ParamStore& store, const ModelConfig& c, const std::string& m) {
+  const std::int64_t I = c.intermediate_size, F = 2 * std::int64_t(c.state_size);
+  store.add(m + "xx_proj.weight", {F, I});
+  store.add(m + "E", {I});
+  const ops::sparse::SparseArch arch = ops::sparse::parse_sparse_arch(c.sparse_arch, c.sparse_keys, c.data_max_length);
+  if (!arch.has(ops::sparse::Pattern::key_selection)) return;
+  for (const char* layer : {"dx_proj_1.", "dx_proj_2."}) {
+    store.add(m + layer + "weight", {F, F});
+    store.add(m + layer + "bias", {F});
+  }
+  store.add(m + "dx_proj_3.weight", {1, F});
+  store.add(m + "dx_proj_3.bias", {1});
+}
+
+constexpr std::uint64_t kBufferStream = 0x6c7368;  // "lsh"
 
 }  // namespace
 
@@ -75,8 +93,31 @@ void declare_mamba_parameters(ParamStore& store, const ModelConfig& c) {
     store.add(m + "D", {I});
     store.add(m + "out_proj.weight", {D, I});
     if (c.use_bias) store.add(m + "out_proj.bias", {D});
+    if (c.has_sparse()) declare_sparse_parameters(store, c, m);
   }
   store.add("norm_f.weight", {D});
+}
+
+void declare_mamba_buffers(ParamStore& buffers, const ModelConfig& c) {
+  if (!uses_lsh(c)) return;
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    buffers.add(mamba_layer_prefix(l) + kLshProjectionName, {c.state_size, c.num_hash});
+}
+
+void init_mamba_buffers(ParamStore& buffers, const ModelConfig& c) {
+  // A stream of its own (not the parameters'), so adding buffers never changes the parameters' values.
+  const Rng root = Rng(c.seed).fork(kBufferStream);
+  const auto& tensors = buffers.tensors();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    Rng rng = root.fork(i);
+    rng.fill_normal(buffers.param(tensors[i].name), 0.0f, 1.0f);
+  }
+}
+
+bool uses_lsh(const ModelConfig& c) {
+  if (!c.has_sparse()) return false;
+  const ops::sparse::SparseArch arch = ops::sparse::parse_sparse_arch(c.sparse_arch, c.sparse_keys, c.data_max_length);
+  return arch.has(ops::sparse::Pattern::sign_bin_lsh) || arch.has(ops::sparse::Pattern::argmax_lsh);
 }
 
 void init_mamba_parameters(ParamStore& store, const ModelConfig& c) {

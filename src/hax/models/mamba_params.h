@@ -19,4 +19,13 @@ void declare_mamba_parameters(ParamStore& store, const ModelConfig& config);
 // (forked from config.seed by the tensor's index), so adding a tensor never changes the others' values.
 void init_mamba_parameters(ParamStore& store, const ModelConfig& config);
 
+// Non-trainable tensors (PyTorch's buffers): the per-layer LSH projection H "layers.<l>.mixer.lsh_projection"
+// (N, num_hash) of a model with an LSH pattern. Saved in model.safetensors beside the parameters, never updated by
+// the optimizer, and not counted as parameters.
+inline constexpr const char* kLshProjectionName = "lsh_projection";
+bool uses_lsh(const ModelConfig& config);
+void declare_mamba_buffers(ParamStore& buffers, const ModelConfig& config);
+// H ~ Normal(0, 1), drawn from config.seed.
+void init_mamba_buffers(ParamStore& buffers, const ModelConfig& config);
+
 }  // namespace hax::models

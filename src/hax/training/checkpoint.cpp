@@ -53,14 +53,15 @@ fs::path existing_folder(const fs::path& dir) {
 
 void write_model_files(const fs::path& dir, const models::MambaModel& model) {
   write_json(dir / "config.json", model.config().to_json());
-  io::save_params(dir / "model.safetensors", model.params(), {{"format", "pt"}, {"producer", "hax"}});
+  io::save_params(dir / "model.safetensors", {&model.params(), &model.buffers()},
+                  {{"format", "pt"}, {"producer", "hax"}});
 }
 
 std::unique_ptr<models::MambaModel> read_model_files(const fs::path& dir) {
   const fs::path config_path = dir / "config.json";
   const auto config = models::ModelConfig::from_json(read_json(config_path), config_path.string());
   auto model = std::make_unique<models::MambaModel>(config, /*initialize=*/false);
-  io::load_params(dir / "model.safetensors", model->params());
+  io::load_params(dir / "model.safetensors", {&model->params(), &model->buffers()});
   return model;
 }
 

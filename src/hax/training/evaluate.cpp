@@ -4,16 +4,22 @@
 #include <cmath>
 #include <vector>
 
+#include "hax/engine/rng.h"
 #include "hax/training/batch.h"
 
 namespace hax::training {
+namespace {
+
+constexpr std::uint64_t kEvaluationNoise = 0x6576616c;  // "eval"
+
+}  // namespace
 
 void reserve_arena(Arena& arena, std::size_t floats) {
   if (arena.capacity() < floats) arena = Arena(floats + floats / 8);
 }
 
 EvalResult evaluate(models::MambaModel& model, SampleSource& source, std::uint64_t count, int batch_size,
-                    const std::function<void(std::uint64_t)>& on_batch) {
+                    const std::function<void(std::uint64_t)>& on_batch, int padded_length) {
   check(batch_size > 0, "evaluation batch size must be > 0, got ", batch_size);
   if (count == 0 || count > source.size()) count = source.size();
   EvalResult result;
@@ -24,10 +30,14 @@ EvalResult evaluate(models::MambaModel& model, SampleSource& source, std::uint64
     const std::uint64_t end = std::min<std::uint64_t>(count, begin + batch_size);
     samples.resize(end - begin);
     for (std::uint64_t i = begin; i < end; ++i) source.read(i, samples[i - begin]);
-    const models::TokenBatch tb = pack_samples(samples);
+    models::TokenBatch tb = pack_samples(samples);
+    tb.padded_length = padded_length;
     const int scored = static_cast<int>(std::count(tb.scored.begin(), tb.scored.end(), 1));
-    reserve_arena(arena, model.arena_floats(tb.batch.rows(), scored, tb.batch.num_sequences()));
-    const models::BatchResult r = model.forward(tb, arena);
+    reserve_arena(arena, model.arena_floats(tb.batch, scored, tb.padded_length));
+    // Draws that evaluation makes (the `paper` LSH projections, resampled every forward as in the reference) are
+    // seeded by the batch's first sample, so an evaluation is the same every run.
+    const models::ForwardOptions options{false, Rng(model.config().seed).fork(kEvaluationNoise).fork(begin).next_u64()};
+    const models::BatchResult r = model.forward(tb, arena, options);
     loss_sum += r.loss * r.scored_rows;
     result.tokens += r.scored_rows;
     for (std::size_t q = 0; q < samples.size(); ++q) {

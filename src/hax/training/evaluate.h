@@ -29,8 +29,9 @@ struct EvalResult {
 };
 
 // Evaluates samples [0, count) of `source` (count 0: all) in batches. `on_batch(done)` reports progress.
+// padded_length: as TokenBatch::padded_length (`paper` semantics only).
 EvalResult evaluate(models::MambaModel& model, SampleSource& source, std::uint64_t count, int batch_size,
-                    const std::function<void(std::uint64_t)>& on_batch = {});
+                    const std::function<void(std::uint64_t)>& on_batch = {}, int padded_length = 0);
 
 // Grows `arena` (replacing it) when a batch needs more than it holds.
 void reserve_arena(Arena& arena, std::size_t floats);

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hax/engine/rng.h"
 #include "hax/training/batch.h"
 #include "hax/training/checkpoint.h"
 #include "hax/training/evaluate.h"
@@ -18,6 +19,8 @@ namespace hax::training {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr std::uint64_t kTrainingNoise = 0x747261696e;  // "train": the stream of the training steps' draws
 
 double mean_accuracy(const std::vector<double>& per_sequence) {
   double sum = 0;
@@ -90,6 +93,7 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     optimizer = std::make_unique<AdamW>(model->params().params().size(), o.adamw);
   }
   MetricsLog log(out / "metrics.jsonl");
+  const bool has_gate_loss = model->config().has_key_selection();
   const WarmupSchedule schedule{o.lr, o.warmup_steps};
   Arena arena;
   auto window_start = std::chrono::steady_clock::now();
@@ -97,12 +101,18 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
 
   while (state.step < o.steps) {
     const std::vector<data::Sample> samples = next_batch(train_data, state.data_position, o.batch_size);
-    const models::TokenBatch tb = pack_samples(samples);
+    models::TokenBatch tb = pack_samples(samples);
+    tb.padded_length = o.padded_length;
     const int scored = static_cast<int>(std::count(tb.scored.begin(), tb.scored.end(), 1));
-    reserve_arena(arena, model->arena_floats(tb.batch.rows(), scored, tb.batch.num_sequences()));
+    reserve_arena(arena, model->arena_floats(tb.batch, scored, tb.padded_length));
     model->params().zero_grad();
-    const models::BatchResult r = model->forward(tb, arena);
-    check(std::isfinite(r.loss), "non-finite training loss (", r.loss, ") at update ", state.step + 1,
+    // The step's draws (gate-loss candidates, resampled LSH projections) come from the step number, so a resumed
+    // run draws exactly what the uninterrupted one would have.
+    const models::ForwardOptions options{
+        true, Rng(model->config().seed).fork(kTrainingNoise).fork(state.step).next_u64()};
+    const models::BatchResult r = model->forward(tb, arena, options);
+    check(std::isfinite(r.loss) && std::isfinite(r.gate_loss), "non-finite training loss (", r.loss, ", gate loss ",
+          r.gate_loss, ") at update ", state.step + 1,
           ", training samples ", state.data_position, "..", state.data_position + o.batch_size - 1,
           ": stopping; the checkpoints in '", out.string(), "' are from before this update");
     model->backward(tb, arena);
@@ -117,8 +127,10 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     TrainProgress progress{state.step, o.steps, r.loss, mean_accuracy(r.sequence_accuracy),
                            seconds > 0 ? window_tokens / seconds : 0.0, lr};
     if (o.log_every > 0 && state.step % o.log_every == 0) {
-      log.write({{"event", "train"}, {"step", state.step}, {"loss", r.loss}, {"accuracy", progress.accuracy},
-                 {"lr", lr}, {"tokens_per_second", progress.tokens_per_second}});
+      nlohmann::json entry{{"event", "train"}, {"step", state.step}, {"loss", r.loss}, {"accuracy", progress.accuracy},
+                           {"lr", lr}, {"tokens_per_second", progress.tokens_per_second}};
+      if (has_gate_loss) entry["gate_loss"] = r.gate_loss;
+      log.write(entry);
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
     }
@@ -127,7 +139,7 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     const bool checkpoint_now = state.step == o.steps || (o.eval_every > 0 && state.step % o.eval_every == 0);
     if (!checkpoint_now) continue;
     if (valid_data && o.eval_every > 0) {
-      const EvalResult v = evaluate(*model, *valid_data, o.valid_samples, o.batch_size);
+      const EvalResult v = evaluate(*model, *valid_data, o.valid_samples, o.batch_size, {}, o.padded_length);
       log.write({{"event", "valid"}, {"step", state.step}, {"loss", v.loss}, {"accuracy", v.accuracy},
                  {"sequences", v.sequences}});
       if (v.accuracy > state.best_valid_accuracy) {  // strictly greater, as the reference

@@ -28,6 +28,7 @@ struct TrainOptions {
   std::int64_t eval_every = 500;     // validate (and save last/) every this many updates; 0: never
   std::uint64_t valid_samples = 0;   // 0: the whole validation source
   std::int64_t log_every = 10;       // metrics.jsonl line every this many updates
+  int padded_length = 0;             // `paper` semantics: model rows the reference pads to (0: the batch's longest)
 };
 
 struct TrainerState {
