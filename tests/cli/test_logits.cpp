@@ -15,7 +15,7 @@ std::vector<float> logits_in_process(models::MambaModel& model, const std::vecto
   layers::PackedBatch batch;
   batch.add_sequence(static_cast<int>(tokens.size()));
   const int rows = batch.rows();
-  Arena arena(model.arena_floats(rows, rows, 1));
+  Arena arena(model.arena_floats(batch, rows));
   std::vector<float> out(tokens.size() * static_cast<std::size_t>(model.config().vocab_size));
   model.logits(out.data(), tokens, batch, arena);
   return out;

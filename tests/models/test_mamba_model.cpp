@@ -38,7 +38,7 @@ TokenBatch random_batch(const ModelConfig& c, std::vector<int> lengths, std::uin
 }
 
 double loss_of(MambaModel& model, const TokenBatch& tb) {
-  Arena arena(model.arena_floats(tb.batch.rows(), tb.batch.rows(), tb.batch.num_sequences()));
+  Arena arena(model.arena_floats(tb.batch, tb.batch.rows()));
   return model.forward(tb, arena).loss;
 }
 
@@ -49,7 +49,7 @@ TEST(MambaModel, GradientsMatchFiniteDifferences) {
   for (const auto& t : model.params().tensors())
     for (float& v : model.params().param(t.name)) v += 0.05f * static_cast<float>(rng.normal());
   const TokenBatch tb = random_batch(model.config(), {9, 1, 17}, 5);
-  Arena arena(model.arena_floats(tb.batch.rows(), tb.batch.rows(), tb.batch.num_sequences()));
+  Arena arena(model.arena_floats(tb.batch, tb.batch.rows()));
   model.params().zero_grad();
   model.forward(tb, arena);
   model.backward(tb, arena);
@@ -79,7 +79,7 @@ TEST(MambaModel, SequencesInABatchDoNotInteract) {
   first.batch.add_sequence(12);
   first.inputs.assign(both.inputs.begin(), both.inputs.begin() + 12);
   std::vector<float> all(19 * 23), alone(12 * 23);
-  Arena arena(model.arena_floats(19, 19, 2));
+  Arena arena(model.arena_floats(both.batch, 19));
   model.logits(all.data(), both.inputs, both.batch, arena);
   model.logits(alone.data(), first.inputs, first.batch, arena);
   for (std::size_t i = 0; i < alone.size(); ++i) ASSERT_FLOAT_EQ(all[i], alone[i]) << i;
@@ -90,7 +90,7 @@ TEST(MambaModel, OutputsAreCausal) {
   TokenBatch a = random_batch(model.config(), {15}, 2), b = a;
   b.inputs[10] = (b.inputs[10] + 1) % 23;
   std::vector<float> la(15 * 23), lb(15 * 23);
-  Arena arena(model.arena_floats(15, 15, 1));
+  Arena arena(model.arena_floats(a.batch, 15));
   model.logits(la.data(), a.inputs, a.batch, arena);
   model.logits(lb.data(), b.inputs, b.batch, arena);
   for (int i = 0; i < 10 * 23; ++i) ASSERT_EQ(la[i], lb[i]) << i;

@@ -1,6 +1,8 @@
 // The PyTorch oracle: tools/oracle/mamba_torch.py is an independent float64 implementation of the same model. It
 // loads our checkpoint folder, runs the same batch, and must agree on the logits, the loss and every parameter
-// gradient (relative error below 1e-4 in fp32).
+// gradient (relative error below 1e-4 in fp32). The sparse models (HAX and every pattern, both semantics) are checked
+// the same way in training mode: the oracle builds the reference's dense T x T masks, gets the gate-loss candidates
+// our forward drew, and must agree on the gate loss too and on the gradient of CE + 0.1 * gate.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,7 +31,33 @@ double relative_error(std::span<const float> a, std::span<const float> b) {
 struct OracleCase {
   ModelConfig config;
   std::vector<int> lengths;
+  bool training = false;  // forward in training mode: the gate loss of key selection joins the objective
+  int padded_length = 0;  // TokenBatch::padded_length (`paper` semantics)
 };
+
+// ||a - b|| / ||b||, except that a gradient the oracle finds to be zero (the scorer's last bias: the ranking loss
+// depends on score differences only) must be zero up to rounding here too.
+double gradient_error(std::span<const float> a, std::span<const float> b) {
+  double norm = 0;
+  for (float v : b) norm += double(v) * v;
+  if (std::sqrt(norm) > 1e-9) return relative_error(a, b);
+  double own = 0;
+  for (float v : a) own += double(v) * v;
+  return std::sqrt(own) < 1e-6 ? 0.0 : 1.0;
+}
+
+// Lines `layer sequence c0 c1 ...` of the gate-loss candidates the last training forward drew.
+void write_candidates(const std::filesystem::path& path, const MambaModel& model) {
+  std::ofstream out(path);
+  for (int l = 0; l < model.config().num_hidden_layers; ++l) {
+    const auto& per_sequence = model.gate_candidates(l);
+    for (std::size_t q = 0; q < per_sequence.size(); ++q) {
+      out << l << " " << q;
+      for (std::int32_t c : per_sequence[q]) out << " " << c;
+      out << "\n";
+    }
+  }
+}
 
 void write_batch(const std::filesystem::path& path, const TokenBatch& tb) {
   std::ofstream out(path);
@@ -59,34 +87,46 @@ void check_against_torch(const OracleCase& c) {
       tb.scored.push_back(t % 3 != 1);
     }
   }
+  tb.padded_length = c.padded_length;
   const testing::ScratchDir dir;
   training::save_model(dir / "ckpt", model);
   write_batch(dir / "batch.txt", tb);
+
+  // Ours first: the training forward draws the gate-loss candidates that the oracle is then given.
+  const int M = tb.batch.rows(), V = c.config.vocab_size;
+  Arena arena(model.arena_floats(tb.batch, M, c.padded_length));
+  model.params().zero_grad();
+  const BatchResult result = model.forward(tb, arena, {c.training, /*noise_seed=*/99});
+  model.backward(tb, arena);
+  std::string flags;
+  if (c.padded_length > 0) flags += " --padded-length " + std::to_string(c.padded_length);
+  if (c.training) {
+    write_candidates(dir / "candidates.txt", model);
+    flags += " --gate-candidates " + (dir / "candidates.txt").string();
+  }
   const auto r = testing::run_command(std::string("/usr/bin/python3 ") + HAX_SOURCE_DIR +
                                       "/tools/oracle/mamba_torch.py " + (dir / "ckpt").string() + " " +
-                                      (dir / "batch.txt").string() + " " + (dir / "torch").string());
+                                      (dir / "batch.txt").string() + " " + (dir / "torch").string() + flags);
   ASSERT_EQ(r.exit_code, 0) << r.err;
 
-  const int M = tb.batch.rows(), V = c.config.vocab_size;
-  Arena arena(model.arena_floats(M, M, tb.batch.num_sequences()));
-  std::vector<float> logits(std::size_t(M) * V);
-  model.logits(logits.data(), tb.inputs, tb.batch, arena);
-  const auto torch_logits = io::load_npy<float>(dir / "torch/logits.npy");
-  ASSERT_EQ(torch_logits.values.size(), logits.size());
-  EXPECT_LT(relative_error(logits, torch_logits.values), 1e-5);
-
-  model.params().zero_grad();
-  const BatchResult result = model.forward(tb, arena);
-  model.backward(tb, arena);
   const float torch_loss = io::load_npy<float>(dir / "torch/loss.npy").values.at(0);
   EXPECT_NEAR(result.loss, torch_loss, 1e-5 * std::abs(torch_loss));
+  const float torch_gate = io::load_npy<float>(dir / "torch/gate_loss.npy").values.at(0);
+  EXPECT_NEAR(result.gate_loss, torch_gate, 1e-5 * std::abs(torch_gate));
+  if (c.training && c.config.has_key_selection()) EXPECT_GT(torch_gate, 0.0f) << "the gate loss is not exercised";
 
   const io::SafetensorsFile grads(dir / "torch/grads.safetensors");
   for (const TensorInfo& t : model.params().tensors()) {
     ASSERT_TRUE(grads.contains(t.name)) << t.name;
     const io::TensorData torch_grad = grads.read(t.name);
-    EXPECT_LT(relative_error(model.params().grad(t.name), torch_grad.values), 1e-4) << t.name;
+    EXPECT_LT(gradient_error(model.params().grad(t.name), torch_grad.values), 1e-4) << t.name;
   }
+
+  std::vector<float> logits(std::size_t(M) * V);
+  model.logits(logits.data(), tb.inputs, tb.batch, arena, {}, c.padded_length);
+  const auto torch_logits = io::load_npy<float>(dir / "torch/logits.npy");
+  ASSERT_EQ(torch_logits.values.size(), logits.size());
+  EXPECT_LT(relative_error(logits, torch_logits.values), 1e-5);
 }
 
 ModelConfig small_config() {
@@ -115,6 +155,54 @@ TEST(MambaOracle, MatchesPyTorchWithBiasesAndAnotherKernel) {
 TEST(MambaOracle, MatchesPyTorchAtThePaperConfig) {
   ModelConfig c = ModelConfig::load(std::string(HAX_SOURCE_DIR) + "/configs/mamba.json");
   check_against_torch({c, {150, 112}});
+}
+
+// The sparse models: a tiny config, every pattern, in training mode.
+ModelConfig sparse_config(const std::string& arch, ops::sparse::Semantics semantics) {
+  ModelConfig c = small_config();
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.state_size = 4;
+  c.time_step_rank = 2;
+  c.sparse_arch = arch;
+  c.sparse_keys = 8;  // w = 8 (one pattern) or 4 (two); dilation 32 // w
+  c.num_hash = 3;
+  c.data_max_length = 32;
+  c.semantics = semantics;
+  c.lsh_resample = "never";  // the saved projection H, which the oracle reads from the checkpoint
+  return c;
+}
+
+class SparseOracle : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SparseOracle, MatchesPyTorchInCausalSemantics) {
+  check_against_torch({sparse_config(GetParam(), ops::sparse::Semantics::causal), {13, 29, 7}, /*training=*/true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Patterns, SparseOracle,
+                         ::testing::Values("full", "sliding_window", "sliding_window+sink", "dilated",
+                                           "sliding_window+dilated", "sign_bin_lsh", "argmax_lsh", "key_selection",
+                                           "sign_bin_lsh+key_selection"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& ch : name)
+                             if (ch == '+') ch = '_';
+                           return name;
+                         });
+
+// `paper`: the statistics, the empty-row fallback and the gate targets count the padding, here padded past the
+// longest sequence.
+TEST(SparseOracle, HaxMatchesPyTorchInPaperSemantics) {
+  check_against_torch(
+      {sparse_config("sign_bin_lsh+key_selection", ops::sparse::Semantics::paper), {13, 29, 7}, true, 40});
+}
+
+TEST(SparseOracle, DilatedMatchesPyTorchInPaperSemantics) {
+  check_against_torch({sparse_config("dilated", ops::sparse::Semantics::paper), {13, 29, 7}, true, 0});
+}
+
+TEST(SparseOracle, HaxMatchesPyTorchInEvaluationMode) {
+  check_against_torch({sparse_config("sign_bin_lsh+key_selection", ops::sparse::Semantics::causal), {13, 29, 7}});
 }
 
 }  // namespace
