@@ -181,7 +181,8 @@ void run_eval(const EvalCommand& c) {
 
   Progress bar("eval", count, "samples");
   const training::EvalResult result =
-      training::evaluate(*model, *source, count, c.batch_size, [&](std::uint64_t done) { bar.update(done); });
+      training::evaluate(*model, *source, count, c.batch_size, [&](std::uint64_t done) { bar.update(done); },
+                         static_cast<int>(c.task.padded_sample_length() - 1));
   bar.finish();
 
   const std::string label = data_label(c);

@@ -1,0 +1,314 @@
+// The Mamba model with its sparse-attention branch (reference.md §3.2-3.11), checked without an oracle: gradients
+// against finite differences, parameter counts and names, the checkpoint round trip of the fixed LSH projections,
+// and the properties that `causal` must have (shared/spec/semantics.md): causality, padding invariance,
+// determinism. The exact comparison with PyTorch is in test_mamba_oracle.cpp; streaming in its own file.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../support/test_support.h"
+#include "hax/engine/rng.h"
+#include "hax/models/mamba.h"
+#include "hax/models/mamba_params.h"
+#include "hax/training/checkpoint.h"
+
+namespace hax::models {
+namespace {
+
+using ops::sparse::Semantics;
+
+// Every arch the reference's command line names, plus argmax_lsh and full.
+const std::vector<std::string> kAllArchs = {"full",         "sliding_window", "sliding_window+sink",
+                                            "dilated",      "sliding_window+dilated", "sign_bin_lsh",
+                                            "argmax_lsh",   "key_selection",  "sign_bin_lsh+key_selection"};
+
+std::string identifier(std::string name) {
+  for (char& c : name)
+    if (c == '+') c = '_';
+  return name;
+}
+
+// Small budgets so that the patterns bite at these lengths: 8 keys in all, dilation data_max_length // budget.
+ModelConfig sparse_config(const std::string& arch, Semantics semantics = Semantics::causal) {
+  ModelConfig c;
+  c.vocab_size = 23;
+  c.hidden_size = 8;
+  c.intermediate_size = 12;
+  c.state_size = 4;
+  c.time_step_rank = 2;
+  c.num_hidden_layers = 2;
+  c.seed = 5;
+  c.sparse_arch = arch;
+  c.sparse_keys = 8;
+  c.num_hash = 3;
+  c.data_max_length = 16;
+  c.semantics = semantics;
+  c.lsh_resample = "never";
+  return c;
+}
+
+// Every parameter moved off its initial constant, so every path carries gradient.
+MambaModel perturbed_model(const ModelConfig& c) {
+  MambaModel model(c);
+  Rng rng(3);
+  for (float& v : model.params().params()) v += 0.2f * static_cast<float>(rng.normal());
+  return model;
+}
+
+TokenBatch random_batch(const ModelConfig& c, const std::vector<int>& lengths, std::uint64_t seed) {
+  Rng rng(seed);
+  TokenBatch tb;
+  for (int len : lengths) {
+    tb.batch.add_sequence(len);
+    for (int t = 0; t < len; ++t) {
+      tb.inputs.push_back(static_cast<int>(rng.below(c.vocab_size)));
+      tb.labels.push_back(static_cast<int>(rng.below(c.vocab_size)));
+      tb.scored.push_back(rng.uniform() < 0.6f);
+    }
+  }
+  return tb;
+}
+
+const ForwardOptions kTraining{true, 77};
+
+struct Objective {
+  double ce = 0, gate = 0;
+  double total() const { return ce + kGateLossWeight * gate; }
+};
+
+Objective objective(MambaModel& model, const TokenBatch& tb, const ForwardOptions& options = kTraining) {
+  Arena arena(model.arena_floats(tb.batch, tb.batch.rows(), tb.padded_length));
+  const BatchResult r = model.forward(tb, arena, options);
+  return {r.loss, r.gate_loss};
+}
+
+std::vector<float> analytic_gradients(MambaModel& model, const TokenBatch& tb) {
+  Arena arena(model.arena_floats(tb.batch, tb.batch.rows(), tb.padded_length));
+  model.params().zero_grad();
+  model.forward(tb, arena, kTraining);
+  model.backward(tb, arena);
+  return {model.params().grads().begin(), model.params().grads().end()};
+}
+
+// Central differences of `loss` for a few entries of every tensor whose name passes `select`.
+template <class Loss, class Select>
+int check_finite_differences(MambaModel& model, const std::vector<float>& grads, Loss&& loss, Select&& select) {
+  int checked = 0;
+  for (const auto& t : model.params().tensors()) {
+    if (!select(t.name)) continue;
+    for (std::size_t k = 0; k < t.numel; k += std::max<std::size_t>(1, t.numel / 3)) {
+      float& p = model.params().params()[t.offset + k];
+      const float saved = p, h = 1e-2f * std::max(1.0f, std::abs(saved));
+      p = saved + h;
+      const double up = loss();
+      p = saved - h;
+      const double down = loss();
+      p = saved;
+      const double fd = (up - down) / (2.0 * h), analytic = grads[t.offset + k];
+      EXPECT_NEAR(analytic, fd, 2e-3 + 2e-2 * std::abs(fd)) << t.name << "[" << k << "]";
+      ++checked;
+    }
+  }
+  return checked;
+}
+
+// Patterns whose key lists depend on positions only: the objective is smooth in every parameter, so finite
+// differences see exactly what backward computes.
+class PositionalArchGradients : public ::testing::TestWithParam<std::tuple<std::string, Semantics>> {};
+
+TEST_P(PositionalArchGradients, MatchFiniteDifferences) {
+  const auto& [arch, semantics] = GetParam();
+  MambaModel model = perturbed_model(sparse_config(arch, semantics));
+  TokenBatch tb = random_batch(model.config(), {9, 1, 21}, 5);
+  tb.padded_length = 25;  // `paper` counts padding in its statistics; `causal` ignores it
+  const std::vector<float> grads = analytic_gradients(model, tb);
+  const int checked = check_finite_differences(
+      model, grads, [&] { return objective(model, tb).total(); }, [](const std::string&) { return true; });
+  EXPECT_GT(checked, 60);
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, PositionalArchGradients,
+                         ::testing::Combine(::testing::Values("full", "sliding_window+sink", "sliding_window+dilated",
+                                                             "dilated"),
+                                            ::testing::Values(Semantics::causal, Semantics::paper)),
+                         [](const auto& info) {
+                           return identifier(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) == Semantics::paper ? "_paper" : "_causal");
+                         });
+
+// The key scorer learns from the gate loss alone (its inputs and the key selection are not differentiable): its
+// gradient is kGateLossWeight times the gate loss's.
+TEST(SparseModel, ScorerGradientIsTheGateLossGradient) {
+  for (Semantics semantics : {Semantics::causal, Semantics::paper}) {
+    MambaModel model = perturbed_model(sparse_config("sign_bin_lsh+key_selection", semantics));
+    TokenBatch tb = random_batch(model.config(), {13, 3, 30}, 8);
+    tb.padded_length = 32;
+    const std::vector<float> grads = analytic_gradients(model, tb);
+    const int checked = check_finite_differences(
+        model, grads, [&] { return kGateLossWeight * objective(model, tb).gate; },
+        [](const std::string& name) { return name.find("dx_proj") != std::string::npos; });
+    EXPECT_GT(checked, 20);
+  }
+}
+
+TEST(SparseModel, GateLossOnlyInTrainingWithKeySelection) {
+  MambaModel hax = perturbed_model(sparse_config("sign_bin_lsh+key_selection"));
+  const TokenBatch tb = random_batch(hax.config(), {12, 20}, 2);
+  EXPECT_GT(objective(hax, tb).gate, 0.0);
+  EXPECT_EQ(objective(hax, tb, {false, 77}).gate, 0.0);
+  MambaModel lsh = perturbed_model(sparse_config("sign_bin_lsh"));
+  EXPECT_EQ(objective(lsh, tb).gate, 0.0);
+  // Candidates: budget-many distinct real positions per sequence (fewer only when the sequence is shorter).
+  objective(hax, tb);
+  for (int l = 0; l < 2; ++l)
+    for (int q = 0; q < 2; ++q) {
+      std::vector<std::int32_t> c = hax.gate_candidates(l)[q];
+      EXPECT_EQ(c.size(), 4u);
+      std::sort(c.begin(), c.end());
+      EXPECT_EQ(std::unique(c.begin(), c.end()), c.end());
+      for (std::int32_t s : c) EXPECT_LT(s, tb.batch.length(q));
+    }
+}
+
+// reference.md §6 / paper Table: Mamba with a fixed pattern 82,368 parameters, with key selection 86,658. The LSH
+// projection is a buffer, not a parameter.
+TEST(SparseModel, ParameterCountsMatchThePaper) {
+  ModelConfig c = ModelConfig::load(cat(HAX_SOURCE_DIR, "/configs/mamba.json"));
+  const std::pair<const char*, std::size_t> expected[] = {{"sliding_window", 82368},
+                                                          {"sign_bin_lsh", 82368},
+                                                          {"key_selection", 86658},
+                                                          {"sign_bin_lsh+key_selection", 86658}};
+  for (const auto& [arch, count] : expected) {
+    c.sparse_arch = arch;
+    EXPECT_EQ(MambaModel(c).params().num_parameters(), count) << arch;
+  }
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  MambaModel model(c);
+  EXPECT_EQ(shape_string(model.params().info("layers.0.mixer.xx_proj.weight").shape), "(32, 128)");
+  EXPECT_EQ(shape_string(model.params().info("layers.1.mixer.E").shape), "(128,)");
+  EXPECT_EQ(shape_string(model.params().info("layers.0.mixer.dx_proj_1.weight").shape), "(32, 32)");
+  EXPECT_EQ(shape_string(model.params().info("layers.0.mixer.dx_proj_3.weight").shape), "(1, 32)");
+  EXPECT_EQ(shape_string(model.buffers().info("layers.1.mixer.lsh_projection").shape), "(16, 8)");
+  for (float e : model.params().param("layers.0.mixer.E")) EXPECT_EQ(e, 1.0f);  // reference.md §3.11: E = 1
+}
+
+TEST(SparseModel, CheckpointKeepsTheLshProjections) {
+  const testing::ScratchDir dir;
+  MambaModel model = perturbed_model(sparse_config("sign_bin_lsh+key_selection"));
+  training::save_model(dir / "ckpt", model);
+  const auto loaded = training::load_model(dir / "ckpt");
+  const auto a = model.buffers().params(), b = loaded->buffers().params();
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin()));
+  const TokenBatch tb = random_batch(model.config(), {17}, 4);
+  EXPECT_EQ(objective(model, tb, {}).ce, objective(*loaded, tb, {}).ce);
+}
+
+std::vector<float> logits_of(MambaModel& model, const TokenBatch& tb, const ForwardOptions& options = {}) {
+  Arena arena(model.arena_floats(tb.batch, 0, tb.padded_length));
+  std::vector<float> out(std::size_t(tb.batch.rows()) * model.config().vocab_size);
+  model.logits(out.data(), tb.inputs, tb.batch, arena, options, tb.padded_length);
+  return out;
+}
+
+class CausalProperties : public ::testing::TestWithParam<std::string> {};
+
+// Property 1: changing a token after position t changes no output at positions <= t.
+TEST_P(CausalProperties, LaterTokensDoNotChangeEarlierOutputs) {
+  MambaModel model = perturbed_model(sparse_config(GetParam()));
+  const int V = model.config().vocab_size, T = 40, changed_at = 23;
+  const TokenBatch a = random_batch(model.config(), {T}, 6);
+  TokenBatch b = a;
+  for (int t = changed_at; t < T; ++t) b.inputs[t] = (b.inputs[t] + 1 + t) % V;
+  const std::vector<float> la = logits_of(model, a), lb = logits_of(model, b);
+  for (int i = 0; i < changed_at * V; ++i) ASSERT_EQ(la[i], lb[i]) << "row " << i / V;
+  EXPECT_NE(std::vector<float>(la.begin() + changed_at * V, la.end()),
+            std::vector<float>(lb.begin() + changed_at * V, lb.end()));
+}
+
+// Property 2: a sequence padded to two lengths, or batched beside a longer one, gives the same real outputs.
+TEST_P(CausalProperties, PaddingAndBatchmatesChangeNothing) {
+  MambaModel model = perturbed_model(sparse_config(GetParam()));
+  const int V = model.config().vocab_size;
+  const TokenBatch both = random_batch(model.config(), {19, 37}, 7);
+  TokenBatch alone;
+  alone.batch.add_sequence(19);
+  alone.inputs.assign(both.inputs.begin(), both.inputs.begin() + 19);
+  TokenBatch padded = alone;
+  padded.padded_length = 64;
+  const std::vector<float> l_both = logits_of(model, both), l_alone = logits_of(model, alone),
+                           l_padded = logits_of(model, padded);
+  // Padding is never materialized under `causal`: bit for bit. A batchmate changes the GEMMs' row blocking, so
+  // only the last bits may move.
+  for (int i = 0; i < 19 * V; ++i) {
+    ASSERT_EQ(l_alone[i], l_padded[i]) << "row " << i / V;
+    ASSERT_NEAR(l_alone[i], l_both[i], 1e-5f * std::max(1.0f, std::abs(l_alone[i]))) << "row " << i / V;
+  }
+}
+
+// Property 4: evaluation and training forwards repeat exactly (same seed, same thread count).
+TEST_P(CausalProperties, RunsRepeatExactly) {
+  MambaModel model = perturbed_model(sparse_config(GetParam()));
+  const TokenBatch tb = random_batch(model.config(), {25, 8, 31}, 9);
+  EXPECT_EQ(logits_of(model, tb), logits_of(model, tb));
+  const std::vector<float> g1 = analytic_gradients(model, tb), g2 = analytic_gradients(model, tb);
+  EXPECT_EQ(g1, g2);
+  MambaModel twin = perturbed_model(sparse_config(GetParam()));
+  EXPECT_EQ(logits_of(model, tb), logits_of(twin, tb));
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, CausalProperties, ::testing::ValuesIn(kAllArchs),
+                         [](const auto& info) { return identifier(info.param); });
+
+// Under `paper` the reference's whole-sequence statistics make padding matter: the same sequence padded to two
+// lengths gets different LSH buckets, so the outputs differ (the quirk that `causal` removes).
+TEST(SparseModel, PaperSemanticsCountsPadding) {
+  MambaModel model = perturbed_model(sparse_config("sign_bin_lsh", Semantics::paper));
+  TokenBatch short_pad = random_batch(model.config(), {30}, 12), long_pad = short_pad;
+  short_pad.padded_length = 30;
+  long_pad.padded_length = 200;
+  EXPECT_NE(logits_of(model, short_pad), logits_of(model, long_pad));
+}
+
+TEST(SparseModel, LshResamplingFollowsTheConfig) {
+  ModelConfig c = sparse_config("sign_bin_lsh");
+  const TokenBatch tb = random_batch(c, {40}, 13);
+  MambaModel fixed = perturbed_model(c);
+  EXPECT_EQ(logits_of(fixed, tb, {false, 1}), logits_of(fixed, tb, {false, 2}));
+  c.lsh_resample = "every_forward";
+  MambaModel fresh = perturbed_model(c);
+  EXPECT_NE(logits_of(fresh, tb, {false, 1}), logits_of(fresh, tb, {false, 2}));
+  EXPECT_EQ(logits_of(fresh, tb, {false, 1}), logits_of(fresh, tb, {false, 1}));
+}
+
+TEST(SparseModel, ConfigRoundTripsAndRejectsBadFields) {
+  ModelConfig c = sparse_config("sign_bin_lsh+key_selection", Semantics::paper);
+  const ModelConfig back = ModelConfig::from_json(c.to_json(), "test");
+  EXPECT_EQ(back.sparse_arch, c.sparse_arch);
+  EXPECT_EQ(back.sparse_keys, 8);
+  EXPECT_EQ(back.num_hash, 3);
+  EXPECT_EQ(back.data_max_length, 16);
+  EXPECT_EQ(back.semantics, Semantics::paper);
+  EXPECT_EQ(back.lsh_resample_mode(), "never");
+  auto j = c.to_json();
+  j["sparse_arch"] = "sliding_window+lsh";
+  EXPECT_THROW(
+      {
+        try {
+          ModelConfig::from_json(j, "cfg.json");
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("cfg.json"), std::string::npos) << e.what();
+          EXPECT_NE(std::string(e.what()).find("lsh"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+  j = c.to_json();
+  j["hax_semantics"] = "acausal";
+  EXPECT_THROW(ModelConfig::from_json(j, "cfg.json"), Error);
+}
+
+}  // namespace
+}  // namespace hax::models
