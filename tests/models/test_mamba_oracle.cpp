@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 
 #include "../support/test_support.h"
 #include "hax/engine/rng.h"
@@ -35,15 +36,37 @@ struct OracleCase {
   int padded_length = 0;  // TokenBatch::padded_length (`paper` semantics)
 };
 
-// ||a - b|| / ||b||, except that a gradient the oracle finds to be zero (the scorer's last bias: the ranking loss
-// depends on score differences only) must be zero up to rounding here too.
-double gradient_error(std::span<const float> a, std::span<const float> b) {
-  double norm = 0;
-  for (float v : b) norm += double(v) * v;
-  if (std::sqrt(norm) > 1e-9) return relative_error(a, b);
-  double own = 0;
-  for (float v : a) own += double(v) * v;
-  return std::sqrt(own) < 1e-6 ? 0.0 : 1.0;
+// The error of each parameter's gradient, `ours` against the oracle's `torch` (name -> values): ||a - b|| / ||b||.
+// The key scorer (dx_proj_*) learns from the ranking loss alone, whose gradient w.r.t. the scores sums to zero, so
+// its bias gradients are near-exact cancellations (dx_proj_3.bias: exactly 0) that fp32 cannot resolve relative to
+// themselves. A scorer tensor is therefore measured against the norm of its layer's whole scorer gradient when that
+// is larger: a missing or wrong scorer gradient still shows, rounding of a cancellation does not.
+std::map<std::string, double> gradient_errors(const ParamStore& ours,
+                                              const std::map<std::string, io::TensorData>& torch) {
+  auto norm = [](std::span<const float> v) {
+    double sum = 0;
+    for (float x : v) sum += double(x) * x;
+    return std::sqrt(sum);
+  };
+  std::map<std::string, double> scorer_norm;  // layer prefix -> squared norm of its scorer gradient
+  for (const auto& [name, t] : torch)
+    if (const auto at = name.find(".dx_proj_"); at != std::string::npos)
+      scorer_norm[name.substr(0, at)] += std::pow(norm(t.values), 2);
+  std::map<std::string, double> errors;
+  for (const TensorInfo& info : ours.tensors()) {
+    const std::span<const float> a = ours.grad(info.name), b = torch.at(info.name).values;
+    if (a.size() != b.size()) {
+      errors[info.name] = INFINITY;
+      continue;
+    }
+    double scale = norm(b);
+    if (const auto at = info.name.find(".dx_proj_"); at != std::string::npos)
+      scale = std::max(scale, std::sqrt(scorer_norm[info.name.substr(0, at)]));
+    double diff = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    errors[info.name] = std::sqrt(diff) / std::max(scale, 1e-30);
+  }
+  return errors;
 }
 
 // Lines `layer sequence c0 c1 ...` of the gate-loss candidates the last training forward drew.
@@ -115,12 +138,13 @@ void check_against_torch(const OracleCase& c) {
   EXPECT_NEAR(result.gate_loss, torch_gate, 1e-5 * std::abs(torch_gate));
   if (c.training && c.config.has_key_selection()) EXPECT_GT(torch_gate, 0.0f) << "the gate loss is not exercised";
 
-  const io::SafetensorsFile grads(dir / "torch/grads.safetensors");
+  const io::SafetensorsFile grads_file(dir / "torch/grads.safetensors");
+  std::map<std::string, io::TensorData> grads;
   for (const TensorInfo& t : model.params().tensors()) {
-    ASSERT_TRUE(grads.contains(t.name)) << t.name;
-    const io::TensorData torch_grad = grads.read(t.name);
-    EXPECT_LT(gradient_error(model.params().grad(t.name), torch_grad.values), 1e-4) << t.name;
+    ASSERT_TRUE(grads_file.contains(t.name)) << t.name;
+    grads[t.name] = grads_file.read(t.name);
   }
+  for (const auto& [name, error] : gradient_errors(model.params(), grads)) EXPECT_LT(error, 1e-4) << name;
 
   std::vector<float> logits(std::size_t(M) * V);
   model.logits(logits.data(), tb.inputs, tb.batch, arena, {}, c.padded_length);
