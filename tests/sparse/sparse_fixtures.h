@@ -45,6 +45,13 @@ inline OwnedPatternInputs random_pattern_inputs(int T, int num_buckets, int scor
   return r;
 }
 
+// Positions [first, first + count) of every span of `in` (the spans of random_pattern_inputs all hold T entries).
+inline PatternInputs slice(const PatternInputs& in, int first, int count) {
+  auto part = [&](auto span) { return span.empty() ? span : span.subspan(first, count); };
+  return {part(in.sign_bin_query_bucket), part(in.sign_bin_key_bucket), part(in.argmax_query_bucket),
+          part(in.argmax_key_bucket), in.num_buckets, part(in.key_score)};
+}
+
 inline std::vector<float> random_floats(std::size_t n, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
   std::vector<float> v(n);
   rng.fill_uniform(v, lo, hi);

@@ -37,21 +37,28 @@ std::string identifier(std::string name) {  // gtest names allow [A-Za-z0-9_] on
 }
 
 // Attention over fixed key lists, built in the constructor from random buckets and scores (the selection is not
-// differentiable, so the finite differences move Q, K, V with the lists held still).
+// differentiable, so the finite differences move Q, K, V with the lists held still). With a query offset the case
+// is a chunk of a longer sequence (streaming inference): T queries after `offset` earlier positions, whose keys and
+// values are inputs too.
 class SparseAttentionCase : public OpCaseOf<SparseAttentionCase> {
  public:
-  SparseAttentionCase(std::uint64_t seed, const std::string& arch, int total_keys, int T, int N, int I, Semantics s)
-      : OpCaseOf(cat("attention_", identifier(arch), "_", semantics_name(s), "_T", T, "_N", N, "_I", I, "_seed", seed),
+  SparseAttentionCase(std::uint64_t seed, const std::string& arch, int total_keys, int T, int N, int I, Semantics s,
+                      int offset = 0)
+      : OpCaseOf(cat("attention_", identifier(arch), "_", semantics_name(s), "_T", T, "_N", N, "_I", I,
+                     offset > 0 ? cat("_offset", offset) : "", "_seed", seed),
                  seed),
         N_(N),
         I_(I),
         semantics_(s) {
     add_input({.name = "Q", .size = std::size_t(T) * N, .grad_optional = true});
-    add_input({.name = "K", .size = std::size_t(T) * N, .grad_optional = true});
-    add_input({.name = "V", .size = std::size_t(T) * I, .grad_optional = true});
+    add_input({.name = "K", .size = std::size_t(offset + T) * N, .grad_optional = true});
+    add_input({.name = "V", .size = std::size_t(offset + T) * I, .grad_optional = true});
     set_out_size(std::size_t(T) * I);
-    const OwnedPatternInputs in = random_pattern_inputs(T, 3, 7, Rng(seed).fork(ops::testing::kIntegerInputs));
-    keys_ = build_sparse_keys(parse_sparse_arch(arch, total_keys, 4 * total_keys), T, in.view());
+    const OwnedPatternInputs in =
+        random_pattern_inputs(offset + T, 3, 7, Rng(seed).fork(ops::testing::kIntegerInputs));
+    SparseKeyStream stream(parse_sparse_arch(arch, total_keys, 4 * total_keys), in.num_buckets);
+    stream.advance(offset, slice(in.view(), 0, offset));
+    keys_ = stream.advance(T, slice(in.view(), offset, T));
   }
   template <class Real>
   void run_forward(Buffers<Real>& b) const {
@@ -194,6 +201,10 @@ std::vector<OpCasePtr> sparse_op_cases() {
     cases.push_back(std::make_shared<GateLossCase>(2, 70, 16, 32, s));
     cases.push_back(std::make_shared<LshProjectionCase>(1, 17, 5, 8, s));
     cases.push_back(std::make_shared<LshProjectionCase>(2, 3000, 16, 8, s));  // threaded
+  }
+  for (const std::string& arch : archs_under_test()) {  // chunks of a sequence (streaming): `causal` only
+    cases.push_back(std::make_shared<SparseAttentionCase>(4, arch, 6, 7, 3, 5, Semantics::causal, 16));
+    cases.push_back(std::make_shared<SparseAttentionCase>(5, arch, 6, 1, 3, 5, Semantics::causal, 30));
   }
   return cases;
 }

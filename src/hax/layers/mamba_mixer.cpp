@@ -68,6 +68,29 @@ std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch
 
 void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,
                          Saved& s) const {
+  forward_impl(out, u, batch, step, arena, s, nullptr);
+}
+
+MixerState MambaMixer::start_state() const {
+  MixerState state;
+  state.conv_tail.assign(rows_times(K_ - 1, I_), 0.0f);
+  state.h.assign(rows_times(I_, N_), 0.0f);
+  if (sparse_) state.sparse = sparse_->start_state();
+  return state;
+}
+
+void MambaMixer::forward_chunk(float* out, const float* u, int T, MixerState& state, Arena& arena) const {
+  PackedBatch one;
+  one.add_sequence(T);
+  Saved saved;
+  const std::size_t mark = arena.mark();
+  forward_impl(out, u, one, SparseStep{}, arena, saved, &state);
+  arena.release(mark);
+}
+
+void MambaMixer::forward_impl(float* out, const float* u, const PackedBatch& batch, const SparseStep& step,
+                              Arena& arena, Saved& s, MixerState* state) const {
+  check(!state || batch.num_sequences() == 1, "a mixer state belongs to one sequence, not ", batch.num_sequences());
   const int M = batch.rows(), I = I_, N = N_, R = R_;
   auto alloc = [&](int width, const char* what) { return arena.alloc(rows_times(M, width), what).data(); };
   s.u = u;
@@ -86,11 +109,13 @@ void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, c
   const float* b_in = in_proj_b_.value;
   ops::linear_forward(s.x, u, in_proj_w_.value, b_in, M, D_, I);
   ops::linear_forward(s.z, u, in_proj_w_.value + rows_times(I, D_), b_in ? b_in + I : nullptr, M, D_, I);
+  float* conv_tail = state ? state->conv_tail.data() : nullptr;
   for_each_sequence(batch, [&](int q) {
     const std::size_t at = rows_times(batch.start(q), I);
-    ops::conv1d_causal_forward(s.x_conv + at, s.x + at, conv_w_.value, conv_b_.value, nullptr, 1, batch.length(q), I,
+    ops::conv1d_causal_forward(s.x_conv + at, s.x + at, conv_w_.value, conv_b_.value, conv_tail, 1, batch.length(q), I,
                                K_);
   });
+  if (state) ops::conv1d_advance_state(conv_tail, s.x, 1, M, I, K_);
   ops::silu_forward(s.xc, s.x_conv, rows_times(M, I));
   ops::linear_forward(s.dtl, s.xc, x_proj_w_.value, nullptr, M, I, R);
   ops::linear_forward(s.Bm, s.xc, x_proj_w_.value + rows_times(R, I), nullptr, M, I, N);
@@ -98,16 +123,23 @@ void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, c
   ops::linear_forward(s.dt_raw, s.dtl, dt_proj_w_.value, nullptr, M, R, I);
 
   const std::vector<std::size_t> checkpoint_at = checkpoint_offsets(batch);
+  // With a state the scan starts from its h and writes the final state to hT, then copied back (h0 and hT may not
+  // alias).
+  float* hT = state ? arena.alloc(rows_times(I, N), "mamba final scan state").data() : nullptr;
   for_each_sequence(batch, [&](int q) {
     const ops::ScanShape shape = one_sequence(batch.length(q), I, N);
     const std::size_t at = rows_times(batch.start(q), I), at_n = rows_times(batch.start(q), N);
     const ops::ScanInputs<float> in{s.xc + at, s.dt_raw + at, dt_proj_b_.value, a_log_.value, s.Bm + at_n,
-                                    s.Cm + at_n, d_skip_.value, s.z + at};
-    ops::selective_scan_forward(shape, in, s.y + at, nullptr, s.checkpoints + checkpoint_at[q]);
+                                    s.Cm + at_n, d_skip_.value, s.z + at, state ? state->h.data() : nullptr};
+    ops::selective_scan_forward(shape, in, s.y + at, hT, s.checkpoints + checkpoint_at[q]);
   });
+  if (state) std::copy_n(hT, rows_times(I, N), state->h.data());
   if (sparse_) {
     s.attn = alloc(I, "sparse attention out");
-    sparse_->forward(s.attn, s.xc, batch, step, arena, s.sparse);
+    if (state)
+      sparse_->forward_chunk(s.attn, s.xc, M, *state->sparse, arena);
+    else
+      sparse_->forward(s.attn, s.xc, batch, step, arena, s.sparse);
     ops::sparse::attention_gate_forward(s.y, s.attn, sparse_->E(), s.z, M, I);
   }
   ops::linear_forward(out, s.y, out_proj_w_.value, out_proj_b_.value, M, I, D_);

@@ -16,6 +16,7 @@
 
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
+#include "hax/layers/mixer_state.h"
 #include "hax/layers/packed_batch.h"
 #include "hax/layers/sparse_branch.h"
 #include "hax/models/config.h"
@@ -44,6 +45,14 @@ class MambaMixer {
   void backward(float* du, const float* dout, const PackedBatch& batch, const Saved& saved, float gate_weight,
                 Arena& arena) const;
 
+  // Streaming inference (layers/mixer_state.h). The state of an empty sequence; hax::Error where the sparse branch
+  // cannot stream (`paper` semantics).
+  MixerState start_state() const;
+  // out (T, D) = the mixer at the next T positions of the sequence of `state`, from their inputs u (T, D): what
+  // forward() gives at those positions of the whole sequence. Advances the state. The arena's scratch (forward()'s
+  // for a T-row batch plus the sparse branch's chunk_arena_floats) is released before returning.
+  void forward_chunk(float* out, const float* u, int T, MixerState& state, Arena& arena) const;
+
   const SparseBranch* sparse() const { return sparse_ ? &*sparse_ : nullptr; }
 
  private:
@@ -54,6 +63,10 @@ class MambaMixer {
   Tensor bind(ParamStore& store, const std::string& name, bool present = true) const;
   // Where each sequence's scan checkpoints start in Saved::checkpoints; the last entry is the total.
   std::vector<std::size_t> checkpoint_offsets(const PackedBatch& batch) const;
+  // forward(), or with a state (a batch of one sequence) forward_chunk's math: the conv starts from the state's
+  // tail, the scan from its h, the sparse branch from its stream and cache, and all three advance.
+  void forward_impl(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,
+                    Saved& saved, MixerState* state) const;
 
   int D_, I_, N_, R_, K_;
   std::optional<SparseBranch> sparse_;

@@ -39,6 +39,14 @@ void add_rows(float* to, const PackedBatch& to_layout, const float* from, const 
   }
 }
 
+// One row of xx_proj's output kq (2N) into its key (N), divided by sqrt(N), and query (N). K is the FIRST half
+// (reference.md §3.3).
+void split_row(float* key, float* query, const float* kq, int N) {
+  const float scale = std::sqrt(float(N));
+  for (int n = 0; n < N; ++n) key[n] = kq[n] / scale;
+  std::copy_n(kq + N, N, query);
+}
+
 // k distinct positions of [0, real) drawn uniformly (a partial Fisher-Yates shuffle), then, when k > real, the
 // padding positions real, real + 1, ... (the reference ranks padding last, by noise -1).
 std::vector<std::int32_t> draw_candidates(int k, int real, Rng& rng) {
@@ -108,15 +116,37 @@ std::size_t SparseBranch::arena_floats(int M, int S, int longest, int padded_len
 
 void SparseBranch::split_queries_keys(Saved& s, const PackedBatch& batch) const {
   const int N = N_;
-  const float scale = std::sqrt(float(N));
   for (int q = 0; q < batch.num_sequences(); ++q)
-    for (int t = 0; t < batch.length(q); ++t) {
-      const float* kq = s.KQ + rows_times(batch.start(q) + t, 2 * N);
-      float* key = s.K + rows_times(s.layout.start(q) + t, N);
-      float* query = s.Q + rows_times(s.layout.start(q) + t, N);
-      for (int n = 0; n < N; ++n) key[n] = kq[n] / scale;  // K is the first half (reference.md §3.3)
-      std::copy_n(kq + N, N, query);
-    }
+    for (int t = 0; t < batch.length(q); ++t)
+      split_row(s.K + rows_times(s.layout.start(q) + t, N), s.Q + rows_times(s.layout.start(q) + t, N),
+                s.KQ + rows_times(batch.start(q) + t, 2 * N), N);
+}
+
+int SparseBranch::num_buckets() const {
+  int count = 0;
+  if (uses(Pattern::sign_bin_lsh)) count = ops::sparse::sign_bin_bucket_count(num_hash_);
+  if (uses(Pattern::argmax_lsh)) count = std::max(count, ops::sparse::argmax_bucket_count(num_hash_));
+  return count;
+}
+
+void SparseBranch::lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::int32_t> (&buckets)[4],
+                              const float* Q, const float* K, int T, const float* H) const {
+  const int H_cols = num_hash_;
+  std::vector<float> proj_q(rows_times(T, H_cols)), proj_k(rows_times(T, H_cols));
+  ops::sparse::lsh_projections(proj_q.data(), Q, H, T, N_, H_cols, semantics_);
+  ops::sparse::lsh_projections(proj_k.data(), K, H, T, N_, H_cols, semantics_);
+  for (auto& b : buckets) b.resize(T);
+  if (uses(Pattern::sign_bin_lsh)) {
+    ops::sparse::sign_bin_buckets(buckets[0].data(), proj_q.data(), T, H_cols);
+    ops::sparse::sign_bin_buckets(buckets[1].data(), proj_k.data(), T, H_cols);
+    in.sign_bin_query_bucket = buckets[0], in.sign_bin_key_bucket = buckets[1];
+  }
+  if (uses(Pattern::argmax_lsh)) {
+    ops::sparse::argmax_buckets(buckets[2].data(), proj_q.data(), T, H_cols);
+    ops::sparse::argmax_buckets(buckets[3].data(), proj_k.data(), T, H_cols);
+    in.argmax_query_bucket = buckets[2], in.argmax_key_bucket = buckets[3];
+  }
+  in.num_buckets = num_buckets();
 }
 
 void SparseBranch::forward(float* attn, const float* xc, const PackedBatch& batch, const SparseStep& step,
@@ -163,38 +193,69 @@ void SparseBranch::forward(float* attn, const float* xc, const PackedBatch& batc
 }
 
 void SparseBranch::select_and_attend(float* attn_layout, Saved& s, const SparseStep& step) const {
-  const int N = N_, I = I_, H_cols = num_hash_;
-  const bool sign_bin = uses(Pattern::sign_bin_lsh), argmax = uses(Pattern::argmax_lsh);
-  const std::vector<float> H = sign_bin || argmax ? lsh_projection(step) : std::vector<float>{};
+  const int N = N_, I = I_;
+  const bool lsh = num_buckets() > 0;
+  const std::vector<float> H = lsh ? lsh_projection(step) : std::vector<float>{};
   s.keys.assign(s.layout.num_sequences(), {});
   for_each_sequence(s.layout, [&](int q) {
     const int T = s.layout.length(q);
     const std::size_t at = s.layout.start(q);
     ops::sparse::PatternInputs in;
-    std::vector<std::int32_t> buckets[4];  // sign-bin query, key; argmax query, key
-    if (sign_bin || argmax) {
-      std::vector<float> proj_q(rows_times(T, H_cols)), proj_k(rows_times(T, H_cols));
-      ops::sparse::lsh_projections(proj_q.data(), s.Q + at * N, H.data(), T, N, H_cols, semantics_);
-      ops::sparse::lsh_projections(proj_k.data(), s.K + at * N, H.data(), T, N, H_cols, semantics_);
-      for (auto& b : buckets) b.resize(T);
-      if (sign_bin) {
-        ops::sparse::sign_bin_buckets(buckets[0].data(), proj_q.data(), T, H_cols);
-        ops::sparse::sign_bin_buckets(buckets[1].data(), proj_k.data(), T, H_cols);
-        in.sign_bin_query_bucket = buckets[0], in.sign_bin_key_bucket = buckets[1];
-        in.num_buckets = ops::sparse::sign_bin_bucket_count(H_cols);
-      }
-      if (argmax) {
-        ops::sparse::argmax_buckets(buckets[2].data(), proj_q.data(), T, H_cols);
-        ops::sparse::argmax_buckets(buckets[3].data(), proj_k.data(), T, H_cols);
-        in.argmax_query_bucket = buckets[2], in.argmax_key_bucket = buckets[3];
-        in.num_buckets = std::max(in.num_buckets, ops::sparse::argmax_bucket_count(H_cols));
-      }
-    }
+    std::vector<std::int32_t> buckets[4];
+    if (lsh) lsh_inputs(in, buckets, s.Q + at * N, s.K + at * N, T, H.data());
     if (uses(Pattern::key_selection)) in.key_score = {s.score + at, std::size_t(T)};
     s.keys[q] = ops::sparse::build_sparse_keys(arch_, T, in);
     ops::sparse::sparse_attention_forward(attn_layout + at * I, s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N,
                                           s.V + at * I, s.keys[q], N, I, semantics_);
   });
+}
+
+SparseState SparseBranch::start_state() const {
+  check(!paper(), "streaming inference (prefill in chunks, decoding) needs `causal` semantics: under `paper` the LSH "
+        "and key-selection statistics and the empty-row attention look at the whole padded sequence");
+  check(num_buckets() == 0 || lsh_resample_ != "every_forward",
+        "streaming inference needs fixed LSH projections: this model redraws them every forward (lsh_resample "
+        "every_forward); use \"never\" or \"training\"");
+  SparseState state{ops::sparse::SparseKeyStream(arch_, num_buckets()), {}, {}, {}};
+  state.query_sum.assign(N_, 0.0);
+  return state;
+}
+
+std::size_t SparseBranch::chunk_arena_floats(int T, int position) const {
+  const std::size_t F = 2 * N_, pad = AlignedBuffer::kAlignFloats;
+  const std::size_t scorer = uses(Pattern::key_selection) ? std::size_t(T) * (3 * F + 1) : 0;
+  const std::size_t k_max = ops::sparse::max_keys_per_query(arch_, position + T);
+  return std::size_t(T) * (F + N_ + k_max) + scorer + 8 * pad;
+}
+
+void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseState& st, Arena& arena) const {
+  check(!paper(), "SparseBranch::forward_chunk needs `causal` semantics");
+  const int N = N_, I = I_, F = 2 * N, first = st.position();
+  const std::size_t mark = arena.mark();
+  auto alloc = [&](std::size_t count, const char* what) { return arena.alloc(count, what).data(); };
+  float* KQ = alloc(rows_times(T, F), "chunk xx_proj out");
+  ops::linear_forward(KQ, xc, xx_proj_.value, nullptr, T, I, F);
+  float* Q = alloc(rows_times(T, N), "chunk Q");
+  st.K.resize(rows_times(first + T, N));
+  float* K = st.K.data() + rows_times(first, N);  // the chunk's keys go straight into the cache
+  for (int t = 0; t < T; ++t) split_row(K + rows_times(t, N), Q + rows_times(t, N), KQ + rows_times(t, F), N);
+  st.V.insert(st.V.end(), xc, xc + rows_times(T, I));
+  ops::sparse::PatternInputs in;
+  std::vector<std::int32_t> buckets[4];
+  if (num_buckets() > 0) lsh_inputs(in, buckets, Q, K, T, lsh_projection(SparseStep{}).data());
+  if (uses(Pattern::key_selection)) {
+    float* features = alloc(rows_times(T, F), "chunk key selection features");
+    float* hidden1 = alloc(rows_times(T, F), "chunk key scorer hidden 1");
+    float* hidden2 = alloc(rows_times(T, F), "chunk key scorer hidden 2");
+    float* score = alloc(T, "chunk key scores");
+    ops::sparse::key_selection_features_continued(features, Q, K, T, N, st.query_sum.data());
+    ops::sparse::key_scorer_forward(score, hidden1, hidden2, features, scorer_weights(), T, N);
+    in.key_score = {score, std::size_t(T)};
+  }
+  const ops::sparse::SparseKeys keys = st.keys.advance(T, in);  // indices are positions in the whole sequence
+  float* probs = alloc(rows_times(T, keys.k_max), "chunk attention weights");
+  ops::sparse::sparse_attention_forward(attn, probs, Q, st.K.data(), st.V.data(), keys, N, I, semantics_);
+  arena.release(mark);
 }
 
 int SparseBranch::ranked_candidates(int real_length, int layout_length) const {

@@ -20,6 +20,7 @@
 
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
+#include "hax/layers/mixer_state.h"
 #include "hax/layers/packed_batch.h"
 #include "hax/models/config.h"
 #include "hax/ops/sparse/key_scorer.h"
@@ -67,6 +68,15 @@ class SparseBranch {
   // longest is `longest` rows, padded to `padded_length` under `paper`.
   std::size_t arena_floats(int M, int S, int longest, int padded_length) const;
 
+  // Streaming inference (layers/mixer_state.h). The state of an empty sequence; hax::Error under `paper` (its
+  // statistics look at the whole padded sequence) or with LSH projections redrawn every forward.
+  SparseState start_state() const;
+  // attn (T, I) of the next T positions of the sequence of `state`, from their rows xc (T, I): what forward() gives
+  // at those positions of the whole sequence. Appends them to the state. Inference only: nothing is kept for a
+  // backward; the scratch (chunk_arena_floats) is released before returning.
+  void forward_chunk(float* attn, const float* xc, int T, SparseState& state, Arena& arena) const;
+  std::size_t chunk_arena_floats(int T, int position) const;
+
   const ops::sparse::SparseArch& arch() const { return arch_; }
 
  private:
@@ -80,6 +90,12 @@ class SparseBranch {
   // H (N, num_hash) for this forward: the saved one, or a fresh draw.
   std::vector<float> lsh_projection(const SparseStep& step) const;
   void split_queries_keys(Saved& s, const PackedBatch& batch) const;
+  // The arch's bucket count (PatternInputs::num_buckets); 0 without LSH.
+  int num_buckets() const;
+  // The LSH buckets of queries Q and keys K (T, N) under projection H, into `in` (spans into `buckets`: sign-bin
+  // query, key; argmax query, key).
+  void lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::int32_t> (&buckets)[4], const float* Q,
+                  const float* K, int T, const float* H) const;
   void select_and_attend(float* attn_layout, Saved& s, const SparseStep& step) const;
   void gate_loss_forward(Saved& s, const PackedBatch& batch, const SparseStep& step) const;
   void gate_loss_backward(const Saved& s, float gate_weight, Arena& arena) const;

@@ -53,8 +53,8 @@ std::size_t MambaModel::arena_floats(const layers::PackedBatch& batch, int score
   return M * D + pad + L * per_layer + mixer_backward + head + sparse;
 }
 
-void MambaModel::forward_body(const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
-                              const ForwardOptions& options, int padded_length, Arena& arena) {
+void MambaModel::forward_body(std::span<const std::int32_t> inputs, const layers::PackedBatch& batch,
+                              const ForwardOptions& options, int padded_length, Arena& arena, MambaState* state) {
   const int M = batch.rows(), D = config_.hidden_size, L = config_.num_hidden_layers;
   check(static_cast<int>(inputs.size()) == M, "model input has ", inputs.size(), " tokens for a batch of ", M,
         " rows");
@@ -73,7 +73,10 @@ void MambaModel::forward_body(const std::vector<std::int32_t>& inputs, const lay
     float* mixed = arena.alloc(rows_times(M, D), "mixer out").data();
     // Each layer draws from its own stream of the call's seed.
     const layers::SparseStep step{options.training, Rng(options.noise_seed).fork(l).next_u64(), padded_length};
-    mixers_[l].forward(mixed, normed_[l], batch, step, arena, saved_[l]);
+    if (state)
+      mixers_[l].forward_chunk(mixed, normed_[l], M, state->layers[l], arena);
+    else
+      mixers_[l].forward(mixed, normed_[l], batch, step, arena, saved_[l]);
     hidden_[l + 1] = mixed;  // residual add in place: h_{l+1} = h_l + mixer(norm(h_l))
     ops::residual_forward(hidden_[l + 1], hidden_[l], mixed, rows_times(M, D));
   }
@@ -156,11 +159,57 @@ void MambaModel::logits(float* out, const std::vector<std::int32_t>& inputs, con
   arena.reset();
   training_ = false;
   forward_body(inputs, batch, {false, options.noise_seed}, padded_length, arena);
-  const int D = config_.hidden_size, V = config_.vocab_size, M = batch.rows();
+  output_logits(out, batch.rows(), arena);
+}
+
+void MambaModel::output_logits(float* out, int M, Arena& arena) const {
+  const int D = config_.hidden_size, V = config_.vocab_size;
   float* normed = arena.alloc(rows_times(M, D), "final norm out").data();
   ops::rmsnorm_forward(normed, nullptr, hidden_.back(), params_.param("norm_f.weight").data(), M, D,
                        static_cast<float>(config_.layer_norm_epsilon));
   ops::tied_output_forward(out, normed, params_.param("embeddings.weight").data(), M, D, V);
+}
+
+MambaState MambaModel::start_state() const {
+  MambaState state;
+  for (const layers::MambaMixer& mixer : mixers_) state.layers.push_back(mixer.start_state());
+  return state;
+}
+
+std::size_t MambaModel::prefill_arena_floats(const MambaState& state, int T) const {
+  layers::PackedBatch one;
+  one.add_sequence(T);
+  // forward()'s bound for T rows covers everything but the final scan state and the sparse branch's chunk scratch,
+  // whose attention weights grow with the position for `full` and `dilated`.
+  std::size_t floats = arena_floats(one, T) + std::size_t(config_.intermediate_size) * config_.state_size +
+                       AlignedBuffer::kAlignFloats;
+  if (const layers::SparseBranch* branch = mixers_.front().sparse())
+    floats += branch->chunk_arena_floats(T, state.position);
+  return floats;
+}
+
+void MambaModel::prefill(float* logits, MambaState& state, std::span<const std::int32_t> tokens, Arena& arena) {
+  check(int(state.layers.size()) == config_.num_hidden_layers, "prefill: the state has ", state.layers.size(),
+        " layers, the model ", config_.num_hidden_layers, " (make it with start_state())");
+  if (tokens.empty()) return;
+  arena.reset();
+  training_ = false;
+  layers::PackedBatch one;
+  one.add_sequence(int(tokens.size()));
+  forward_body(tokens, one, {}, 0, arena, &state);
+  output_logits(logits, one.rows(), arena);
+  state.position += int(tokens.size());
+}
+
+std::vector<float> MambaModel::prefill(MambaState& state, std::span<const std::int32_t> tokens) {
+  std::vector<float> out(tokens.size() * std::size_t(config_.vocab_size));
+  Arena arena(prefill_arena_floats(state, int(tokens.size())));
+  prefill(out.data(), state, tokens, arena);
+  return out;
+}
+
+std::vector<float> MambaModel::decode(MambaState& state, std::int32_t token) {
+  return prefill(state, std::span<const std::int32_t>(&token, 1));
 }
 
 }  // namespace hax::models

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "hax/engine/arena.h"
@@ -11,6 +12,7 @@
 #include "hax/layers/mamba_mixer.h"
 #include "hax/layers/packed_batch.h"
 #include "hax/models/config.h"
+#include "hax/models/mamba_state.h"
 
 namespace hax::models {
 
@@ -63,6 +65,21 @@ class MambaModel {
   void logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch, Arena& arena,
               const ForwardOptions& options = {}, int padded_length = 0);
 
+  // Streaming inference (shared/spec/semantics.md, property 3): a prefill in chunks of any size, and decoding one
+  // token at a time, give the logits of logits() over the whole sequence up to float rounding. Per token the SSM
+  // costs O(1) and the sparse branch O(k) for its k keys (plus a KV cache row); no prefix is recomputed.
+  // The state of an empty sequence; hax::Error under `paper` semantics with a sparse arch (its statistics look at
+  // the whole padded sequence) or with LSH projections redrawn every forward.
+  MambaState start_state() const;
+  // logits (T, V) of the next T = tokens.size() tokens of the state's sequence; advances the state. Uses the arena
+  // as logits() does (reset first; prefill_arena_floats).
+  void prefill(float* logits, MambaState& state, std::span<const std::int32_t> tokens, Arena& arena);
+  std::size_t prefill_arena_floats(const MambaState& state, int T) const;
+  // The same with an arena of its own: logits (T, V).
+  std::vector<float> prefill(MambaState& state, std::span<const std::int32_t> tokens);
+  // One token: its logits (V), i.e. the next-token distribution.
+  std::vector<float> decode(MambaState& state, std::int32_t token);
+
   // Floats of arena that forward + backward need for `batch` with `scored` scored rows (an upper bound).
   std::size_t arena_floats(const layers::PackedBatch& batch, int scored, int padded_length = 0) const;
 
@@ -73,8 +90,11 @@ class MambaModel {
 
  private:
   // Runs embedding and layers; leaves the last hidden state in hidden_.back().
-  void forward_body(const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
-                    const ForwardOptions& options, int padded_length, Arena& arena);
+  // With a state (a batch of one sequence), the layers continue from it and advance it (prefill).
+  void forward_body(std::span<const std::int32_t> inputs, const layers::PackedBatch& batch,
+                    const ForwardOptions& options, int padded_length, Arena& arena, MambaState* state = nullptr);
+  // out (M, V) = the final norm and tied output layer on the last hidden state of forward_body.
+  void output_logits(float* out, int M, Arena& arena) const;
 
   ModelConfig config_;
   ParamStore params_;

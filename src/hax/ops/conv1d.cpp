@@ -1,5 +1,6 @@
 #include "hax/ops/conv1d.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "hax/ops/parallel.h"
@@ -79,6 +80,16 @@ void conv1d_causal_backward(float* dx, float* dw, float* db, float* dx_prev, con
       }
   if (db)
     for (int c = 0; c < C; ++c) db[c] = static_cast<float>(db[c] + sums[std::size_t(K) * C + c]);
+}
+
+void conv1d_advance_state(float* x_prev, const float* x, int B, int T, int C, int K) {
+  for (int b = 0; b < B; ++b)
+    // New row r is input row tau = T - (K-1) + r; from x_prev that is old row T + r >= r, so ascending r never
+    // reads a row it has already overwritten.
+    for (int r = 0; r < K - 1; ++r) {
+      const float* in = conv1d_input_row(x, static_cast<const float*>(x_prev), b, T - (K - 1) + r, T, C, K);
+      std::copy_n(in, C, x_prev + (std::size_t(b) * (K - 1) + r) * C);
+    }
 }
 
 }  // namespace hax::ops

@@ -19,6 +19,10 @@ void conv1d_causal_forward(float* y, const float* x, const float* w, const float
 void conv1d_causal_backward(float* dx, float* dw, float* db, float* dx_prev, const float* dy, const float* x,
                             const float* w, const float* x_prev, int B, int T, int C, int K);
 
+// The carried state after a chunk: x_prev (B,K-1,C) becomes the last K-1 inputs up to the end of the chunk x (B,T,C)
+// (rows of x_prev itself when T < K-1), the x_prev of the next chunk's forward.
+void conv1d_advance_state(float* x_prev, const float* x, int B, int T, int C, int K);
+
 // Row tau in [-(K-1), T) of sequence b of a conv input: a row of x (B,T,C) for tau >= 0, else of the carried state
 // x_prev (B,K-1,C). Null where that buffer is null. Works for the inputs and, with the gradients, for dx / dx_prev.
 template <class Real>

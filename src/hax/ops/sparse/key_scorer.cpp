@@ -32,6 +32,19 @@ void normalize_row(float* c, int N) {
   for (int n = 0; n < N; ++n) c[n] *= scale;
 }
 
+// features (T, 2N) = [K_t, c_t] with the running sum c_t of Q continued from running (N), which is advanced. The
+// sum is sequential; it is kept in double so that it does not drift over long sequences.
+void running_sum_features(float* features, const float* Q, const float* K, int T, int N, double* running) {
+  for (int t = 0; t < T; ++t) {
+    float* f = features + std::size_t(t) * 2 * N;
+    for (int n = 0; n < N; ++n) {
+      running[n] += Q[std::size_t(t) * N + n];
+      f[n] = K[std::size_t(t) * N + n];
+      f[N + n] = float(running[n]);
+    }
+  }
+}
+
 void relu(float* x, std::size_t n) {
 #pragma omp parallel for simd schedule(static) if (worth_threads(n))
   for (std::size_t i = 0; i < n; ++i) x[i] = std::max(x[i], 0.0f);
@@ -41,27 +54,21 @@ void relu(float* x, std::size_t n) {
 
 void key_selection_features(float* features, const float* Q, const float* K, int T, int N, Semantics semantics) {
   const int F = 2 * N;
-  // The running sum is sequential; it is kept in double so that it does not drift over long sequences.
   std::vector<double> running(N, 0.0);
-  for (int t = 0; t < T; ++t) {
-    float* f = features + std::size_t(t) * F;
-    for (int n = 0; n < N; ++n) {
-      running[n] += Q[std::size_t(t) * N + n];
-      f[n] = K[std::size_t(t) * N + n];
-      f[N + n] = float(running[n]);
-    }
-  }
-  if (semantics == Semantics::causal) {
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N))
-    for (int t = 0; t < T; ++t) normalize_row(features + std::size_t(t) * F + N, N);
-    return;
-  }
+  if (semantics == Semantics::causal) return key_selection_features_continued(features, Q, K, T, N, running.data());
+  running_sum_features(features, Q, K, T, N, running.data());
   const std::vector<double> norm = time_norms_of_running_sums(features, T, N);
   std::vector<float> scale(N);
   for (int n = 0; n < N; ++n) scale[n] = float(1.0 / std::max(norm[n], 1e-12));
 #pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N))
   for (int t = 0; t < T; ++t)
     for (int n = 0; n < N; ++n) features[std::size_t(t) * F + N + n] *= scale[n];
+}
+
+void key_selection_features_continued(float* features, const float* Q, const float* K, int T, int N, double* running) {
+  running_sum_features(features, Q, K, T, N, running);
+#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N))
+  for (int t = 0; t < T; ++t) normalize_row(features + std::size_t(t) * 2 * N + N, N);
 }
 
 void key_scorer_forward(float* score, float* hidden1, float* hidden2, const float* features,

@@ -12,6 +12,12 @@ namespace hax::ops::sparse {
 //   causal: c_t divided by max(||c_t||_2 over the N features, 1e-12), which depends on the prefix only.
 void key_selection_features(float* features, const float* Q, const float* K, int T, int N, Semantics semantics);
 
+// The `causal` features of a chunk of T positions that continues a sequence (streaming inference): running (N)
+// holds sum_p Q_p over the positions before the chunk on entry, and over those up to its end on return. The running
+// sum is kept in double, as key_selection_features keeps it, so a sequence fed in chunks of any size gets the same
+// features bit for bit.
+void key_selection_features_continued(float* features, const float* Q, const float* K, int T, int N, double* running);
+
 // W1, W2 (2N, 2N), b1, b2 (2N), W3 (1, 2N), b3 (1).
 template <class Real>
 struct ScorerWeights {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "hax/engine/error.h"
 #include "hax/ops/parallel.h"
 
 namespace hax::ops::sparse {
@@ -65,10 +66,10 @@ struct KeyToQueries {
 
 KeyToQueries transpose(const SparseKeys& keys) {
   KeyToQueries inv;
-  inv.offset.assign(std::size_t(keys.T) + 1, 0);
+  inv.offset.assign(std::size_t(keys.key_rows()) + 1, 0);
   for (int t = 0; t < keys.T; ++t)
     for (std::int32_t s : keys.keys_of(t)) ++inv.offset[std::size_t(s) + 1];
-  for (int s = 0; s < keys.T; ++s) inv.offset[s + 1] += inv.offset[s];
+  for (int s = 0; s < keys.key_rows(); ++s) inv.offset[s + 1] += inv.offset[s];
   inv.entry.resize(inv.offset.back());
   std::vector<std::int64_t> next(inv.offset.begin(), inv.offset.end() - 1);
   for (int t = 0; t < keys.T; ++t) {
@@ -113,7 +114,7 @@ void key_gradients(float* dK, float* dV, const float* dscore, const float* probs
   {
     std::vector<float> dk(N), dv(I);  // summed apart, then added once
 #pragma omp for schedule(static)
-    for (int s = 0; s < keys.T; ++s) {
+    for (int s = 0; s < keys.key_rows(); ++s) {
       std::fill(dk.begin(), dk.end(), 0.0f);
       std::fill(dv.begin(), dv.end(), 0.0f);
       for (std::int64_t e = inv.offset[s]; e < inv.offset[s + 1]; ++e) {
@@ -141,8 +142,15 @@ void uniform_row_gradients(float* dV, const float* dout, const SparseKeys& keys,
 
 }  // namespace
 
+void check_chunk(const SparseKeys& keys, Semantics semantics) {
+  check(keys.query_offset == 0 || semantics == Semantics::causal,
+        "sparse attention over a chunk of a sequence (query offset ", keys.query_offset,
+        ") needs `causal` semantics: a `paper` empty row averages the values of the whole sequence");
+}
+
 void sparse_attention_forward(float* out, float* probs, const float* Q, const float* K, const float* V,
                               const SparseKeys& keys, int N, int I, Semantics semantics) {
+  check_chunk(keys, semantics);
   const bool uniform_rows = semantics == Semantics::paper && any_empty_row(keys);
   const std::vector<float> mean_v = uniform_rows ? mean_rows(V, keys.T, I) : std::vector<float>(I, 0.0f);
 #pragma omp parallel for schedule(static) if (worth_threads(keys.total() * (N + I)))
@@ -159,6 +167,7 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
 void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
                                const float* K, const float* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics) {
+  check_chunk(keys, semantics);
   std::vector<float> dscore(std::size_t(keys.T) * keys.k_max);
   if (dQ || dK) score_gradients(dscore.data(), dQ, dout, probs, K, V, keys, N, I);
   if (dK || dV) key_gradients(dK, dV, dscore.data(), probs, Q, dout, keys, N, I);

@@ -5,6 +5,8 @@
 //           so out_t = mean_s V_s and no gradient reaches Q or K through it;
 //   causal: out_t = 0, no gradient at all.
 // One call per sequence: a packed batch calls it once per sequence, T = that sequence's (padded) length.
+// Or one call per chunk of a sequence (streaming inference, `causal` only): keys.query_offset > 0, Q holds the
+// chunk's T queries and K, V all keys.key_rows() rows up to the chunk's end, indexed by position in the sequence.
 #pragma once
 
 #include "hax/ops/sparse/semantics.h"
@@ -12,16 +14,21 @@
 
 namespace hax::ops::sparse {
 
-// out (T, I); probs (T, k_max) receives p for the backward (entries past count[t] untouched); Q, K (T, N) with K
-// already divided by sqrt(N); V (T, I).
+// out (T, I); probs (T, k_max) receives p for the backward (entries past count[t] untouched); Q (T, N); K
+// (key_rows, N) already divided by sqrt(N); V (key_rows, I); key_rows = keys.key_rows() (= T for a whole sequence).
+// hax::Error for a chunk (query_offset > 0) under `paper`.
 void sparse_attention_forward(float* out, float* probs, const float* Q, const float* K, const float* V,
                               const SparseKeys& keys, int N, int I, Semantics semantics);
 
-// dQ (T, N), dK (T, N), dV (T, I) += the gradients of sum(out * dout), through the selected entries only (and, for
-// `paper` empty rows, the uniform weights on V). Any of dQ, dK, dV may be null. Deterministic: every gradient row is
-// summed by one thread in a fixed order (dK, dV by a pass over the transposed key lists), whatever the thread count.
+// dQ (T, N), dK (key_rows, N), dV (key_rows, I) += the gradients of sum(out * dout), through the selected entries
+// only (and, for `paper` empty rows, the uniform weights on V). Any of dQ, dK, dV may be null. Deterministic: every
+// gradient row is summed by one thread in a fixed order (dK, dV by a pass over the transposed key lists), whatever
+// the thread count.
 void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
                                const float* K, const float* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics);
+
+// hax::Error when `keys` is a chunk (query_offset > 0) and the semantics is `paper`. Both paths call it.
+void check_chunk(const SparseKeys& keys, Semantics semantics);
 
 }  // namespace hax::ops::sparse

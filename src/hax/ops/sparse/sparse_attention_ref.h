@@ -21,6 +21,7 @@ Real dot(const Real* a, const Real* b, int n) {
 template <class Real>
 void sparse_attention_forward(Real* out, Real* probs, const Real* Q, const Real* K, const Real* V,
                               const SparseKeys& keys, int N, int I, Semantics semantics) {
+  check_chunk(keys, semantics);
   const int T = keys.T;
   for (int t = 0; t < T; ++t) {
     Real* o = out + std::size_t(t) * I;
@@ -50,6 +51,7 @@ template <class Real>
 void sparse_attention_backward(Real* dQ, Real* dK, Real* dV, const Real* dout, const Real* probs, const Real* Q,
                                const Real* K, const Real* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics) {
+  check_chunk(keys, semantics);
   const int T = keys.T;
   for (int t = 0; t < T; ++t) {
     const Real* g = dout + std::size_t(t) * I;

@@ -35,18 +35,30 @@ struct PatternInputs {
   std::span<const float> key_score;  // key_selection
 };
 
+// One position's entries of PatternInputs.
+struct PositionInputs {
+  std::int32_t sign_bin_query_bucket = 0, sign_bin_key_bucket = 0;
+  std::int32_t argmax_query_bucket = 0, argmax_key_bucket = 0;
+  float key_score = 0;
+};
+
 // For each query t (0..T-1) its keys: index[t * k_max + j] for j < count[t], sorted ascending, each at most once,
-// all <= t. Entries past count[t] are unspecified. An empty list (count 0) is possible for dilated and the LSH
-// patterns; what attention then does depends on the semantics (sparse_attention.h).
+// all <= query_offset + t. Entries past count[t] are unspecified. An empty list (count 0) is possible for dilated
+// and the LSH patterns; what attention then does depends on the semantics (sparse_attention.h).
+// query_offset is 0 for a whole sequence. A chunk of a longer sequence (streaming inference) holds the queries at
+// positions query_offset .. query_offset + T - 1, and its key indices are positions in the whole sequence, so the
+// keys of the chunk live in query_offset + T rows (key_rows()).
 struct SparseKeys {
   int T = 0, k_max = 0;
   std::vector<std::int32_t> index;  // (T, k_max)
   std::vector<std::int32_t> count;  // (T)
+  int query_offset = 0;
 
   std::span<const std::int32_t> keys_of(int t) const {
     return {index.data() + std::size_t(t) * k_max, std::size_t(count[t])};
   }
   std::size_t total() const;  // number of (query, key) pairs
+  int key_rows() const { return query_offset + T; }
 };
 
 // The largest list a query of a length-T sequence can get: the sum of the patterns' sizes, capped at T. Dilated
@@ -55,5 +67,75 @@ struct SparseKeys {
 int max_keys_per_query(const SparseArch& arch, int T);
 
 SparseKeys build_sparse_keys(const SparseArch& arch, int T, const PatternInputs& in);
+
+namespace detail {
+
+// The last w key positions inserted into each bucket ("the w most recent same-bucket keys"): ring buffers, so a
+// query reads at most w keys whatever the sequence length.
+class BucketWindows {
+ public:
+  BucketWindows(int num_buckets, int w);
+  void insert(int bucket, std::int32_t s);
+  void append_keys(int bucket, std::vector<std::int32_t>& out) const;
+
+ private:
+  int w_;
+  std::vector<std::int32_t> slots_;     // (num_buckets, w)
+  std::vector<std::int64_t> inserted_;  // (num_buckets) keys ever inserted
+};
+
+// The w best keys offered so far in the order (score desc, index asc): cumulative top-w with ties going to the
+// lower position. Keys arrive in increasing position, so a newcomer that ties the current worst is not admitted.
+class TopKeys {
+ public:
+  explicit TopKeys(int w);
+  void offer(std::int32_t s, float score);
+  void append_keys(std::vector<std::int32_t>& out) const;
+
+ private:
+  struct Entry {
+    float score;
+    std::int32_t s;
+  };
+  // Used as the heap's "less than", it keeps the lowest-ranked entry (the one to evict) at the front.
+  static bool ranks_higher(const Entry& a, const Entry& b);
+
+  int w_;
+  std::vector<Entry> heap_;
+};
+
+}  // namespace detail
+
+// The key lists of one sequence, built one position at a time: what build_sparse_keys runs over a whole sequence,
+// and what streaming inference keeps between chunks. Per position the work is O(k log k) for a list of k keys
+// (O(log w) more for key selection) and nothing depends on how many positions came before, except the lists of
+// `full` and `dilated`, which grow with the position by definition. Memory: O(num_buckets * w), whatever the length.
+// A value type: a copy continues on its own.
+class SparseKeyStream {
+ public:
+  // num_buckets as in PatternInputs (unused without an LSH pattern).
+  SparseKeyStream(const SparseArch& arch, int num_buckets);
+
+  // Position t = position(): key t enters the data-dependent patterns first (so s = t is a candidate of query t),
+  // then `keys` receives query t's list (sorted, each key once, all <= t). hax::Error on a bucket out of range.
+  void next(const PositionInputs& in, std::vector<std::int32_t>& keys);
+  // The lists of the next T positions, inputs (T) for them: a SparseKeys with query_offset = position() before the
+  // call and k_max = max_keys_per_query(arch, query_offset + T). The spans' sizes are checked.
+  SparseKeys advance(int T, const PatternInputs& in);
+
+  int position() const { return t_; }
+  const SparseArch& arch() const { return arch_; }
+
+ private:
+  void check_bucket(std::int32_t bucket, const char* what) const;
+  // Appends query t_'s keys of one pattern (duplicates across patterns possible).
+  void append_pattern_keys(Pattern pattern, const PositionInputs& in, std::vector<std::int32_t>& out) const;
+
+  SparseArch arch_;
+  int num_buckets_;
+  int t_ = 0;
+  detail::BucketWindows sign_bin_, argmax_;
+  detail::TopKeys top_;
+};
 
 }  // namespace hax::ops::sparse

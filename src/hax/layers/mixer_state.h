@@ -1,0 +1,31 @@
+// What one mixer carries from a sequence's past into its next chunk during streaming inference (`causal` only):
+// with it, a prefill in chunks of any size and token-by-token decoding give the outputs of the parallel forward
+// over the whole sequence (shared/spec/semantics.md, property 3). Plain values: copying a state forks the sequence.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "hax/ops/sparse/sparse_keys.h"
+
+namespace hax::layers {
+
+// The sparse branch's memory. Attention may pick any earlier key, so K and V of every past position are kept (a KV
+// cache, O(t) memory); everything else is O(1) in the length: the key lists' streaming state and the running sum
+// of Q, which is all the `causal` key-selection feature needs (it normalizes c_t per position).
+struct SparseState {
+  ops::sparse::SparseKeyStream keys;  // LSH ring buffers, the top-w set, the position
+  std::vector<float> K;               // (t, N) every past key, already / sqrt(N)
+  std::vector<float> V;               // (t, I) every past value (the conv output xc)
+  std::vector<double> query_sum;      // (N) sum of Q over the past positions (key selection)
+
+  int position() const { return keys.position(); }
+};
+
+struct MixerState {
+  std::vector<float> conv_tail;       // (K-1, I) the last K-1 conv inputs x (zeros before the sequence starts)
+  std::vector<float> h;               // (I, N) the scan state after the last position
+  std::optional<SparseState> sparse;  // with a sparse arch only
+};
+
+}  // namespace hax::layers

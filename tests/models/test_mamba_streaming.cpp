@@ -1,0 +1,204 @@
+// Property 3 of `causal` (shared/spec/semantics.md), "one model, three ways to run it": for plain Mamba and every
+// sparse arch, the parallel forward over a whole sequence (MambaModel::logits), a prefill in chunks of any size, and
+// decoding token by token from a saved state give the same logits up to float rounding. Plus: a state is a value
+// (a copy continues on its own), and `paper` refuses to stream.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "hax/engine/error.h"
+#include "hax/engine/rng.h"
+#include "hax/models/mamba.h"
+
+namespace hax::models {
+namespace {
+
+const std::vector<std::string>& archs() {  // "" is plain Mamba
+  static const std::vector<std::string> names = {"",
+                                                 "full",
+                                                 "sliding_window",
+                                                 "sliding_window+sink",
+                                                 "dilated",
+                                                 "sliding_window+dilated",
+                                                 "sign_bin_lsh",
+                                                 "argmax_lsh",
+                                                 "key_selection",
+                                                 "sign_bin_lsh+key_selection"};
+  return names;
+}
+
+// Small enough to run ten archs in well under a second; 8 keys over 40 tokens make every pattern select (window 8
+// or 4, dilation 4 or 8, top-8 or top-4 of 40, 8 or 3 LSH buckets).
+ModelConfig streaming_config(const std::string& arch) {
+  ModelConfig c;
+  c.vocab_size = 23;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.state_size = 4;
+  c.time_step_rank = 2;
+  c.num_hidden_layers = 2;
+  c.sparse_arch = arch;
+  c.sparse_keys = 8;
+  c.num_hash = 3;
+  c.data_max_length = 32;
+  c.seed = 5;
+  return c;
+}
+
+// Every parameter moved off its initial value (E = 1, zero biases, ...), so each path carries signal.
+void perturb(MambaModel& model) {
+  Rng rng(17);
+  for (const auto& t : model.params().tensors())
+    for (float& v : model.params().param(t.name)) v += 0.2f * static_cast<float>(rng.normal());
+}
+
+std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<std::int32_t> tokens(T);
+  for (auto& t : tokens) t = static_cast<std::int32_t>(rng.below(vocab));
+  return tokens;
+}
+
+std::vector<float> parallel_logits(MambaModel& model, const std::vector<std::int32_t>& tokens) {
+  layers::PackedBatch batch;
+  batch.add_sequence(static_cast<int>(tokens.size()));
+  std::vector<float> out(tokens.size() * std::size_t(model.config().vocab_size));
+  Arena arena(model.arena_floats(batch, batch.rows()));
+  model.logits(out.data(), tokens, batch, arena);
+  return out;
+}
+
+// The logits of tokens[from, to) fed to `state` in chunks of `chunk` (a chunk of 1 is decoding), appended to out.
+void feed(MambaModel& model, MambaState& state, std::span<const std::int32_t> tokens, int chunk,
+          std::vector<float>& out) {
+  for (std::size_t at = 0; at < tokens.size(); at += chunk) {
+    const auto part = tokens.subspan(at, std::min<std::size_t>(chunk, tokens.size() - at));
+    const std::vector<float> logits =
+        part.size() == 1 ? model.decode(state, part[0]) : model.prefill(state, part);
+    out.insert(out.end(), logits.begin(), logits.end());
+  }
+}
+
+// Equal up to float rounding: |a - b| <= 1e-5 times the largest reference logit.
+void expect_same_logits(const std::vector<float>& got, const std::vector<float>& expected, const std::string& what) {
+  ASSERT_EQ(got.size(), expected.size()) << what;
+  float scale = 0;
+  for (float v : expected) scale = std::max(scale, std::abs(v));
+  for (std::size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], expected[i], 1e-5f * scale) << what << ": logit " << i;
+}
+
+class StreamingTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StreamingTest, ChunkedPrefillMatchesTheParallelForward) {
+  MambaModel model(streaming_config(GetParam()));
+  perturb(model);
+  const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 3);
+  const std::vector<float> expected = parallel_logits(model, tokens);
+  for (int chunk : {1, 3, 7, 40}) {
+    MambaState state = model.start_state();
+    std::vector<float> got;
+    feed(model, state, tokens, chunk, got);
+    expect_same_logits(got, expected, cat("chunks of ", chunk));
+    EXPECT_EQ(state.position, 40);
+  }
+}
+
+TEST_P(StreamingTest, DecodingAfterAPrefillMatchesTheParallelForward) {
+  MambaModel model(streaming_config(GetParam()));
+  perturb(model);
+  const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 4);
+  const std::vector<float> expected = parallel_logits(model, tokens);
+  MambaState state = model.start_state();
+  std::vector<float> got;
+  const std::span<const std::int32_t> all(tokens);
+  feed(model, state, all.first(11), 11, got);
+  feed(model, state, all.subspan(11), 1, got);
+  expect_same_logits(got, expected, "prefill 11, then decode");
+}
+
+TEST_P(StreamingTest, ACopiedStateContinuesIdentically) {
+  MambaModel model(streaming_config(GetParam()));
+  perturb(model);
+  const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 6);
+  const std::span<const std::int32_t> all(tokens);
+  MambaState state = model.start_state();
+  std::vector<float> prefix;
+  feed(model, state, all.first(17), 17, prefix);
+  const MambaState saved = state;
+  std::vector<float> from_state, from_copy, from_second_copy;
+  feed(model, state, all.subspan(17), 1, from_state);  // advancing the original leaves the copy alone
+  MambaState copy = saved;
+  feed(model, copy, all.subspan(17), 1, from_copy);
+  MambaState second = saved;
+  feed(model, second, all.subspan(17), 5, from_second_copy);
+  EXPECT_EQ(from_copy, from_state);  // the same operations on the same state: the same bits
+  expect_same_logits(from_second_copy, from_state, "copy continued in chunks of 5");
+  std::vector<float> whole = prefix;
+  whole.insert(whole.end(), from_copy.begin(), from_copy.end());
+  expect_same_logits(whole, parallel_logits(model, tokens), "prefix + copy");
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, StreamingTest, ::testing::ValuesIn(archs()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param.empty() ? "plain_mamba" : info.param;
+                           std::replace(name.begin(), name.end(), '+', '_');
+                           return name;
+                         });
+
+TEST(Streaming, TheStateHoldsAKeyValueCacheAndAConstantSizeRest) {
+  MambaModel model(streaming_config("sign_bin_lsh+key_selection"));
+  perturb(model);
+  MambaState state = model.start_state();
+  model.prefill(state, random_tokens(13, model.config().vocab_size, 1));
+  model.decode(state, 4);
+  ASSERT_EQ(state.layers.size(), 2u);
+  const layers::MixerState& layer = state.layers[1];
+  EXPECT_EQ(state.position, 14);
+  EXPECT_EQ(layer.conv_tail.size(), 3u * 16);  // (K-1, I)
+  EXPECT_EQ(layer.h.size(), 16u * 4);          // (I, N)
+  ASSERT_TRUE(layer.sparse.has_value());
+  EXPECT_EQ(layer.sparse->position(), 14);
+  EXPECT_EQ(layer.sparse->K.size(), 14u * 4);   // (t, N)
+  EXPECT_EQ(layer.sparse->V.size(), 14u * 16);  // (t, I)
+  EXPECT_FALSE(MambaModel(streaming_config("")).start_state().layers[0].sparse.has_value());
+}
+
+TEST(Streaming, PaperSemanticsRefusesToStream) {
+  ModelConfig c = streaming_config("sign_bin_lsh+key_selection");
+  c.semantics = ops::sparse::Semantics::paper;
+  const MambaModel model(c);
+  try {
+    model.start_state();
+    FAIL() << "start_state accepted `paper` semantics";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("causal"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Streaming, LshProjectionsRedrawnEveryForwardRefuseToStream) {
+  ModelConfig c = streaming_config("sign_bin_lsh");
+  c.lsh_resample = "every_forward";
+  EXPECT_THROW(MambaModel(c).start_state(), Error);
+  c.lsh_resample = "training";  // evaluation, and so inference, uses the saved projections
+  EXPECT_NO_THROW(MambaModel(c).start_state());
+}
+
+TEST(Streaming, PlainMambaStreamsUnderEitherSemantics) {
+  ModelConfig c = streaming_config("");
+  c.semantics = ops::sparse::Semantics::paper;  // nothing in plain Mamba looks ahead
+  MambaModel model(c);
+  perturb(model);
+  const std::vector<std::int32_t> tokens = random_tokens(20, c.vocab_size, 9);
+  MambaState state = model.start_state();
+  std::vector<float> got;
+  feed(model, state, tokens, 3, got);
+  expect_same_logits(got, parallel_logits(model, tokens), "plain Mamba, paper");
+}
+
+}  // namespace
+}  // namespace hax::models
