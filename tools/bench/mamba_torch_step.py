@@ -8,8 +8,17 @@ kernels: fp32 on the CPU, every tensor padded to the full length T, and the sele
 The initialization is not the reference's (matrices and the embedding are Normal(0, 0.1), A_log = log(1..N),
 D = 1, dt bias from dt in [1e-3, 0.1]); the shapes are the config's, which is all the timing depends on.
 
+With --sparse-arch it is the baseline of a HAX training step instead: the enhanced mixer of reference.md §3.3 with the
+sparse attention of §3.5-3.9 computed the way the paper's code does it, on dense (B, T, T) tensors: every pattern's
+allowed set as a T x T boolean mask (sign-bin LSH with the whole-sequence mean and time-axis L2 normalization and a
+fresh Gaussian H every forward, the "w most recent" rule by a flipped cumulative count; key selection's cumulative
+top-k by a top-k over each row of a (B, T, T) score matrix masked above the diagonal), their union, a dense score
+matrix Q K^T with the additive finfo.min mask, the softmax over all T keys, and the gate (ranking) loss on w sampled
+positions with weight 0.1. Still fp32 and the Python-loop scan. Without --sparse-arch nothing changes.
+
 usage: mamba_torch_step.py [--config FILE] [--batch FILE] [--batch-size B] [--seq-len T] [--steps S]
                            [--warmup-steps W] [--threads N] [--seed S]
+                           [--sparse-arch A [--sparse-keys K] [--num-hash H] [--data-max-length L]]
   --batch FILE: int32 little-endian array (3, B, T): input ids, next-token labels, scored flags (0/1), padded to T.
                 Without it the batch is random tokens with the second half of every sequence scored.
 Prints one JSON object on stdout (seconds per timed step and their split). Exits with status 77 when torch or numpy
@@ -24,6 +33,7 @@ import sys
 import time
 
 MISSING_MODULE = 77
+GATE_WEIGHT = 0.1
 try:
     import numpy as np
     import torch
@@ -63,6 +73,10 @@ class Mixer(torch.nn.Module):
         self.D = torch.nn.Parameter(torch.ones(I))
         self.out_proj = normal(D, I)
         self.out_proj_b = torch.nn.Parameter(torch.zeros(D)) if cfg.get("use_bias", False) else None
+        self.sparse = SparseAttention(cfg) if cfg.get("sparse_arch") else None
+        if self.sparse is not None:
+            self.xx_proj = normal(2 * N, I)               # K first, then Q (reference.md §3.3)
+            self.E = torch.nn.Parameter(torch.ones(I))
 
     def scan(self, delta, A, Bm, Cm, xc):
         """The selective scan, one time step per loop iteration. delta, xc (B, T, I); Bm, Cm (B, T, N)."""
@@ -87,7 +101,100 @@ class Mixer(torch.nn.Module):
         delta = F.softplus(F.linear(dtl, self.dt_proj, self.dt_bias))
         y = self.scan(delta, -torch.exp(self.A_log), Bm, Cm, xc)
         y = (y + xc * self.D) * F.silu(z)
-        return F.linear(y, self.out_proj, self.out_proj_b)
+        gate = None
+        if self.sparse is not None:
+            K2, Q2 = F.linear(xc, self.xx_proj).split([N, N], dim=-1)
+            attn, gate = self.sparse(Q2, K2 / math.sqrt(N), xc, mask.bool())
+            y = y + (attn * self.E) * F.silu(z)
+        return F.linear(y, self.out_proj, self.out_proj_b), gate
+
+
+class SparseAttention(torch.nn.Module):
+    """The reference's sparse attention (reference.md §3.5-3.9) on a padded batch, with dense (B, T, T) masks."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.patterns = cfg["sparse_arch"].split("+")
+        self.w = cfg.get("sparse_keys", 64) // len(self.patterns)
+        self.dilation = cfg.get("data_max_length", 2048) // self.w
+        self.N, self.num_hash = cfg["state_size"], cfg.get("num_hash", 8)
+        if "key_selection" in self.patterns:
+            F2 = 2 * self.N
+            self.dx_proj_1, self.dx_proj_2 = torch.nn.Linear(F2, F2), torch.nn.Linear(F2, F2)
+            self.dx_proj_3 = torch.nn.Linear(F2, 1)
+            for layer in (self.dx_proj_1, self.dx_proj_2, self.dx_proj_3):
+                torch.nn.init.normal_(layer.weight, std=0.1)
+                torch.nn.init.zeros_(layer.bias)
+
+    def lsh_buckets(self, Q2, K2, argmax):
+        # Whole-sequence statistics per feature (time axis, padding included), a fresh H every forward.
+        NQ = F.normalize(Q2 - Q2.mean(1, keepdim=True), dim=1)
+        NK = F.normalize(K2 - K2.mean(1, keepdim=True), dim=1)
+        H = torch.randn(self.N, self.num_hash)
+        pq, pk = NQ @ H, NK @ H
+        if argmax:
+            return pq.argmax(-1), pk.argmax(-1)
+        weights = 2 ** torch.arange(self.num_hash)
+        return ((pq > 0).long() * weights).sum(-1), ((pk > 0).long() * weights).sum(-1)
+
+    def key_scores(self, Q2, K2):
+        TQ = F.normalize(torch.cumsum(Q2.detach(), 1), dim=1)  # normalized over time
+        f = torch.cat([K2.detach(), TQ], -1)
+        f = F.relu(self.dx_proj_1(f))
+        f = F.relu(self.dx_proj_2(f))
+        return self.dx_proj_3(f)[..., 0]                        # (B, T)
+
+    def forward(self, Q2, K2, V, mask):
+        B, T, _ = Q2.shape
+        w = self.w
+        t = torch.arange(T)
+        causal = (t[None, :] <= t[:, None]).repeat(B, 1, 1)    # (B, T, T): [b, query t, key s]
+        allowed = torch.zeros(B, T, T, dtype=torch.bool)
+        score = None
+        for name in self.patterns:
+            if name == "full":
+                m = causal
+            elif name == "sliding_window":
+                m = causal & (t[None, :] > t[:, None] - w)
+            elif name == "sink":
+                m = causal & (t[None, :] < w)
+            elif name == "dilated":
+                m = causal & (t[None, :] % self.dilation == self.dilation - 1)
+            elif name in ("sign_bin_lsh", "argmax_lsh"):
+                bq, bk = self.lsh_buckets(Q2.detach(), K2.detach(), name == "argmax_lsh")
+                match = (bq[:, :, None] == bk[:, None, :]) & causal
+                # the w most recent matches: a count of matches at s' >= s, from the right
+                count = torch.flip(torch.cumsum(torch.flip(match, [2]), 2, dtype=torch.int32), [2])
+                m = match & (count <= w)
+            elif name == "key_selection":
+                score = self.key_scores(Q2, K2)
+                rows = score.detach()[:, None, :].expand(B, T, T).masked_fill(~causal, float("-inf"))
+                top = rows.topk(w, dim=-1).indices              # cumulative top-k, one row per query
+                m = torch.zeros(B, T, T, dtype=torch.bool).scatter_(-1, top, True) & causal
+            else:
+                raise SystemExit(f"mamba_torch_step.py: unknown sparse pattern {name!r}")
+            allowed = allowed | m
+        scores = Q2 @ K2.transpose(1, 2)                        # (B, T, T)
+        bias = torch.zeros((), dtype=scores.dtype).masked_fill(torch.tensor(True), torch.finfo(scores.dtype).min)
+        masked = scores + torch.where(allowed, torch.zeros((), dtype=scores.dtype), bias)
+        attn = torch.softmax(masked, -1) @ V                    # an empty row is uniform over all T
+        gate = self.gate_loss(Q2, K2, score, mask) if self.training and score is not None else None
+        return attn, gate
+
+    def gate_loss(self, Q2, K2, score, mask):
+        B, T, _ = Q2.shape
+        k = self.w
+        noise = torch.rand(B, T).masked_fill(~mask, -1.0)
+        sel = noise.topk(k, dim=-1).indices                     # (B, k) random non-PAD positions
+        pred = score.gather(1, sel)
+        with torch.no_grad():
+            keys = K2.gather(1, sel[..., None].expand(B, k, self.N))
+            t = torch.arange(T)
+            a = torch.sigmoid(Q2 @ keys.transpose(1, 2)) * (t[None, :, None] >= sel[:, None, :])  # (B, T, k)
+            target = a.sum(1)
+            y = ((target[:, :, None] > target[:, None, :]).float() + (target[:, :, None] >= target[:, None, :]).float()) / 2
+        x = pred[:, :, None] - pred[:, None, :]
+        return F.binary_cross_entropy_with_logits(x, y)         # mean over B * k * k
 
 
 class Model(torch.nn.Module):
@@ -102,10 +209,15 @@ class Model(torch.nn.Module):
 
     def loss(self, inputs, labels, scored, mask):
         h = self.embedding[inputs]
+        gates = []
         for norm, mixer in zip(self.norms, self.mixers):
-            h = h + mixer(rmsnorm(h, norm, self.eps), mask)
+            out, gate = mixer(rmsnorm(h, norm, self.eps), mask)
+            h = h + out
+            if gate is not None:
+                gates.append(gate)
         logits = rmsnorm(h, self.norm_f, self.eps) @ self.embedding.T   # tied output layer, every position
-        return F.cross_entropy(logits[scored], labels[scored])           # mean over the scored positions
+        loss = F.cross_entropy(logits[scored], labels[scored])           # mean over the scored positions
+        return loss + GATE_WEIGHT * torch.stack(gates).sum() if gates else loss
 
 
 def load_batch(args, cfg, pad_id):
@@ -148,8 +260,15 @@ def main():
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sparse-arch", help="HAX: the reference's sparse attention in every mixer (dense masks)")
+    p.add_argument("--sparse-keys", type=int, default=64)
+    p.add_argument("--num-hash", type=int, default=8)
+    p.add_argument("--data-max-length", type=int, default=2048)
     args = p.parse_args()
     cfg = json.load(open(args.config))
+    if args.sparse_arch:
+        cfg.update(sparse_arch=args.sparse_arch, sparse_keys=args.sparse_keys, num_hash=args.num_hash,
+                   data_max_length=args.data_max_length)
     threads = args.threads if args.threads > 0 else len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
@@ -160,8 +279,14 @@ def main():
         timed_step(model, optimizer, batch)
     steps = [timed_step(model, optimizer, batch) for _ in range(args.steps)]
     seconds = [s["seconds"] for s in steps]
+    implementation = "PyTorch eager, fp32, padded batch, Python-loop selective scan"
+    if args.sparse_arch:
+        implementation += (f", sparse attention {args.sparse_arch} as the reference computes it: dense (B, T, T) "
+                           "masks, LSH with whole-sequence statistics and a fresh H per forward, dense cumulative "
+                           "top-k, softmax over all T, gate loss x0.1")
     print(json.dumps({
-        "implementation": "PyTorch eager, fp32, padded batch, Python-loop selective scan",
+        "implementation": implementation,
+        "sparse_arch": args.sparse_arch or "",
         "torch_version": torch.__version__, "threads": torch.get_num_threads(),
         "batch_size": args.batch_size, "seq_len": args.seq_len,
         "parameters": sum(t.numel() for t in model.parameters()),

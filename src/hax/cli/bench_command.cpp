@@ -3,6 +3,10 @@
 // and, in the same run, the same step in a straightforward PyTorch implementation (tools/bench/mamba_torch_step.py)
 // that processes the padded batch with a Python loop over time for the selective scan, as the reference does
 // without its CUDA kernels. Prints a side-by-side table and the speed-up; --json writes the same figures.
+// With --sparse-arch (HAX and the other sparse models) the default config is configs/mamba.json, as the reference
+// picks it (reference.md §2.1), the hax step runs in training mode (gate loss included), and the baseline computes
+// the sparse attention the way the paper's code does: dense T x T masks, softmax over all T (the script's
+// --sparse-arch). hax bench sparse-layer (bench_sparse_layer.cpp) times one such layer at long lengths.
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,11 +26,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hax/cli/bench_common.h"
 #include "hax/cli/commands.h"
+#include "hax/cli/model_options.h"
 #include "hax/cli/task_options.h"
 #include "hax/engine/blas.h"
 #include "hax/engine/error.h"
-#include "hax/io/atomic_file.h"
+#include "hax/engine/rng.h"
 #include "hax/models/mamba.h"
 #include "hax/training/adamw.h"
 #include "hax/training/batch.h"
@@ -39,18 +45,22 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using namespace bench;
 
 constexpr const char* kPython = "/usr/bin/python3";  // Debian's, which has python3-torch
 constexpr const char* kBaselineScript = "tools/bench/mamba_torch_step.py";
 constexpr int kMissingModule = 77;                   // the script's exit status when torch or numpy is missing
-constexpr double kFlopPerCycle = 32;                 // AVX2 FMA fp32: 2 FMA units x 8 lanes x 2 FLOP
 // Selective-scan FLOPs per state element (t, c, n) of a training step, counted from the kernel: forward 6
 // (Δ·A, exp(ΔA)·h + Δx·B, + C·h), the backward's recompute from checkpoints 4, the reverse step 15 (dC, dh, dB,
 // Σ dh·B, dΔA, dA, next dh). The two exp per element are not counted, nor the O(T·I) per-channel math.
 constexpr double kScanFlopPerState = 25;
 
+constexpr const char* kPlainConfig = "configs/mamba_double_size.json";  // the reference's, without a sparse arch
+constexpr const char* kSparseConfig = "configs/mamba.json";             // with one (reference.md §2.1)
+
 struct BenchOptions {
-  std::string config_path = "configs/mamba_double_size.json";
+  std::string config_path;  // empty: kPlainConfig, or kSparseConfig with a sparse arch
+  SparseOverrides sparse;
   int batch_size = 64;
   int steps = 5;
   int warmup_steps = 1;
@@ -62,39 +72,6 @@ struct BenchOptions {
   std::string json_path;
   data::JointRecallConfig task;
 };
-
-// ---- the machine -------------------------------------------------------------------------------------------------
-
-struct Machine {
-  std::string cpu = "unknown CPU";
-  int cores = 1;
-  double mhz = 0;  // 0: unknown
-  bool avx2_fma = false;
-  double peak_gflops() const { return cores * mhz * 1e-3 * kFlopPerCycle; }
-};
-
-// /proc/cpuinfo's "model name", "cpu MHz" (averaged over the cores: the current clock, which on a VM is the host's
-// nominal one) and whether the flags have AVX2 and FMA, on which the 32 FLOP/cycle of the peak rests.
-Machine probe_machine() {
-  Machine m;
-  m.cores = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
-  std::ifstream in("/proc/cpuinfo");
-  double mhz_sum = 0;
-  int mhz_count = 0;
-  for (std::string line; std::getline(in, line);) {
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string key = line.substr(0, colon);
-    key.erase(key.find_last_not_of(" \t") + 1);
-    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
-    if (key == "model name") m.cpu = value;
-    if (key == "cpu MHz") mhz_sum += std::atof(value.c_str()), ++mhz_count;
-    if (key == "flags") m.avx2_fma = (" " + value + " ").find(" avx2 ") != std::string::npos &&
-                                     (" " + value + " ").find(" fma ") != std::string::npos;
-  }
-  if (mhz_count > 0) m.mhz = mhz_sum / mhz_count;
-  return m;
-}
 
 // ---- the batch and its work --------------------------------------------------------------------------------------
 
@@ -125,6 +102,7 @@ Batch load_batch(const BenchOptions& o) {
   for (int i = 0; i < o.batch_size; ++i) source->read(o.first_sample + i, b.samples[i]);
   b.packed = training::pack_samples(b.samples);
   b.padded_len = static_cast<int>(o.task.pad_len()) - 1;
+  b.packed.padded_length = b.padded_len;  // what `paper` semantics pads the sparse branch to, as the trainer does
   b.scored = static_cast<int>(std::count(b.packed.scored.begin(), b.packed.scored.end(), 1));
   b.round_mean_rows = round_mean_rows(*source, o.task);
   return b;
@@ -135,14 +113,23 @@ struct Work {
   double gemm_flop = 0;   // 2·M·K·N per GEMM forward, x3 for forward + backward (dX and dW are the same size)
   double scan_flop = 0;   // kScanFlopPerState per state element, an estimate
   double state_elements = 0;
+  double attention_flop = 0;  // sparse models: the attention over each query's keys, an estimate (0 without)
+  double total() const { return gemm_flop + scan_flop + attention_flop; }
 };
 
 Work count_work(const models::ModelConfig& c, double rows, double scored) {
   const double D = c.hidden_size, I = c.intermediate_size, N = c.state_size, R = c.time_step_rank,
                V = c.vocab_size, L = c.num_hidden_layers;
   // in_proj (D -> 2I), x_proj (I -> R + 2N), dt_proj (R -> I), out_proj (I -> D); then the tied output (D -> V).
-  const double per_row_layer = 2 * (D * 2 * I + I * (R + 2 * N) + R * I + I * D);
+  double per_row_layer = 2 * (D * 2 * I + I * (R + 2 * N) + R * I + I * D);
   Work w;
+  if (c.has_sparse()) {
+    // xx_proj (I -> 2N), and with key selection the scorer MLP (2N -> 2N -> 2N -> 1); then per query and key
+    // Q·K (N) and p·V (I) forward, twice that backward: 3 x 2 x keys x (N + I), keys = the budget (at most).
+    per_row_layer += 2 * I * 2 * N;
+    if (c.has_key_selection()) per_row_layer += 2 * (2 * (2 * N) * (2 * N) + 2 * N);
+    w.attention_flop = 3 * L * rows * 2 * c.sparse_keys * (N + I);
+  }
   w.gemm_flop = 3 * (L * rows * per_row_layer + scored * 2 * D * V);
   w.state_elements = L * rows * I * N;
   w.scan_flop = kScanFlopPerState * w.state_elements;
@@ -150,12 +137,6 @@ Work count_work(const models::ModelConfig& c, double rows, double scored) {
 }
 
 // ---- timing hax --------------------------------------------------------------------------------------------------
-
-double cpu_seconds() {  // all threads of this process
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
 
 struct Step {
   double seconds = 0, forward = 0, backward = 0, optimizer = 0, cpu = 0, loss = 0;
@@ -166,16 +147,17 @@ json step_json(const Step& s) {
           {"cpu_seconds", s.cpu}, {"loss", s.loss}};
 }
 
-// One step as the trainer runs it: zero the gradients, forward, backward, AdamW at the post-warm-up lr.
+// One step as the trainer runs it: zero the gradients, a training forward (the gate loss of key selection, fresh
+// draws), backward, AdamW at the post-warm-up lr.
 Step hax_step(models::MambaModel& model, training::AdamW& optimizer, const models::TokenBatch& tb, Arena& arena,
-              double lr) {
+              double lr, std::uint64_t noise_seed) {
   using clock = std::chrono::steady_clock;
   auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
   Step s;
   const double cpu0 = cpu_seconds();
   const auto t0 = clock::now();
   model.params().zero_grad();
-  s.loss = model.forward(tb, arena).loss;
+  s.loss = model.forward(tb, arena, {true, noise_seed}).loss;
   s.forward = since(t0);
   const auto t1 = clock::now();
   model.backward(tb, arena);
@@ -198,7 +180,8 @@ std::vector<Step> time_hax(const models::ModelConfig& config, const BenchOptions
   training::reserve_arena(arena, model.arena_floats(b.packed.batch, b.scored, b.packed.padded_length));
   std::vector<Step> timed;
   for (int i = 0; i < o.warmup_steps + o.steps; ++i) {
-    const Step s = hax_step(model, optimizer, b.packed, arena, schedule.lr(schedule.warmup_steps + 1 + i));
+    const Step s = hax_step(model, optimizer, b.packed, arena, schedule.lr(schedule.warmup_steps + 1 + i),
+                            Rng(config.seed).fork(i).next_u64());
     std::cerr << "  hax " << (i < o.warmup_steps ? "warm-up" : "timed") << " step " << i + 1 << "/"
               << o.warmup_steps + o.steps << ": " << s.seconds << " s\n";
     if (i >= o.warmup_steps) timed.push_back(s);
@@ -209,12 +192,6 @@ std::vector<Step> time_hax(const models::ModelConfig& config, const BenchOptions
 struct Summary {
   double median = 0, min = 0, forward = 0, backward = 0, optimizer = 0, cpu = 0;
 };
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 Summary summarize(const std::vector<Step>& steps) {
   auto median_by = [&steps](double Step::*field) {
@@ -236,12 +213,6 @@ struct Baseline {
   std::vector<Step> steps;
   json report;
 };
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return q + "'";
-}
 
 // The script next to the sources: from the working directory (the repository root) or from the binary's folder
 // (build/hax, so one or two levels up).
@@ -305,10 +276,13 @@ Baseline run_baseline(const BenchOptions& o, const models::ModelConfig& config, 
                         "repository root, or pass --baseline-script): no PyTorch baseline"), r;
   const fs::path batch_file = fs::temp_directory_path() / cat("hax-bench-batch-", getpid(), ".i32");
   write_padded_batch(batch_file, b, config.pad_token_id);
-  const std::string command =
+  std::string command =
       cat(kPython, " ", shell_quote(script), " --config ", shell_quote(fs::absolute(o.config_path).string()),
           " --batch ", shell_quote(batch_file.string()), " --batch-size ", o.batch_size, " --seq-len ", b.padded_len,
           " --steps ", o.baseline_steps, " --threads ", num_threads());
+  if (config.has_sparse())  // the baseline runs the reference's algorithm whatever hax's semantics
+    command += cat(" --sparse-arch ", shell_quote(config.sparse_arch), " --sparse-keys ", config.sparse_keys,
+                   " --num-hash ", config.num_hash, " --data-max-length ", config.data_max_length);
   std::cerr << "  baseline: " << command << "\n";
   const auto [out, status] = run_capture(command);
   fs::remove(batch_file);
@@ -326,21 +300,6 @@ Baseline run_baseline(const BenchOptions& o, const models::ModelConfig& config, 
 
 // ---- the report --------------------------------------------------------------------------------------------------
 
-std::string fmt(double v, int decimals) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.*f", decimals, v);
-  return text;
-}
-
-std::string grouped(double v) {  // 1234567 -> "1,234,567"
-  std::string digits = fmt(std::round(v), 0), out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
 // The figures of one implementation for one table column (and the JSON).
 struct Column {
   Summary time;
@@ -350,12 +309,12 @@ struct Column {
 Column column(const Summary& t, const Batch& b, const Work& w) {
   const double s = t.median;
   return {t, b.packed.batch.rows() / s, double(b.samples.size()) * b.padded_len / s, w.gemm_flop / s * 1e-9,
-          (w.gemm_flop + w.scan_flop) / s * 1e-9};
+          w.total() / s * 1e-9};
 }
 
 void row(const std::string& label, const std::string& hax, const std::string& baseline) {
   char text[256];
-  std::snprintf(text, sizeof text, "  %-36s %-24s %s\n", label.c_str(), hax.c_str(), baseline.c_str());
+  std::snprintf(text, sizeof text, "  %-46s %-24s %s\n", label.c_str(), hax.c_str(), baseline.c_str());
   std::cout << text;
 }
 
@@ -377,7 +336,7 @@ void print_table(const Column& h, const Column* p, int steps, int warmup, int ba
   both("padded-equivalent tokens/s", [](const Column& c) { return grouped(c.padded_tokens_per_s); });
   both("GEMM GFLOP/s (% of peak)",
        [&](const Column& c) { return fmt(c.gemm_gflops, 1) + percent_of(c.gemm_gflops, peak); });
-  both("GEMM + scan GFLOP/s (% of peak)",
+  both("GEMM + scan (+ attention) GFLOP/s (% of peak)",
        [&](const Column& c) { return fmt(c.all_gflops, 1) + percent_of(c.all_gflops, peak); });
 }
 
@@ -387,6 +346,13 @@ void print_header(const BenchOptions& o, const models::ModelConfig& c, std::size
             << "  model:   " << o.config_path << " (D=" << c.hidden_size << " I=" << c.intermediate_size
             << " N=" << c.state_size << " R=" << c.time_step_rank << " K=" << c.conv_kernel << " layers="
             << c.num_hidden_layers << " V=" << c.vocab_size << "; " << grouped(double(params)) << " parameters)\n"
+            << "  sparse:  "
+            << (c.has_sparse()
+                    ? cat(c.sparse_arch, ", ", c.sparse_keys, " keys, num_hash ", c.num_hash, "; hax semantics ",
+                          models::semantics_name(c.semantics), " (LSH projection ", c.lsh_resample_mode(),
+                          "); the baseline computes the reference's algorithm (dense T x T masks)")
+                    : std::string("none (plain Mamba)"))
+            << "\n"
             << "  batch:   " << b.samples.size() << " joint-recall train samples " << o.first_sample << ".."
             << o.first_sample + b.samples.size() - 1 << " (data seed " << o.task.seed << "), padded length "
             << b.padded_len << "\n"
@@ -398,12 +364,12 @@ void print_header(const BenchOptions& o, const models::ModelConfig& c, std::size
             << fmt(b.round_mean_rows, 1) << "; --first-sample picks another window)\n"
             << "  machine: " << m.cpu << ", " << m.cores << " cores, " << fmt(m.mhz, 0)
             << " MHz (/proc/cpuinfo \"cpu MHz\")" << (m.avx2_fma ? ", AVX2+FMA" : ", no AVX2/FMA: peak overstated")
-            << "; threads used: " << num_threads() << "\n"
+            << "; threads used: " << num_threads() << "; load average at start: " << load_average().text() << "\n"
             << "  peak:    cores x clock x 32 FLOP/cycle (AVX2 FMA fp32: 2 FMA units x 8 lanes x 2) = " << m.cores
             << " x " << fmt(m.mhz * 1e-3, 3) << " GHz x 32 = " << fmt(m.peak_gflops(), 1) << " GFLOP/s\n\n";
 }
 
-void print_work(const Work& w, const Work& padded, const models::ModelConfig& c) {
+void print_work(const Work& w, const Work& padded, const models::ModelConfig& c, int padded_len) {
   std::cout << "\n  FLOPs per step, analytic, for the real tokens (what the GFLOP/s rows of both columns divide):\n"
             << "    GEMMs: 2*M*K*N per GEMM forward, x3 for forward + backward = " << fmt(w.gemm_flop * 1e-9, 2)
             << " GFLOP\n      (in_proj, x_proj, dt_proj, out_proj of every layer on the real tokens; the tied output "
@@ -414,6 +380,14 @@ void print_work(const Work& w, const Work& padded, const models::ModelConfig& c)
             << "    the baseline, on the padded batch, executes " << fmt(padded.gemm_flop * 1e-9, 2)
             << " GFLOP of GEMMs and " << fmt(padded.scan_flop * 1e-9, 2) << " GFLOP of scan"
             << " (logits on every position; V=" << c.vocab_size << ")\n";
+  if (c.has_sparse())
+    std::cout << "    sparse attention (estimate, in the last GFLOP/s row): 3 x 2 x " << c.sparse_keys
+              << " keys x (N + I) per token and layer = " << fmt(w.attention_flop * 1e-9, 2)
+              << " GFLOP; the baseline's dense T x T scores, softmax and P V are "
+              << fmt(3 * 2 * padded.state_elements / (double(c.intermediate_size) * c.state_size) * padded_len *
+                         (c.state_size + c.intermediate_size) * 1e-9,
+                     1)
+              << " GFLOP\n      (and the key selection's top-k over each of the B x T rows of length T)\n";
 }
 
 void print_speedup(const Column& h, const Column* p, const Baseline& baseline) {
@@ -453,7 +427,11 @@ json report_json(const BenchOptions& o, const models::ModelConfig& config, const
          {"machine", {{"cpu", m.cpu}, {"cores", m.cores}, {"mhz", m.mhz}, {"avx2_fma", m.avx2_fma},
                       {"threads", num_threads()}, {"peak_gflops", m.peak_gflops()},
                       {"peak_formula", "cores x MHz/1000 x 32 FLOP/cycle (AVX2 FMA fp32)"}}},
+         {"sparse_arch", config.sparse_arch},
+         {"semantics", models::semantics_name(config.semantics)},
+         {"load_average_at_end", load_average().to_json()},
          {"work", {{"gemm_flop", w.gemm_flop}, {"scan_flop_estimate", w.scan_flop},
+                   {"attention_flop_estimate", w.attention_flop},
                    {"scan_state_elements", w.state_elements}, {"scan_flop_per_state_element", kScanFlopPerState}}},
          {"hax", column_json(h, hax_steps)},
          {"warmup_steps", o.warmup_steps}};
@@ -467,17 +445,14 @@ json report_json(const BenchOptions& o, const models::ModelConfig& config, const
   return j;
 }
 
-void write_json(const std::string& path, const json& j) {
-  io::AtomicFile file(path);
-  file.stream() << j.dump(2) << '\n';
-  file.commit();
-}
-
-void run_train_step(const BenchOptions& o) {
+void run_train_step(BenchOptions o) {
   check(o.steps >= 1 && o.baseline_steps >= 1 && o.warmup_steps >= 0 && o.batch_size >= 1,
         "--steps, --baseline-steps and --batch-size must be >= 1, --warmup-steps >= 0");
   set_num_threads(o.threads);
-  const models::ModelConfig config = models::ModelConfig::load(o.config_path);
+  if (o.config_path.empty())  // the reference's choice: the small config with a sparse arch, the double without
+    o.config_path = o.sparse.sparse_arch && *o.sparse.sparse_arch != "none" ? kSparseConfig : kPlainConfig;
+  models::ModelConfig config = models::ModelConfig::load(o.config_path);
+  o.sparse.apply(config, o.config_path);
   const Machine machine = probe_machine();
   const Batch batch = load_batch(o);
   const std::size_t params = models::MambaModel(config, false).params().num_parameters();
@@ -496,7 +471,7 @@ void run_train_step(const BenchOptions& o) {
   std::unique_ptr<Column> p;
   if (baseline.ran) p = std::make_unique<Column>(column(summarize(baseline.steps), batch, work));
   print_table(h, p.get(), o.steps, o.warmup_steps, o.baseline_steps, machine.peak_gflops());
-  print_work(work, count_work(config, padded_rows, padded_rows), config);
+  print_work(work, count_work(config, padded_rows, padded_rows), config, batch.padded_len);
   print_speedup(h, p.get(), baseline);
   if (!o.json_path.empty()) {
     write_json(o.json_path, report_json(o, config, batch, machine, work, h, hax_steps, baseline, p.get()));
@@ -509,7 +484,10 @@ void register_train_step(CLI::App& bench) {
                                                      "paper's setting, against a PyTorch baseline");
   command->option_defaults()->always_capture_default();
   auto o = std::make_shared<BenchOptions>();
-  command->add_option("--config", o->config_path, "Hugging Face-style model config (config.json)");
+  command->add_option("--config", o->config_path,
+                      cat("Hugging Face-style model config (config.json); default: ", kPlainConfig, ", or ",
+                          kSparseConfig, " with --sparse-arch (as the reference chooses)"));
+  add_sparse_options(*command, o->sparse);
   command->add_option("--batch-size", o->batch_size, "Sequences per step")->check(CLI::PositiveNumber);
   command->add_option("--first-sample", o->first_sample, "First sample of the train split in the batch");
   command->add_option("--steps", o->steps, "Timed hax steps")->check(CLI::PositiveNumber);
@@ -532,6 +510,7 @@ void register_bench_commands(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
   register_train_step(*bench);
+  register_sparse_layer_bench(*bench);
 }
 
 }  // namespace hax::cli
