@@ -1,5 +1,6 @@
 // `hax logits` end to end: the .npy it writes has shape (sequences, longest length, vocab), holds exactly what
-// MambaModel::logits gives for each sequence in-process, and zeros past the end of the shorter sequences.
+// MambaModel::logits gives for each sequence in-process, and zeros past the end of the shorter sequences; with
+// --chunk N (streaming inference) the same logits up to float rounding, and one error line for a `paper` model.
 #include <gtest/gtest.h>
 
 #include "cli_support.h"
@@ -44,6 +45,51 @@ TEST(CliLogits, MatchTheModelInProcessWithZeroPadding) {
     for (std::size_t i = expected.size(); i < positions * vocab; ++i)
       ASSERT_EQ(got[i], 0.0f) << "padding of sequence " << s << " at " << i;
   }
+}
+
+// A tiny HAX (sign_bin_lsh+key_selection) checkpoint under `semantics`, for the streaming runs.
+std::filesystem::path save_sparse_checkpoint(const ScratchDir& dir, ops::sparse::Semantics semantics) {
+  models::ModelConfig c = tiny_mamba_config();
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  c.sparse_keys = 8;
+  c.num_hash = 3;
+  c.data_max_length = 32;
+  c.semantics = semantics;
+  const auto path = dir / models::semantics_name(semantics);
+  training::save_model(path, models::MambaModel(c));
+  return path;
+}
+
+io::NpyArray<float> logits_with(const ScratchDir& dir, const fs::path& checkpoint, const std::string& flags) {
+  const fs::path out = dir / "logits.npy";
+  const CommandResult r = run_hax(cat("logits --checkpoint ", quoted(checkpoint), " --tokens ",
+                                      quoted(dir / "tokens.txt"), " --out ", quoted(out), " ", flags));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return io::load_npy<float>(out);
+}
+
+TEST(CliLogits, StreamingInChunksMatchesTheParallelForward) {
+  const ScratchDir dir;
+  const fs::path checkpoint = save_sparse_checkpoint(dir, ops::sparse::Semantics::causal);
+  write_file(dir / "tokens.txt", "1 12 30 4 99 5 5 61 7 8 13 40 2\n1 7\n0 15 15 42 3 8 11 19 23 9 9 9 50 51 52 3\n");
+  const auto parallel = logits_with(dir, checkpoint, "");
+  float scale = 0;
+  for (float v : parallel.values) scale = std::max(scale, std::abs(v));
+  for (const char* chunk : {"--chunk 1", "--chunk 3", "--chunk 40"}) {
+    const auto streamed = logits_with(dir, checkpoint, chunk);
+    ASSERT_EQ(streamed.shape, parallel.shape) << chunk;
+    for (std::size_t i = 0; i < parallel.values.size(); ++i)
+      ASSERT_NEAR(streamed.values[i], parallel.values[i], 1e-5f * scale) << chunk << " value " << i;
+  }
+}
+
+TEST(CliLogits, StreamingAPaperModelIsOneErrorLine) {
+  const ScratchDir dir;
+  const fs::path checkpoint = save_sparse_checkpoint(dir, ops::sparse::Semantics::paper);
+  write_file(dir / "tokens.txt", "1 2 3\n");
+  const CommandResult r = run_hax(cat("logits --checkpoint ", quoted(checkpoint), " --tokens ",
+                                      quoted(dir / "tokens.txt"), " --out ", quoted(dir / "x.npy"), " --chunk 2"));
+  EXPECT_TRUE(FailsWithOneErrorLine(r, "causal"));
 }
 
 TEST(CliLogits, HelpDocumentsThePadding) {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@ namespace fs = std::filesystem;
 struct LogitsCommand {
   std::string checkpoint, tokens_path, out_path;
   int batch_size = 64;
+  int chunk = 0;  // 0: the parallel forward; otherwise streaming inference, this many tokens a step
   int threads = 0;
 };
 
@@ -105,6 +107,26 @@ std::vector<float> compute_logits(models::MambaModel& model, const std::vector<S
   return out;
 }
 
+// The same array by streaming inference (MambaModel::prefill): each sequence from an empty state, `chunk` tokens at
+// a time (1: token-by-token decoding). Equal to compute_logits up to float rounding, which is what it is for.
+std::vector<float> compute_logits_streaming(models::MambaModel& model, const std::vector<Sequence>& sequences,
+                                            std::size_t positions, int chunk, Progress& bar) {
+  const std::size_t vocab = static_cast<std::size_t>(model.config().vocab_size);
+  std::vector<float> out(sequences.size() * positions * vocab, 0.0f);
+  Arena arena;
+  for (std::size_t s = 0; s < sequences.size(); ++s) {
+    models::MambaState state = model.start_state();
+    const std::span<const std::int32_t> tokens(sequences[s]);
+    for (std::size_t at = 0; at < tokens.size(); at += static_cast<std::size_t>(chunk)) {
+      const auto part = tokens.subspan(at, std::min(tokens.size() - at, static_cast<std::size_t>(chunk)));
+      training::reserve_arena(arena, model.prefill_arena_floats(state, static_cast<int>(part.size())));
+      model.prefill(out.data() + (s * positions + at) * vocab, state, part, arena);
+    }
+    bar.update(s + 1);
+  }
+  return out;
+}
+
 void run_logits(const LogitsCommand& c) {
   set_num_threads(c.threads);
   // save_npy creates its file only at the end: a typo in the folder should fail before the model runs.
@@ -114,11 +136,16 @@ void run_logits(const LogitsCommand& c) {
   auto model = training::load_model(c.checkpoint);
   const std::vector<Sequence> sequences = read_sequences(c.tokens_path, model->config().vocab_size);
   const std::size_t positions = longest(sequences);
+  if (c.chunk > 0) model->start_state();  // `paper` cannot stream: say so before any work
   std::cerr << "hax logits: " << c.checkpoint << "\n  " << sequences.size() << " sequences of up to " << positions
-            << " tokens from " << c.tokens_path << "\n  threads: " << num_threads() << "\n";
+            << " tokens from " << c.tokens_path << "\n  "
+            << (c.chunk > 0 ? cat("streaming: prefill in chunks of ", c.chunk, " tokens") : std::string("parallel"))
+            << "\n  threads: " << num_threads() << "\n";
 
   Progress bar("logits", sequences.size(), "sequences");
-  const std::vector<float> logits = compute_logits(*model, sequences, positions, c.batch_size, bar);
+  const std::vector<float> logits =
+      c.chunk > 0 ? compute_logits_streaming(*model, sequences, positions, c.chunk, bar)
+                  : compute_logits(*model, sequences, positions, c.batch_size, bar);
   bar.finish();
   io::save_npy(c.out_path, logits,
                {static_cast<std::int64_t>(sequences.size()), static_cast<std::int64_t>(positions),
@@ -137,7 +164,9 @@ void register_logits(CLI::App& app) {
       "first t+1 tokens of sequence s. positions is the longest sequence's length: a shorter sequence's entries\n"
       "past its end are zeros.\n"
       "The model runs --batch-size sequences at a time, so its working memory stays bounded; the output array\n"
-      "itself (4 bytes a value) is held in memory until it is written.");
+      "itself (4 bytes a value) is held in memory until it is written.\n"
+      "--chunk N computes the same logits by streaming inference instead (a prefill of N tokens at a time from a\n"
+      "saved state; N = 1 decodes token by token): equal up to float rounding. `causal` models only.");
   auto c = std::make_shared<LogitsCommand>();
   command->add_option("--checkpoint", c->checkpoint, "Checkpoint folder (config.json + model.safetensors), e.g. "
                                                      "RUN/best")->required();
@@ -145,6 +174,8 @@ void register_logits(CLI::App& app) {
   command->add_option("--out,-o", c->out_path, "Output .npy file (float32, sequences x positions x vocab)")
       ->required();
   command->add_option("--batch-size", c->batch_size, "Sequences per forward pass")->check(CLI::PositiveNumber);
+  command->add_option("--chunk", c->chunk, "Tokens per streaming prefill step (0: the parallel forward)")
+      ->check(CLI::NonNegativeNumber);
   command->add_option("--threads", c->threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber);
   command->callback([c] { run_logits(*c); });
 }
