@@ -1,5 +1,7 @@
 #include "hax/ops/sparse/sparse_attention.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -39,11 +41,23 @@ std::vector<float> mean_rows(const float* x, int T, int width) {
   return mean;
 }
 
+// Asks for the `floats` floats at row into cache (a gathered row: the hardware prefetcher cannot guess it). Rows
+// come from anywhere in the sequence, and at long lengths most are not in cache: without this each costs its
+// cache misses one after the other.
+inline void prefetch_row(const float* row, int floats) {
+  for (int c = 0; c < floats; c += 16) __builtin_prefetch(row + c);
+}
+
+// How many gathered rows ahead of use a loop asks for.
+constexpr std::size_t kPrefetchAhead = 8;
+
 // One query's softmax weights p (count) over its keys and its output o (I).
 void attend(float* o, float* p, const float* q, const std::int32_t* list, int count, const float* K, const float* V,
             int N, int I) {
   float max_score = -INFINITY;
+  for (int j = 0; j < count; ++j) prefetch_row(K + std::size_t(list[j]) * N, N);
   for (int j = 0; j < count; ++j) {
+    prefetch_row(V + std::size_t(list[j]) * I, I);  // read below, once all scores are in
     p[j] = dot(q, K + std::size_t(list[j]) * N, N);
     max_score = std::max(max_score, p[j]);
   }
@@ -55,28 +69,6 @@ void attend(float* o, float* p, const float* q, const std::int32_t* list, int co
     p[j] *= inv_sum;
     axpy(o, p[j], V + std::size_t(list[j]) * I, I);
   }
-}
-
-// The key lists transposed: for each key s, the (query, slot) entries e = t * k_max + j that select it, in
-// increasing t. A counting sort, so the order (and the sums over it) do not depend on threads.
-struct KeyToQueries {
-  std::vector<std::int64_t> offset;  // (T + 1): entries of key s are entry[offset[s] .. offset[s + 1])
-  std::vector<std::int64_t> entry;
-};
-
-KeyToQueries transpose(const SparseKeys& keys) {
-  KeyToQueries inv;
-  inv.offset.assign(std::size_t(keys.key_rows()) + 1, 0);
-  for (int t = 0; t < keys.T; ++t)
-    for (std::int32_t s : keys.keys_of(t)) ++inv.offset[std::size_t(s) + 1];
-  for (int s = 0; s < keys.key_rows(); ++s) inv.offset[s + 1] += inv.offset[s];
-  inv.entry.resize(inv.offset.back());
-  std::vector<std::int64_t> next(inv.offset.begin(), inv.offset.end() - 1);
-  for (int t = 0; t < keys.T; ++t) {
-    const auto list = keys.keys_of(t);
-    for (std::size_t j = 0; j < list.size(); ++j) inv.entry[next[list[j]]++] = std::int64_t(t) * keys.k_max + j;
-  }
-  return inv;
 }
 
 // dscore (T, k_max) = d loss / d(Q_t · K_{s_j}) = p_j (dout_t · V_{s_j} - sum_i p_i dout_t · V_{s_i}); dQ += the
@@ -93,7 +85,10 @@ void score_gradients(float* dscore, float* dQ, const float* dout, const float* p
       float* ds = dscore + std::size_t(t) * keys.k_max;
       const float* g = dout + std::size_t(t) * I;
       float p_dot_dp = 0.0f;
+      for (std::size_t j = 0; j < list.size(); ++j) prefetch_row(K + std::size_t(list[j]) * N, N);
+      for (std::size_t j = 0; j < list.size() && j < kPrefetchAhead; ++j) prefetch_row(V + std::size_t(list[j]) * I, I);
       for (std::size_t j = 0; j < list.size(); ++j) {
+        if (j + kPrefetchAhead < list.size()) prefetch_row(V + std::size_t(list[j + kPrefetchAhead]) * I, I);
         ds[j] = dot(g, V + std::size_t(list[j]) * I, I);
         p_dot_dp += p[j] * ds[j];
       }
@@ -106,25 +101,40 @@ void score_gradients(float* dscore, float* dQ, const float* dout, const float* p
   }
 }
 
-// dK_s += sum over entries (t, j) selecting s of dscore * Q_t; dV_s += sum of p * dout_t. One thread per key row.
+// Key rows are dealt to the threads in blocks of this many (round-robin), for key_gradients.
+constexpr int kKeyRowBlock = 16;
+
+// dK_s += sum over entries (t, j) selecting s of dscore * Q_t; dV_s += sum of p * dout_t. The entries are visited
+// query by query, in increasing t: each query's dout row and its probs and dscore rows are read once, in order, and
+// the writes go to the rows of its keys (recent positions, or key selection's few long-lived ones), which stay in
+// cache. Walking key by key instead (the key lists transposed) gathers probs and dscore entries and dout rows from
+// all over the sequence, which stops fitting in cache as T grows (at T = 64k, 3x the time per token of T = 4k).
+// Each key row is summed by one thread (its owner: blocks of kKeyRowBlock rows dealt round-robin), in increasing t,
+// into a zeroed accumulator that is then added to dK / dV once: the same bits whatever the thread count.
 void key_gradients(float* dK, float* dV, const float* dscore, const float* probs, const float* Q, const float* dout,
                    const SparseKeys& keys, int N, int I) {
-  const KeyToQueries inv = transpose(keys);
+  const int rows = keys.key_rows();
+  std::vector<float> dk_sum(dK ? std::size_t(rows) * N : 0, 0.0f), dv_sum(dV ? std::size_t(rows) * I : 0, 0.0f);
 #pragma omp parallel if (worth_threads(keys.total() * (N + I)))
   {
-    std::vector<float> dk(N), dv(I);  // summed apart, then added once
-#pragma omp for schedule(static)
-    for (int s = 0; s < keys.key_rows(); ++s) {
-      std::fill(dk.begin(), dk.end(), 0.0f);
-      std::fill(dv.begin(), dv.end(), 0.0f);
-      for (std::int64_t e = inv.offset[s]; e < inv.offset[s + 1]; ++e) {
-        const std::int64_t entry = inv.entry[e], t = entry / keys.k_max;
-        if (dK) axpy(dk.data(), dscore[entry], Q + std::size_t(t) * N, N);
-        if (dV) axpy(dv.data(), probs[entry], dout + std::size_t(t) * I, I);
+    const int owner = omp_get_thread_num(), owners = omp_get_num_threads();
+    for (int t = 0; t < keys.T; ++t) {
+      const auto list = keys.keys_of(t);
+      const float* ds = dscore + std::size_t(t) * keys.k_max;
+      const float* p = probs + std::size_t(t) * keys.k_max;
+      for (std::size_t j = 0; j < list.size(); ++j) {
+        const std::size_t s = std::size_t(list[j]);
+        if (int(s / kKeyRowBlock) % owners != owner) continue;
+        if (dV && j + kPrefetchAhead < list.size()) prefetch_row(dv_sum.data() + list[j + kPrefetchAhead] * std::size_t(I), I);
+        if (dK) axpy(dk_sum.data() + s * N, ds[j], Q + std::size_t(t) * N, N);
+        if (dV) axpy(dv_sum.data() + s * I, p[j], dout + std::size_t(t) * I, I);
       }
-      if (dK) axpy(dK + std::size_t(s) * N, 1.0f, dk.data(), N);
-      if (dV) axpy(dV + std::size_t(s) * I, 1.0f, dv.data(), I);
     }
+    for (int s = owner * kKeyRowBlock; s < rows; s += owners * kKeyRowBlock)
+      for (int r = s; r < std::min(s + kKeyRowBlock, rows); ++r) {
+        if (dK) axpy(dK + std::size_t(r) * N, 1.0f, dk_sum.data() + std::size_t(r) * N, N);
+        if (dV) axpy(dV + std::size_t(r) * I, 1.0f, dv_sum.data() + std::size_t(r) * I, I);
+      }
   }
 }
 

@@ -22,8 +22,8 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
 
 // dQ (T, N), dK (key_rows, N), dV (key_rows, I) += the gradients of sum(out * dout), through the selected entries
 // only (and, for `paper` empty rows, the uniform weights on V). Any of dQ, dK, dV may be null. Deterministic: every
-// gradient row is summed by one thread in a fixed order (dK, dV by a pass over the transposed key lists), whatever
-// the thread count.
+// gradient row is summed by one thread in a fixed order (dK, dV: the key row's owner, in increasing query
+// order), whatever the thread count.
 void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
                                const float* K, const float* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics);
