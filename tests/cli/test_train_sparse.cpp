@@ -48,15 +48,8 @@ TEST_P(TrainSparseArch, TrainsLogsAndEvaluates) {
   EXPECT_EQ(eval.exit_code, 0) << eval.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, TrainSparseArch,
-                         ::testing::Values("full", "sliding_window", "sliding_window+sink", "dilated",
-                                           "sliding_window+dilated", "sign_bin_lsh", "argmax_lsh", "key_selection",
-                                           "sign_bin_lsh+key_selection"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '+', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Archs, TrainSparseArch, ::testing::ValuesIn(all_sparse_archs()),
+                         [](const auto& info) { return arch_identifier(info.param); });
 
 TEST(TrainSparse, PaperSemanticsTrainsToo) {
   const ScratchDir dir;

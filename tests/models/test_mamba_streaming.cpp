@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/model_fixtures.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
 #include "hax/models/mamba.h"
@@ -18,43 +19,17 @@ namespace hax::models {
 namespace {
 
 const std::vector<std::string>& archs() {  // "" is plain Mamba
-  static const std::vector<std::string> names = {"",
-                                                 "full",
-                                                 "sliding_window",
-                                                 "sliding_window+sink",
-                                                 "dilated",
-                                                 "sliding_window+dilated",
-                                                 "sign_bin_lsh",
-                                                 "argmax_lsh",
-                                                 "key_selection",
-                                                 "sign_bin_lsh+key_selection"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all{""};
+    for (const std::string& arch : testing::all_sparse_archs()) all.push_back(arch);
+    return all;
+  }();
   return names;
 }
 
-// Small enough to run ten archs in well under a second; 8 keys over 40 tokens make every pattern select (window 8
-// or 4, dilation 4 or 8, top-8 or top-4 of 40, 8 or 3 LSH buckets).
-ModelConfig streaming_config(const std::string& arch) {
-  ModelConfig c;
-  c.vocab_size = 23;
-  c.hidden_size = 8;
-  c.intermediate_size = 16;
-  c.state_size = 4;
-  c.time_step_rank = 2;
-  c.num_hidden_layers = 2;
-  c.sparse_arch = arch;
-  c.sparse_keys = 8;
-  c.num_hash = 3;
-  c.data_max_length = 32;
-  c.seed = 5;
-  return c;
-}
+ModelConfig streaming_config(const std::string& arch) { return testing::tiny_sparse_config(arch); }
 
-// Every parameter moved off its initial value (E = 1, zero biases, ...), so each path carries signal.
-void perturb(MambaModel& model) {
-  Rng rng(17);
-  for (const auto& t : model.params().tensors())
-    for (float& v : model.params().param(t.name)) v += 0.2f * static_cast<float>(rng.normal());
-}
+void perturb(MambaModel& model) { testing::perturb_parameters(model); }
 
 std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
   Rng rng(seed);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/engine/rng.h"
 #include "hax/models/mamba.h"
@@ -19,41 +20,15 @@ namespace {
 
 using ops::sparse::Semantics;
 
-// Every arch the reference's command line names, plus argmax_lsh and full.
-const std::vector<std::string> kAllArchs = {"full",         "sliding_window", "sliding_window+sink",
-                                            "dilated",      "sliding_window+dilated", "sign_bin_lsh",
-                                            "argmax_lsh",   "key_selection",  "sign_bin_lsh+key_selection"};
+using testing::arch_identifier;
 
-std::string identifier(std::string name) {
-  for (char& c : name)
-    if (c == '+') c = '_';
-  return name;
-}
-
-// Small budgets so that the patterns bite at these lengths: 8 keys in all, dilation data_max_length // budget.
 ModelConfig sparse_config(const std::string& arch, Semantics semantics = Semantics::causal) {
-  ModelConfig c;
-  c.vocab_size = 23;
-  c.hidden_size = 8;
-  c.intermediate_size = 12;
-  c.state_size = 4;
-  c.time_step_rank = 2;
-  c.num_hidden_layers = 2;
-  c.seed = 5;
-  c.sparse_arch = arch;
-  c.sparse_keys = 8;
-  c.num_hash = 3;
-  c.data_max_length = 16;
-  c.semantics = semantics;
-  c.lsh_resample = "never";
-  return c;
+  return testing::tiny_sparse_config(arch, semantics);
 }
 
-// Every parameter moved off its initial constant, so every path carries gradient.
 MambaModel perturbed_model(const ModelConfig& c) {
   MambaModel model(c);
-  Rng rng(3);
-  for (float& v : model.params().params()) v += 0.2f * static_cast<float>(rng.normal());
+  testing::perturb_parameters(model, 3);
   return model;
 }
 
@@ -134,7 +109,7 @@ INSTANTIATE_TEST_SUITE_P(Archs, PositionalArchGradients,
                                                              "dilated"),
                                             ::testing::Values(Semantics::causal, Semantics::paper)),
                          [](const auto& info) {
-                           return identifier(std::get<0>(info.param)) +
+                           return arch_identifier(std::get<0>(info.param)) +
                                   (std::get<1>(info.param) == Semantics::paper ? "_paper" : "_causal");
                          });
 
@@ -259,8 +234,8 @@ TEST_P(CausalProperties, RunsRepeatExactly) {
   EXPECT_EQ(logits_of(model, tb), logits_of(twin, tb));
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, CausalProperties, ::testing::ValuesIn(kAllArchs),
-                         [](const auto& info) { return identifier(info.param); });
+INSTANTIATE_TEST_SUITE_P(Archs, CausalProperties, ::testing::ValuesIn(testing::all_sparse_archs()),
+                         [](const auto& info) { return arch_identifier(info.param); });
 
 // Under `paper` the reference's whole-sequence statistics make padding matter: the same sequence padded to two
 // lengths gets different LSH buckets, so the outputs differ (the quirk that `causal` removes).
@@ -289,7 +264,7 @@ TEST(SparseModel, ConfigRoundTripsAndRejectsBadFields) {
   EXPECT_EQ(back.sparse_arch, c.sparse_arch);
   EXPECT_EQ(back.sparse_keys, 8);
   EXPECT_EQ(back.num_hash, 3);
-  EXPECT_EQ(back.data_max_length, 16);
+  EXPECT_EQ(back.data_max_length, 32);
   EXPECT_EQ(back.semantics, Semantics::paper);
   EXPECT_EQ(back.lsh_resample_mode(), "never");
   auto j = c.to_json();

@@ -1,7 +1,12 @@
 // Small model configs shared by the suites that train or load a whole model (training, cli).
 #pragma once
 
+#include <string>
+#include <vector>
+
+#include "hax/engine/rng.h"
 #include "hax/models/config.h"
+#include "hax/models/mamba.h"
 
 namespace hax::testing {
 
@@ -14,6 +19,49 @@ inline models::ModelConfig tiny_mamba_config() {
   c.time_step_rank = 2;
   c.num_hidden_layers = 2;
   return c;
+}
+
+// Every sparse arch the reference's command line names, plus argmax_lsh and full.
+inline const std::vector<std::string>& all_sparse_archs() {
+  static const std::vector<std::string> names = {
+      "full",         "sliding_window", "sliding_window+sink", "dilated",       "sliding_window+dilated",
+      "sign_bin_lsh", "argmax_lsh",     "key_selection",       "sign_bin_lsh+key_selection"};
+  return names;
+}
+
+// "sliding_window+sink" -> "sliding_window_sink": gtest names allow [A-Za-z0-9_] only.
+inline std::string arch_identifier(std::string arch) {
+  for (char& c : arch)
+    if (c == '+') c = '_';
+  return arch.empty() ? "plain" : arch;
+}
+
+// A tiny Mamba with the sparse branch `arch` ("" for none). 8 keys make every pattern bite within a few dozen
+// tokens: window 8 or 4, dilation 4 or 8 (data_max_length 32), top-8 or top-4, 8 sign-bin or 3 argmax buckets. The
+// LSH projection is the saved one in both semantics, so runs and finite differences see the same buckets.
+inline models::ModelConfig tiny_sparse_config(const std::string& arch,
+                                              ops::sparse::Semantics semantics = ops::sparse::Semantics::causal) {
+  models::ModelConfig c;
+  c.vocab_size = 23;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.state_size = 4;
+  c.time_step_rank = 2;
+  c.num_hidden_layers = 2;
+  c.seed = 5;
+  c.sparse_arch = arch;
+  c.sparse_keys = 8;
+  c.num_hash = 3;
+  c.data_max_length = 32;
+  c.semantics = semantics;
+  c.lsh_resample = "never";
+  return c;
+}
+
+// Every parameter moved off its initial value (E = 1, zero biases, ...), so every path carries gradient and signal.
+inline void perturb_parameters(models::MambaModel& model, std::uint64_t seed = 17) {
+  Rng rng(seed);
+  for (float& v : model.params().params()) v += 0.2f * static_cast<float>(rng.normal());
 }
 
 }  // namespace hax::testing
