@@ -5,9 +5,11 @@
 #include <utility>
 #include <vector>
 
+#include "hax/engine/blas.h"
 #include "hax/ops/activations.h"
 #include "hax/ops/conv1d.h"
 #include "hax/ops/linear.h"
+#include "hax/ops/parallel.h"
 #include "hax/ops/selective_scan.h"
 
 namespace hax::layers {
@@ -41,6 +43,36 @@ void add_sequence_blocks(const float* blocks, int S, std::size_t width,
       }
     }
     at += size;
+  }
+}
+
+// The rows (M, sum of widths) of `fused` are the pieces side by side: copies each piece's columns to its own
+// contiguous (M, width) array.
+void split_columns(const float* fused, int M, std::initializer_list<std::pair<float*, int>> pieces) {
+  int P = 0;
+  for (const auto& piece : pieces) P += piece.second;
+#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
+  for (int m = 0; m < M; ++m) {
+    const float* row = fused + rows_times(m, P);
+    for (const auto& [dst, width] : pieces) {
+      std::copy_n(row, width, dst + rows_times(m, width));
+      row += width;
+    }
+  }
+}
+
+// The reverse of split_columns for the columns [at, P) of `fused` (M, P): each contiguous (M, width) piece is copied
+// into its columns, side by side from column `at`.
+void join_columns(float* fused, int M, int at, std::initializer_list<std::pair<const float*, int>> pieces) {
+  int P = at;
+  for (const auto& piece : pieces) P += piece.second;
+#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
+  for (int m = 0; m < M; ++m) {
+    float* row = fused + rows_times(m, P) + at;
+    for (const auto& [src, width] : pieces) {
+      std::copy_n(src + rows_times(m, width), width, row);
+      row += width;
+    }
   }
 }
 
@@ -98,9 +130,13 @@ void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, A
                                K_);
   });
   ops::silu_forward(s.xc, s.x_conv, rows_times(M, I));
-  ops::linear_forward(s.dtl, s.xc, x_proj_w_.value, nullptr, M, I, R);
-  ops::linear_forward(s.Bm, s.xc, x_proj_w_.value + rows_times(R, I), nullptr, M, I, N);
-  ops::linear_forward(s.Cm, s.xc, x_proj_w_.value + rows_times(R + N, I), nullptr, M, I, N);
+  // x_proj as one GEMM into [dtl | B | C] rows (M, R + 2N): three skinny GEMMs would each pack all of xc. The
+  // fused rows are scratch (released at once), split into the contiguous dtl, B, C that dt_proj and the scan read.
+  const std::size_t scratch_mark = arena.mark();
+  float* dbc = alloc(R + 2 * N, "mamba x_proj out");
+  ops::linear_forward(dbc, s.xc, x_proj_w_.value, nullptr, M, I, R + 2 * N);
+  split_columns(dbc, M, {{s.dtl, R}, {s.Bm, N}, {s.Cm, N}});
+  arena.release(scratch_mark);
   ops::linear_forward(s.dt_raw, s.dtl, dt_proj_w_.value, nullptr, M, R, I);
 
   const std::vector<std::size_t> checkpoint_at = checkpoint_offsets(batch);
@@ -144,13 +180,14 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
     ops::selective_scan_backward(shape, in, s.checkpoints + checkpoint_at[q], dy + at, nullptr, g);
   });
 
-  float* ddtl = alloc(R, "mamba d dt low-rank");
-  ops::linear_backward(ddtl, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);
-  ops::linear_backward(dxc, x_proj_w_.grad, nullptr, ddtl, s.xc, x_proj_w_.value, M, I, R);
-  ops::linear_backward(dxc, x_proj_w_.grad + rows_times(R, I), nullptr, dBm, s.xc, x_proj_w_.value + rows_times(R, I),
-                       M, I, N);
-  ops::linear_backward(dxc, x_proj_w_.grad + rows_times(R + N, I), nullptr, dCm, s.xc,
-                       x_proj_w_.value + rows_times(R + N, I), M, I, N);
+  // x_proj's backward as one GEMM for dxc and one for its weight gradient, on the assembled d[dtl | B | C]
+  // (M, R + 2N): ddtl (M, R) = ddt_raw W_dt goes straight into its first R columns.
+  const int P = R + 2 * N;
+  float* dproj = alloc(P, "mamba d x_proj out");
+  gemm(Trans::No, Trans::No, M, R, I, 1.0f, ddt_raw, I, dt_proj_w_.value, R, 0.0f, dproj, P);
+  ops::linear_backward(nullptr, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);
+  join_columns(dproj, M, R, {{dBm, N}, {dCm, N}});
+  ops::linear_backward(dxc, x_proj_w_.grad, nullptr, dproj, s.xc, x_proj_w_.value, M, I, P);
 
   float* dx_conv = dy;  // dy is dead after the scan: reuse its rows for d(conv output)
   std::fill(dx_conv, dx_conv + rows_times(M, I), 0.0f);
