@@ -107,18 +107,22 @@ std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch
 
 void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, Arena& arena, Saved& s) const {
   const int M = batch.rows(), I = I_, N = N_, R = R_;
-  auto alloc = [&](int width, const char* what) { return arena.alloc(rows_times(M, width), what).data(); };
+  // Every element of these is written before it is read (GEMM outputs with beta 0, elementwise and conv results,
+  // every step of every sequence's scan): no zero-fill.
+  auto written = [&](int width, const char* what) {
+    return arena.alloc_uninitialized(rows_times(M, width), what).data();
+  };
   s.u = u;
-  s.x = alloc(I, "mamba x");
-  s.z = alloc(I, "mamba z");
-  s.x_conv = alloc(I, "mamba conv out");
-  s.xc = alloc(I, "mamba xc");
-  s.dtl = alloc(R, "mamba dt low-rank");
-  s.Bm = alloc(N, "mamba B");
-  s.Cm = alloc(N, "mamba C");
-  s.dt_raw = alloc(I, "mamba dt");
-  s.y = alloc(I, "mamba y");
-  s.checkpoints = arena.alloc(checkpoint_offsets(batch).back(), "mamba scan checkpoints").data();
+  s.x = written(I, "mamba x");
+  s.z = written(I, "mamba z");
+  s.x_conv = written(I, "mamba conv out");
+  s.xc = written(I, "mamba xc");
+  s.dtl = written(R, "mamba dt low-rank");
+  s.Bm = written(N, "mamba B");
+  s.Cm = written(N, "mamba C");
+  s.dt_raw = written(I, "mamba dt");
+  s.y = written(I, "mamba y");
+  s.checkpoints = arena.alloc_uninitialized(checkpoint_offsets(batch).back(), "mamba scan checkpoints").data();
 
   // in_proj as two GEMMs over its row halves, so x and z come out contiguous.
   const float* b_in = in_proj_b_.value;
@@ -133,7 +137,7 @@ void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, A
   // x_proj as one GEMM into [dtl | B | C] rows (M, R + 2N): three skinny GEMMs would each pack all of xc. The
   // fused rows are scratch (released at once), split into the contiguous dtl, B, C that dt_proj and the scan read.
   const std::size_t scratch_mark = arena.mark();
-  float* dbc = alloc(R + 2 * N, "mamba x_proj out");
+  float* dbc = written(R + 2 * N, "mamba x_proj out");
   ops::linear_forward(dbc, s.xc, x_proj_w_.value, nullptr, M, I, R + 2 * N);
   split_columns(dbc, M, {{s.dtl, R}, {s.Bm, N}, {s.Cm, N}});
   arena.release(scratch_mark);
@@ -183,7 +187,7 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
   // x_proj's backward as one GEMM for dxc and one for its weight gradient, on the assembled d[dtl | B | C]
   // (M, R + 2N): ddtl (M, R) = ddt_raw W_dt goes straight into its first R columns.
   const int P = R + 2 * N;
-  float* dproj = alloc(P, "mamba d x_proj out");
+  float* dproj = arena.alloc_uninitialized(rows_times(M, P), "mamba d x_proj out").data();  // every element set
   gemm(Trans::No, Trans::No, M, R, I, 1.0f, ddt_raw, I, dt_proj_w_.value, R, 0.0f, dproj, P);
   ops::linear_backward(nullptr, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);
   join_columns(dproj, M, R, {{dBm, N}, {dCm, N}});
