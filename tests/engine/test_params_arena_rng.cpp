@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -53,6 +54,19 @@ TEST(Arena, BumpAllocatesAlignedZeroedBlocksAndReleasesToMarks) {
   EXPECT_EQ(c[0], 0.0f);
   EXPECT_GE(arena.peak(), 112u);
   EXPECT_THROW(arena.alloc(5000, "logits"), Error);
+}
+
+TEST(Arena, UninitializedBlocksShareTheBumpPointerAndAreNaNWithAsserts) {
+  Arena arena(1000);
+  auto a = arena.alloc_uninitialized(10);
+  auto b = arena.alloc_uninitialized(100);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.data()) % 64, 0u);
+  EXPECT_EQ(b.data(), a.data() + 16);
+  EXPECT_EQ(arena.used(), 16u + 112u);
+#ifndef NDEBUG
+  EXPECT_TRUE(std::isnan(b[99]));
+#endif
+  EXPECT_THROW(arena.alloc_uninitialized(5000, "logits"), Error);
 }
 
 TEST(Rng, SameSeedSameNumbersAndForksAreIndependent) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "hax/engine/error.h"
 
@@ -10,13 +11,21 @@ namespace hax {
 Arena::Arena(std::size_t capacity_floats) : buffer_(round_up_to_alignment(capacity_floats)) {}
 
 std::span<float> Arena::alloc(std::size_t count, const char* what) {
+  const std::span<float> block = alloc_uninitialized(count, what);
+  if (count != 0) std::memset(block.data(), 0, count * sizeof(float));
+  return block;
+}
+
+std::span<float> Arena::alloc_uninitialized(std::size_t count, const char* what) {
   const std::size_t need = round_up_to_alignment(count);
   check(need <= buffer_.size() - used_, "activation arena full: ", what, " needs ", count, " floats, ",
         buffer_.size() - used_, " of ", buffer_.size(), " are free");
   float* p = buffer_.data() + used_;
   used_ += need;
   peak_ = std::max(peak_, used_);
-  if (count != 0) std::memset(p, 0, count * sizeof(float));
+#ifndef NDEBUG
+  std::fill_n(p, count, std::numeric_limits<float>::quiet_NaN());
+#endif
   return {p, count};
 }
 

@@ -16,6 +16,10 @@ class Arena {
 
   // A 64-byte aligned block of `count` floats, zero-filled. Throws hax::Error naming `what` when full.
   std::span<float> alloc(std::size_t count, const char* what = "activation");
+  // The same block without the zero-fill, for one whose every element is written before it is read (a GEMM output
+  // with beta 0, an elementwise result): saves a pass over memory. With asserts on (the ASan build) it is filled
+  // with NaN instead, so that a read before the write shows up in the tests' results.
+  std::span<float> alloc_uninitialized(std::size_t count, const char* what = "activation");
 
   std::size_t mark() const { return used_; }
   void release(std::size_t mark);  // frees everything allocated after mark()

@@ -5,9 +5,11 @@
 #include <utility>
 #include <vector>
 
+#include "hax/engine/blas.h"
 #include "hax/ops/activations.h"
 #include "hax/ops/conv1d.h"
 #include "hax/ops/linear.h"
+#include "hax/ops/parallel.h"
 #include "hax/ops/selective_scan.h"
 #include "hax/ops/sparse/attention_gate.h"
 
@@ -33,6 +35,36 @@ void add_sequence_blocks(const float* blocks, int S, std::size_t width,
       }
     }
     at += size;
+  }
+}
+
+// The rows (M, sum of widths) of `fused` are the pieces side by side: copies each piece's columns to its own
+// contiguous (M, width) array.
+void split_columns(const float* fused, int M, std::initializer_list<std::pair<float*, int>> pieces) {
+  int P = 0;
+  for (const auto& piece : pieces) P += piece.second;
+#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
+  for (int m = 0; m < M; ++m) {
+    const float* row = fused + rows_times(m, P);
+    for (const auto& [dst, width] : pieces) {
+      std::copy_n(row, width, dst + rows_times(m, width));
+      row += width;
+    }
+  }
+}
+
+// The reverse of split_columns for the columns [at, P) of `fused` (M, P): each contiguous (M, width) piece is copied
+// into its columns, side by side from column `at`.
+void join_columns(float* fused, int M, int at, std::initializer_list<std::pair<const float*, int>> pieces) {
+  int P = at;
+  for (const auto& piece : pieces) P += piece.second;
+#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
+  for (int m = 0; m < M; ++m) {
+    float* row = fused + rows_times(m, P) + at;
+    for (const auto& [src, width] : pieces) {
+      std::copy_n(src + rows_times(m, width), width, row);
+      row += width;
+    }
   }
 }
 
@@ -92,18 +124,22 @@ void MambaMixer::forward_impl(float* out, const float* u, const PackedBatch& bat
                               Arena& arena, Saved& s, MixerState* state) const {
   check(!state || batch.num_sequences() == 1, "a mixer state belongs to one sequence, not ", batch.num_sequences());
   const int M = batch.rows(), I = I_, N = N_, R = R_;
-  auto alloc = [&](int width, const char* what) { return arena.alloc(rows_times(M, width), what).data(); };
+  // Every element of these is written before it is read (GEMM outputs with beta 0, elementwise and conv results,
+  // every step of every sequence's scan): no zero-fill.
+  auto written = [&](int width, const char* what) {
+    return arena.alloc_uninitialized(rows_times(M, width), what).data();
+  };
   s.u = u;
-  s.x = alloc(I, "mamba x");
-  s.z = alloc(I, "mamba z");
-  s.x_conv = alloc(I, "mamba conv out");
-  s.xc = alloc(I, "mamba xc");
-  s.dtl = alloc(R, "mamba dt low-rank");
-  s.Bm = alloc(N, "mamba B");
-  s.Cm = alloc(N, "mamba C");
-  s.dt_raw = alloc(I, "mamba dt");
-  s.y = alloc(I, "mamba y");
-  s.checkpoints = arena.alloc(checkpoint_offsets(batch).back(), "mamba scan checkpoints").data();
+  s.x = written(I, "mamba x");
+  s.z = written(I, "mamba z");
+  s.x_conv = written(I, "mamba conv out");
+  s.xc = written(I, "mamba xc");
+  s.dtl = written(R, "mamba dt low-rank");
+  s.Bm = written(N, "mamba B");
+  s.Cm = written(N, "mamba C");
+  s.dt_raw = written(I, "mamba dt");
+  s.y = written(I, "mamba y");
+  s.checkpoints = arena.alloc_uninitialized(checkpoint_offsets(batch).back(), "mamba scan checkpoints").data();
 
   // in_proj as two GEMMs over its row halves, so x and z come out contiguous.
   const float* b_in = in_proj_b_.value;
@@ -117,9 +153,13 @@ void MambaMixer::forward_impl(float* out, const float* u, const PackedBatch& bat
   });
   if (state) ops::conv1d_advance_state(conv_tail, s.x, 1, M, I, K_);
   ops::silu_forward(s.xc, s.x_conv, rows_times(M, I));
-  ops::linear_forward(s.dtl, s.xc, x_proj_w_.value, nullptr, M, I, R);
-  ops::linear_forward(s.Bm, s.xc, x_proj_w_.value + rows_times(R, I), nullptr, M, I, N);
-  ops::linear_forward(s.Cm, s.xc, x_proj_w_.value + rows_times(R + N, I), nullptr, M, I, N);
+  // x_proj as one GEMM into [dtl | B | C] rows (M, R + 2N): three skinny GEMMs would each pack all of xc. The
+  // fused rows are scratch (released at once), split into the contiguous dtl, B, C that dt_proj and the scan read.
+  const std::size_t scratch_mark = arena.mark();
+  float* dbc = written(R + 2 * N, "mamba x_proj out");
+  ops::linear_forward(dbc, s.xc, x_proj_w_.value, nullptr, M, I, R + 2 * N);
+  split_columns(dbc, M, {{s.dtl, R}, {s.Bm, N}, {s.Cm, N}});
+  arena.release(scratch_mark);
   ops::linear_forward(s.dt_raw, s.dtl, dt_proj_w_.value, nullptr, M, R, I);
 
   const std::vector<std::size_t> checkpoint_at = checkpoint_offsets(batch);
@@ -181,13 +221,14 @@ void MambaMixer::backward(float* du, const float* dout, const PackedBatch& batch
   });
   if (sparse_) sparse_->backward(dxc, dattn, batch, s.sparse, gate_weight, arena);
 
-  float* ddtl = alloc(R, "mamba d dt low-rank");
-  ops::linear_backward(ddtl, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);
-  ops::linear_backward(dxc, x_proj_w_.grad, nullptr, ddtl, s.xc, x_proj_w_.value, M, I, R);
-  ops::linear_backward(dxc, x_proj_w_.grad + rows_times(R, I), nullptr, dBm, s.xc, x_proj_w_.value + rows_times(R, I),
-                       M, I, N);
-  ops::linear_backward(dxc, x_proj_w_.grad + rows_times(R + N, I), nullptr, dCm, s.xc,
-                       x_proj_w_.value + rows_times(R + N, I), M, I, N);
+  // x_proj's backward as one GEMM for dxc and one for its weight gradient, on the assembled d[dtl | B | C]
+  // (M, R + 2N): ddtl (M, R) = ddt_raw W_dt goes straight into its first R columns.
+  const int P = R + 2 * N;
+  float* dproj = arena.alloc_uninitialized(rows_times(M, P), "mamba d x_proj out").data();  // every element set
+  gemm(Trans::No, Trans::No, M, R, I, 1.0f, ddt_raw, I, dt_proj_w_.value, R, 0.0f, dproj, P);
+  ops::linear_backward(nullptr, dt_proj_w_.grad, nullptr, ddt_raw, s.dtl, dt_proj_w_.value, M, R, I);
+  join_columns(dproj, M, R, {{dBm, N}, {dCm, N}});
+  ops::linear_backward(dxc, x_proj_w_.grad, nullptr, dproj, s.xc, x_proj_w_.value, M, I, P);
 
   float* dx_conv = dy;  // dy is dead after the scan: reuse its rows for d(conv output)
   std::fill(dx_conv, dx_conv + rows_times(M, I), 0.0f);

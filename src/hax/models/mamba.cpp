@@ -42,7 +42,7 @@ std::size_t MambaModel::arena_floats(const layers::PackedBatch& batch, int score
   const std::size_t checkpoints = (M / ops::kScanChunk + std::size_t(sequences)) * I * N;
   const std::size_t per_layer = M * (2 * D + 1) + M * (6 * I + R + 2 * N) + checkpoints + 16 * pad;
   const std::size_t K = config_.conv_kernel;
-  const std::size_t mixer_backward = M * (4 * I + R + 2 * N) + std::size_t(sequences) * I * (K + 3 + N) + 8 * pad;
+  const std::size_t mixer_backward = M * (4 * I + 2 * N + (R + 2 * N)) + std::size_t(sequences) * I * (K + 3 + N) + 8 * pad;
   const std::size_t head = S * (4 * D + 1 + 2 * V) + 2 * M * D + 8 * pad;
   std::size_t sparse = 0;
   if (const layers::SparseBranch* branch = mixers_.front().sparse()) {
