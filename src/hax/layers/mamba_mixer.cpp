@@ -175,7 +175,7 @@ void MambaMixer::forward_impl(float* out, const float* u, const PackedBatch& bat
   });
   if (state) std::copy_n(hT, rows_times(I, N), state->h.data());
   if (sparse_) {
-    s.attn = alloc(I, "sparse attention out");
+    s.attn = arena.alloc(rows_times(M, I), "sparse attention out").data();
     if (state)
       sparse_->forward_chunk(s.attn, s.xc, M, *state->sparse, arena);
     else
