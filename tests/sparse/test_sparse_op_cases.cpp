@@ -2,6 +2,7 @@
 // gradients against finite differences in double, backward accumulates, null gradients skipped.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -10,6 +11,8 @@
 #include "../ops/op_harness.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
+#include "hax/ops/sparse/attention_gate.h"
+#include "hax/ops/sparse/attention_gate_ref.h"
 #include "hax/ops/sparse/gate_loss.h"
 #include "hax/ops/sparse/gate_loss_ref.h"
 #include "hax/ops/sparse/key_scorer.h"
@@ -189,6 +192,32 @@ class LshProjectionCase : public OpCaseOf<LshProjectionCase> {
   Semantics semantics_;
 };
 
+// How attention enters the mixer: y += E * attn * silu(z). Inputs attn (M, I), E (I), z (M, I).
+class AttentionGateCase : public OpCaseOf<AttentionGateCase> {
+ public:
+  AttentionGateCase(std::uint64_t seed, int M, int I)
+      : OpCaseOf(cat("attention_gate_M", M, "_I", I, "_seed", seed), seed), M_(M), I_(I) {
+    add_input({.name = "attn", .size = std::size_t(M) * I, .grad_optional = true});
+    add_input({.name = "E", .size = std::size_t(I), .lo = 0.5f, .hi = 1.5f, .grad_optional = true});
+    add_input({.name = "z", .size = std::size_t(M) * I, .lo = -6.0f, .hi = 6.0f, .grad_optional = true});
+    set_out_size(std::size_t(M) * I);
+  }
+  template <class Real>
+  void run_forward(Buffers<Real>& b) const {
+    std::fill(b.out.begin(), b.out.end(), Real(0));  // the op adds into y
+    kernel<Real>(attention_gate_forward, ref::attention_gate_forward<Real>)(b.out.data(), b.input(0), b.input(1),
+                                                                            b.input(2), M_, I_);
+  }
+  template <class Real>
+  void run_backward(Buffers<Real>& b) const {
+    kernel<Real>(attention_gate_backward, ref::attention_gate_backward<Real>)(
+        b.gradient(0), b.gradient(1), b.gradient(2), b.dout.data(), b.input(0), b.input(1), b.input(2), M_, I_);
+  }
+
+ private:
+  int M_, I_;
+};
+
 std::vector<OpCasePtr> sparse_op_cases() {
   std::vector<OpCasePtr> cases;
   for (Semantics s : {Semantics::paper, Semantics::causal}) {
@@ -206,6 +235,8 @@ std::vector<OpCasePtr> sparse_op_cases() {
     cases.push_back(std::make_shared<SparseAttentionCase>(4, arch, 6, 7, 3, 5, Semantics::causal, 16));
     cases.push_back(std::make_shared<SparseAttentionCase>(5, arch, 6, 1, 3, 5, Semantics::causal, 30));
   }
+  cases.push_back(std::make_shared<AttentionGateCase>(1, 7, 13));
+  cases.push_back(std::make_shared<AttentionGateCase>(2, 300, 128));  // threaded, vector-width rows
   return cases;
 }
 
