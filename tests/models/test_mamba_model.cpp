@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "../support/model_fixtures.h"
 #include "hax/engine/rng.h"
 #include "hax/models/mamba.h"
 
@@ -23,19 +24,7 @@ ModelConfig tiny_config() {
   return c;
 }
 
-TokenBatch random_batch(const ModelConfig& c, std::vector<int> lengths, std::uint64_t seed) {
-  Rng rng(seed);
-  TokenBatch tb;
-  for (int len : lengths) {
-    tb.batch.add_sequence(len);
-    for (int t = 0; t < len; ++t) {
-      tb.inputs.push_back(static_cast<int>(rng.below(c.vocab_size)));
-      tb.labels.push_back(static_cast<int>(rng.below(c.vocab_size)));
-      tb.scored.push_back(rng.uniform() < 0.6f);
-    }
-  }
-  return tb;
-}
+using testing::random_batch;
 
 double loss_of(MambaModel& model, const TokenBatch& tb) {
   Arena arena(model.arena_floats(tb.batch, tb.batch.rows()));

@@ -32,19 +32,7 @@ MambaModel perturbed_model(const ModelConfig& c) {
   return model;
 }
 
-TokenBatch random_batch(const ModelConfig& c, const std::vector<int>& lengths, std::uint64_t seed) {
-  Rng rng(seed);
-  TokenBatch tb;
-  for (int len : lengths) {
-    tb.batch.add_sequence(len);
-    for (int t = 0; t < len; ++t) {
-      tb.inputs.push_back(static_cast<int>(rng.below(c.vocab_size)));
-      tb.labels.push_back(static_cast<int>(rng.below(c.vocab_size)));
-      tb.scored.push_back(rng.uniform() < 0.6f);
-    }
-  }
-  return tb;
-}
+using testing::random_batch;
 
 const ForwardOptions kTraining{true, 77};
 

@@ -64,4 +64,20 @@ inline void perturb_parameters(models::MambaModel& model, std::uint64_t seed = 1
   for (float& v : model.params().params()) v += 0.2f * static_cast<float>(rng.normal());
 }
 
+// Random tokens and labels for sequences of the given lengths, packed; about 60% of the rows scored.
+inline models::TokenBatch random_batch(const models::ModelConfig& c, const std::vector<int>& lengths,
+                                       std::uint64_t seed) {
+  Rng rng(seed);
+  models::TokenBatch tb;
+  for (int len : lengths) {
+    tb.batch.add_sequence(len);
+    for (int t = 0; t < len; ++t) {
+      tb.inputs.push_back(static_cast<int>(rng.below(c.vocab_size)));
+      tb.labels.push_back(static_cast<int>(rng.below(c.vocab_size)));
+      tb.scored.push_back(rng.uniform() < 0.6f);
+    }
+  }
+  return tb;
+}
+
 }  // namespace hax::testing
