@@ -66,7 +66,7 @@ SparseBranch::SparseBranch(const models::ModelConfig& c, ParamStore& store, Para
     : I_(c.intermediate_size),
       N_(c.state_size),
       num_hash_(c.num_hash),
-      arch_(ops::sparse::parse_sparse_arch(c.sparse_arch, c.sparse_keys, c.data_max_length)),
+      arch_(c.parsed_sparse_arch()),
       semantics_(c.semantics),
       lsh_resample_(c.lsh_resample_mode()) {
   auto bind = [&](const std::string& name) -> Tensor { return {store.param(name).data(), store.grad(name).data()}; };

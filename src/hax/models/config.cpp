@@ -3,7 +3,6 @@
 #include <fstream>
 
 #include "hax/engine/error.h"
-#include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::models {
 namespace {
@@ -44,9 +43,18 @@ std::string ModelConfig::lsh_resample_mode() const {
   return semantics == ops::sparse::Semantics::paper ? "every_forward" : "never";
 }
 
+ops::sparse::SparseArch ModelConfig::parsed_sparse_arch() const {
+  return ops::sparse::parse_sparse_arch(sparse_arch, sparse_keys, data_max_length);
+}
+
 bool ModelConfig::has_key_selection() const {
-  return has_sparse() && ops::sparse::parse_sparse_arch(sparse_arch, sparse_keys, data_max_length)
-                             .has(ops::sparse::Pattern::key_selection);
+  return has_sparse() && parsed_sparse_arch().has(ops::sparse::Pattern::key_selection);
+}
+
+bool ModelConfig::has_lsh() const {
+  if (!has_sparse()) return false;
+  const ops::sparse::SparseArch arch = parsed_sparse_arch();
+  return arch.has(ops::sparse::Pattern::sign_bin_lsh) || arch.has(ops::sparse::Pattern::argmax_lsh);
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {
@@ -120,7 +128,7 @@ void ModelConfig::validate(const std::string& where) const {
   check(num_hash > 0 && num_hash <= 20, where, ": \"num_hash\" must be in [1, 20], got ", num_hash);
   positive("data_max_length", data_max_length);
   try {
-    ops::sparse::parse_sparse_arch(sparse_arch, sparse_keys, data_max_length);
+    parsed_sparse_arch();
   } catch (const Error& e) {
     fail(where, ": \"sparse_arch\": ", e.what());
   }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hax/ops/sparse/semantics.h"
+#include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::models {
 
@@ -46,7 +47,10 @@ struct ModelConfig {
   std::string lsh_resample;
 
   bool has_sparse() const { return !sparse_arch.empty(); }
+  // The sparse arch with its budget and dilation from these fields (hax::Error for a bad name). Needs has_sparse().
+  ops::sparse::SparseArch parsed_sparse_arch() const;
   bool has_key_selection() const;  // trains with the gate loss
+  bool has_lsh() const;            // carries fixed LSH projections
   // lsh_resample with its default filled in.
   std::string lsh_resample_mode() const;
 

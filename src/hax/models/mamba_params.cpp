@@ -5,7 +5,6 @@
 
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
-#include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::models {
 namespace {
@@ -59,8 +58,7 @@ void declare_sparse_parameters(ParamStore& store, const ModelConfig& c, const st
   const std::int64_t I = c.intermediate_size, F = 2 * std::int64_t(c.state_size);
   store.add(m + "xx_proj.weight", {F, I});
   store.add(m + "E", {I});
-  const ops::sparse::SparseArch arch = ops::sparse::parse_sparse_arch(c.sparse_arch, c.sparse_keys, c.data_max_length);
-  if (!arch.has(ops::sparse::Pattern::key_selection)) return;
+  if (!c.has_key_selection()) return;
   for (const char* layer : {"dx_proj_1.", "dx_proj_2."}) {
     store.add(m + layer + "weight", {F, F});
     store.add(m + layer + "bias", {F});
@@ -99,7 +97,7 @@ void declare_mamba_parameters(ParamStore& store, const ModelConfig& c) {
 }
 
 void declare_mamba_buffers(ParamStore& buffers, const ModelConfig& c) {
-  if (!uses_lsh(c)) return;
+  if (!c.has_lsh()) return;
   for (int l = 0; l < c.num_hidden_layers; ++l)
     buffers.add(mamba_layer_prefix(l) + kLshProjectionName, {c.state_size, c.num_hash});
 }
@@ -114,11 +112,6 @@ void init_mamba_buffers(ParamStore& buffers, const ModelConfig& c) {
   }
 }
 
-bool uses_lsh(const ModelConfig& c) {
-  if (!c.has_sparse()) return false;
-  const ops::sparse::SparseArch arch = ops::sparse::parse_sparse_arch(c.sparse_arch, c.sparse_keys, c.data_max_length);
-  return arch.has(ops::sparse::Pattern::sign_bin_lsh) || arch.has(ops::sparse::Pattern::argmax_lsh);
-}
 
 void init_mamba_parameters(ParamStore& store, const ModelConfig& c) {
   check(store.allocated(), "init_mamba_parameters: the parameter buffer is not allocated");

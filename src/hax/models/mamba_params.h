@@ -23,7 +23,6 @@ void init_mamba_parameters(ParamStore& store, const ModelConfig& config);
 // (N, num_hash) of a model with an LSH pattern. Saved in model.safetensors beside the parameters, never updated by
 // the optimizer, and not counted as parameters.
 inline constexpr const char* kLshProjectionName = "lsh_projection";
-bool uses_lsh(const ModelConfig& config);
 void declare_mamba_buffers(ParamStore& buffers, const ModelConfig& config);
 // H ~ Normal(0, 1), drawn from config.seed.
 void init_mamba_buffers(ParamStore& buffers, const ModelConfig& config);
