@@ -8,7 +8,7 @@
 
 #include "hax/data/joint_recall.h"
 #include "hax/data/mqar.h"
-#include "hax/io/dataset_binary.h"
+#include "hax/data/dataset_binary.h"
 
 namespace {
 
@@ -25,13 +25,13 @@ std::filesystem::path bench_file(const char* name) {
   return std::filesystem::temp_directory_path() / ("hax-bench-" + std::to_string(getpid()) + "-" + name);
 }
 
-hax::io::DatasetInfo joint_recall_info() {
+hax::data::DatasetInfo joint_recall_info() {
   const hax::data::JointRecallConfig config;
   return {"joint-recall", {}, config.pad_len(), hax::data::kJointRecallPad, 100};
 }
 
 void write_slice(const std::filesystem::path& path) {
-  hax::io::BinaryDatasetWriter writer(path, joint_recall_info());
+  hax::data::BinaryDatasetWriter writer(path, joint_recall_info());
   for (const auto& sample : joint_recall_slice()) writer.add(sample);
   writer.finish();
 }
@@ -85,7 +85,7 @@ void BM_BinaryOpen(benchmark::State& state) {
   const auto path = bench_file("open.bin");
   write_slice(path);
   for (auto _ : state) {
-    const hax::io::BinaryDataset dataset(path);
+    const hax::data::BinaryDataset dataset(path);
     benchmark::DoNotOptimize(dataset.size());
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(std::filesystem::file_size(path)));
@@ -97,7 +97,7 @@ BENCHMARK(BM_BinaryOpen)->Unit(benchmark::kMillisecond);
 void BM_BinaryReadPadded(benchmark::State& state) {
   const auto path = bench_file("read.bin");
   write_slice(path);
-  const hax::io::BinaryDataset dataset(path);
+  const hax::data::BinaryDataset dataset(path);
   std::vector<std::int32_t> tokens(dataset.pad_len());
   std::vector<std::uint8_t> mask(dataset.pad_len());
   std::uint64_t i = 0;

@@ -10,7 +10,7 @@
 
 #include "../support/model_fixtures.h"
 #include "../support/test_support.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 #include "hax/training/checkpoint.h"
 
 namespace hax::testing {
@@ -32,7 +32,7 @@ inline std::filesystem::path write_tiny_config(const ScratchDir& dir) {
 // A checkpoint folder holding a freshly initialized tiny model.
 inline std::filesystem::path save_untrained_checkpoint(const ScratchDir& dir) {
   const auto path = dir / "untrained";
-  training::save_model(path, models::MambaModel(tiny_mamba_config()));
+  training::save_model(path, models::Model(tiny_mamba_config()));
   return path;
 }
 

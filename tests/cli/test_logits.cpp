@@ -1,5 +1,5 @@
 // `hax logits` end to end: the .npy it writes has shape (sequences, longest length, vocab), holds exactly what
-// MambaModel::logits gives for each sequence in-process, and zeros past the end of the shorter sequences; with
+// Model::logits gives for each sequence in-process, and zeros past the end of the shorter sequences; with
 // --chunk N (streaming inference) the same logits up to float rounding, and one error line for a `paper` model.
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The model's logits for one sequence alone: (length, vocab).
-std::vector<float> logits_in_process(models::MambaModel& model, const std::vector<std::int32_t>& tokens) {
+std::vector<float> logits_in_process(models::Model& model, const std::vector<std::int32_t>& tokens) {
   layers::PackedBatch batch;
   batch.add_sequence(static_cast<int>(tokens.size()));
   const int rows = batch.rows();
@@ -56,7 +56,7 @@ std::filesystem::path save_sparse_checkpoint(const ScratchDir& dir, ops::sparse:
   c.data_max_length = 32;
   c.semantics = semantics;
   const auto path = dir / models::semantics_name(semantics);
-  training::save_model(path, models::MambaModel(c));
+  training::save_model(path, models::Model(c));
   return path;
 }
 

@@ -8,7 +8,7 @@
 #include "../support/test_support.h"
 #include "hax/data/joint_recall.h"
 #include "hax/engine/error.h"
-#include "hax/io/dataset_text.h"
+#include "hax/data/dataset_text.h"
 
 namespace hax::data {
 namespace {
@@ -18,7 +18,7 @@ const char* const kOracle = HAX_SOURCE_DIR "/tools/oracle/joint_recall_numpy.py"
 
 std::string as_text(const JointRecallConfig& config, const std::vector<Sample>& samples) {
   std::ostringstream text;
-  io::TextDatasetWriter writer(text, config.pad_len(), kJointRecallPad);
+  data::TextDatasetWriter writer(text, config.pad_len(), kJointRecallPad);
   for (const Sample& sample : samples) writer.add(sample);
   return text.str();
 }

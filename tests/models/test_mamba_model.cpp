@@ -6,7 +6,7 @@
 
 #include "../support/model_fixtures.h"
 #include "hax/engine/rng.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 
 namespace hax::models {
 namespace {
@@ -26,13 +26,13 @@ ModelConfig tiny_config() {
 
 using testing::random_batch;
 
-double loss_of(MambaModel& model, const TokenBatch& tb) {
+double loss_of(Model& model, const TokenBatch& tb) {
   Arena arena(model.arena_floats(tb.batch, tb.batch.rows()));
   return model.forward(tb, arena).loss;
 }
 
-TEST(MambaModel, GradientsMatchFiniteDifferences) {
-  MambaModel model(tiny_config());
+TEST(Model, GradientsMatchFiniteDifferences) {
+  Model model(tiny_config());
   // Move A_log, D and the biases off their initial constants so every path carries gradient.
   Rng rng(3);
   for (const auto& t : model.params().tensors())
@@ -61,8 +61,8 @@ TEST(MambaModel, GradientsMatchFiniteDifferences) {
   EXPECT_GT(checked, 50);
 }
 
-TEST(MambaModel, SequencesInABatchDoNotInteract) {
-  MambaModel model(tiny_config());
+TEST(Model, SequencesInABatchDoNotInteract) {
+  Model model(tiny_config());
   const TokenBatch both = random_batch(model.config(), {12, 7}, 9);
   TokenBatch first;
   first.batch.add_sequence(12);
@@ -74,8 +74,8 @@ TEST(MambaModel, SequencesInABatchDoNotInteract) {
   for (std::size_t i = 0; i < alone.size(); ++i) ASSERT_FLOAT_EQ(all[i], alone[i]) << i;
 }
 
-TEST(MambaModel, OutputsAreCausal) {
-  MambaModel model(tiny_config());
+TEST(Model, OutputsAreCausal) {
+  Model model(tiny_config());
   TokenBatch a = random_batch(model.config(), {15}, 2), b = a;
   b.inputs[10] = (b.inputs[10] + 1) % 23;
   std::vector<float> la(15 * 23), lb(15 * 23);

@@ -13,7 +13,7 @@
 #include "hax/engine/rng.h"
 #include "hax/io/npy.h"
 #include "hax/io/safetensors.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 #include "hax/training/checkpoint.h"
 
 namespace hax::models {
@@ -70,7 +70,7 @@ std::map<std::string, double> gradient_errors(const ParamStore& ours,
 }
 
 // Lines `layer sequence c0 c1 ...` of the gate-loss candidates the last training forward drew.
-void write_candidates(const std::filesystem::path& path, const MambaModel& model) {
+void write_candidates(const std::filesystem::path& path, const Model& model) {
   std::ofstream out(path);
   for (int l = 0; l < model.config().num_hidden_layers; ++l) {
     const auto& per_sequence = model.gate_candidates(l);
@@ -98,7 +98,7 @@ void write_batch(const std::filesystem::path& path, const TokenBatch& tb) {
 void check_against_torch(const OracleCase& c) {
   if (testing::run_command("/usr/bin/python3 -c 'import torch, numpy'").exit_code != 0)
     GTEST_SKIP() << "/usr/bin/python3 with torch and numpy is not available (scripts/install-deps.sh installs it)";
-  MambaModel model(c.config);
+  Model model(c.config);
   Rng rng(17);  // move every parameter off its initial constant, so every path carries gradient
   for (float& v : model.params().params()) v += 0.05f * static_cast<float>(rng.normal());
   TokenBatch tb;

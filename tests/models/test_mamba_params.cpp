@@ -4,7 +4,7 @@
 
 #include "hax/engine/error.h"
 #include "hax/models/config.h"
-#include "hax/models/mamba_params.h"
+#include "hax/models/model_params.h"
 
 namespace hax::models {
 namespace {
@@ -13,9 +13,9 @@ ModelConfig load_config(const char* name) { return ModelConfig::load(cat(HAX_SOU
 
 ParamStore build(const ModelConfig& c) {
   ParamStore s;
-  declare_mamba_parameters(s, c);
+  declare_parameters(s, c);
   s.allocate();
-  init_mamba_parameters(s, c);
+  init_parameters(s, c);
   return s;
 }
 

@@ -1,5 +1,5 @@
 // Property 3 of `causal` (shared/spec/semantics.md), "one model, three ways to run it": for plain Mamba and every
-// sparse arch, the parallel forward over a whole sequence (MambaModel::logits), a prefill in chunks of any size, and
+// sparse arch, the parallel forward over a whole sequence (Model::logits), a prefill in chunks of any size, and
 // decoding token by token from a saved state give the same logits up to float rounding. Plus: a state is a value
 // (a copy continues on its own), and `paper` refuses to stream.
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include "../support/model_fixtures.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 
 namespace hax::models {
 namespace {
@@ -29,7 +29,7 @@ const std::vector<std::string>& archs() {  // "" is plain Mamba
 
 ModelConfig streaming_config(const std::string& arch) { return testing::tiny_sparse_config(arch); }
 
-void perturb(MambaModel& model) { testing::perturb_parameters(model); }
+void perturb(Model& model) { testing::perturb_parameters(model); }
 
 std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
   Rng rng(seed);
@@ -38,7 +38,7 @@ std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
   return tokens;
 }
 
-std::vector<float> parallel_logits(MambaModel& model, const std::vector<std::int32_t>& tokens) {
+std::vector<float> parallel_logits(Model& model, const std::vector<std::int32_t>& tokens) {
   layers::PackedBatch batch;
   batch.add_sequence(static_cast<int>(tokens.size()));
   std::vector<float> out(tokens.size() * std::size_t(model.config().vocab_size));
@@ -48,7 +48,7 @@ std::vector<float> parallel_logits(MambaModel& model, const std::vector<std::int
 }
 
 // The logits of tokens[from, to) fed to `state` in chunks of `chunk` (a chunk of 1 is decoding), appended to out.
-void feed(MambaModel& model, MambaState& state, std::span<const std::int32_t> tokens, int chunk,
+void feed(Model& model, ModelState& state, std::span<const std::int32_t> tokens, int chunk,
           std::vector<float>& out) {
   for (std::size_t at = 0; at < tokens.size(); at += chunk) {
     const auto part = tokens.subspan(at, std::min<std::size_t>(chunk, tokens.size() - at));
@@ -70,12 +70,12 @@ void expect_same_logits(const std::vector<float>& got, const std::vector<float>&
 class StreamingTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(StreamingTest, ChunkedPrefillMatchesTheParallelForward) {
-  MambaModel model(streaming_config(GetParam()));
+  Model model(streaming_config(GetParam()));
   perturb(model);
   const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 3);
   const std::vector<float> expected = parallel_logits(model, tokens);
   for (int chunk : {1, 3, 7, 40}) {
-    MambaState state = model.start_state();
+    ModelState state = model.start_state();
     std::vector<float> got;
     feed(model, state, tokens, chunk, got);
     expect_same_logits(got, expected, cat("chunks of ", chunk));
@@ -84,11 +84,11 @@ TEST_P(StreamingTest, ChunkedPrefillMatchesTheParallelForward) {
 }
 
 TEST_P(StreamingTest, DecodingAfterAPrefillMatchesTheParallelForward) {
-  MambaModel model(streaming_config(GetParam()));
+  Model model(streaming_config(GetParam()));
   perturb(model);
   const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 4);
   const std::vector<float> expected = parallel_logits(model, tokens);
-  MambaState state = model.start_state();
+  ModelState state = model.start_state();
   std::vector<float> got;
   const std::span<const std::int32_t> all(tokens);
   feed(model, state, all.first(11), 11, got);
@@ -97,19 +97,19 @@ TEST_P(StreamingTest, DecodingAfterAPrefillMatchesTheParallelForward) {
 }
 
 TEST_P(StreamingTest, ACopiedStateContinuesIdentically) {
-  MambaModel model(streaming_config(GetParam()));
+  Model model(streaming_config(GetParam()));
   perturb(model);
   const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 6);
   const std::span<const std::int32_t> all(tokens);
-  MambaState state = model.start_state();
+  ModelState state = model.start_state();
   std::vector<float> prefix;
   feed(model, state, all.first(17), 17, prefix);
-  const MambaState saved = state;
+  const ModelState saved = state;
   std::vector<float> from_state, from_copy, from_second_copy;
   feed(model, state, all.subspan(17), 1, from_state);  // advancing the original leaves the copy alone
-  MambaState copy = saved;
+  ModelState copy = saved;
   feed(model, copy, all.subspan(17), 1, from_copy);
-  MambaState second = saved;
+  ModelState second = saved;
   feed(model, second, all.subspan(17), 5, from_second_copy);
   EXPECT_EQ(from_copy, from_state);  // the same operations on the same state: the same bits
   expect_same_logits(from_second_copy, from_state, "copy continued in chunks of 5");
@@ -126,13 +126,13 @@ INSTANTIATE_TEST_SUITE_P(Archs, StreamingTest, ::testing::ValuesIn(archs()),
                          });
 
 TEST(Streaming, TheStateHoldsAKeyValueCacheAndAConstantSizeRest) {
-  MambaModel model(streaming_config("sign_bin_lsh+key_selection"));
+  Model model(streaming_config("sign_bin_lsh+key_selection"));
   perturb(model);
-  MambaState state = model.start_state();
+  ModelState state = model.start_state();
   model.prefill(state, random_tokens(13, model.config().vocab_size, 1));
   model.decode(state, 4);
-  ASSERT_EQ(state.layers.size(), 2u);
-  const layers::MixerState& layer = state.layers[1];
+  ASSERT_EQ(state.blocks.size(), 2u);
+  const layers::MixerState& layer = state.blocks[1];
   EXPECT_EQ(state.position, 14);
   EXPECT_EQ(layer.conv_tail.size(), 3u * 16);  // (K-1, I)
   EXPECT_EQ(layer.h.size(), 16u * 4);          // (I, N)
@@ -140,13 +140,13 @@ TEST(Streaming, TheStateHoldsAKeyValueCacheAndAConstantSizeRest) {
   EXPECT_EQ(layer.sparse->position(), 14);
   EXPECT_EQ(layer.sparse->K.size(), 14u * 4);   // (t, N)
   EXPECT_EQ(layer.sparse->V.size(), 14u * 16);  // (t, I)
-  EXPECT_FALSE(MambaModel(streaming_config("")).start_state().layers[0].sparse.has_value());
+  EXPECT_FALSE(Model(streaming_config("")).start_state().blocks[0].sparse.has_value());
 }
 
 TEST(Streaming, PaperSemanticsRefusesToStream) {
   ModelConfig c = streaming_config("sign_bin_lsh+key_selection");
   c.semantics = ops::sparse::Semantics::paper;
-  const MambaModel model(c);
+  const Model model(c);
   try {
     model.start_state();
     FAIL() << "start_state accepted `paper` semantics";
@@ -158,18 +158,18 @@ TEST(Streaming, PaperSemanticsRefusesToStream) {
 TEST(Streaming, LshProjectionsRedrawnEveryForwardRefuseToStream) {
   ModelConfig c = streaming_config("sign_bin_lsh");
   c.lsh_resample = "every_forward";
-  EXPECT_THROW(MambaModel(c).start_state(), Error);
+  EXPECT_THROW(Model(c).start_state(), Error);
   c.lsh_resample = "training";  // evaluation, and so inference, uses the saved projections
-  EXPECT_NO_THROW(MambaModel(c).start_state());
+  EXPECT_NO_THROW(Model(c).start_state());
 }
 
 TEST(Streaming, PlainMambaStreamsUnderEitherSemantics) {
   ModelConfig c = streaming_config("");
   c.semantics = ops::sparse::Semantics::paper;  // nothing in plain Mamba looks ahead
-  MambaModel model(c);
+  Model model(c);
   perturb(model);
   const std::vector<std::int32_t> tokens = random_tokens(20, c.vocab_size, 9);
-  MambaState state = model.start_state();
+  ModelState state = model.start_state();
   std::vector<float> got;
   feed(model, state, tokens, 3, got);
   expect_same_logits(got, parallel_logits(model, tokens), "plain Mamba, paper");

@@ -11,8 +11,8 @@
 #include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/engine/rng.h"
-#include "hax/models/mamba.h"
-#include "hax/models/mamba_params.h"
+#include "hax/models/model.h"
+#include "hax/models/model_params.h"
 #include "hax/training/checkpoint.h"
 
 namespace hax::models {
@@ -26,8 +26,8 @@ ModelConfig sparse_config(const std::string& arch, Semantics semantics = Semanti
   return testing::tiny_sparse_config(arch, semantics);
 }
 
-MambaModel perturbed_model(const ModelConfig& c) {
-  MambaModel model(c);
+Model perturbed_model(const ModelConfig& c) {
+  Model model(c);
   testing::perturb_parameters(model, 3);
   return model;
 }
@@ -41,13 +41,13 @@ struct Objective {
   double total() const { return ce + kGateLossWeight * gate; }
 };
 
-Objective objective(MambaModel& model, const TokenBatch& tb, const ForwardOptions& options = kTraining) {
+Objective objective(Model& model, const TokenBatch& tb, const ForwardOptions& options = kTraining) {
   Arena arena(model.arena_floats(tb.batch, tb.batch.rows(), tb.padded_length));
   const BatchResult r = model.forward(tb, arena, options);
   return {r.loss, r.gate_loss};
 }
 
-std::vector<float> analytic_gradients(MambaModel& model, const TokenBatch& tb) {
+std::vector<float> analytic_gradients(Model& model, const TokenBatch& tb) {
   Arena arena(model.arena_floats(tb.batch, tb.batch.rows(), tb.padded_length));
   model.params().zero_grad();
   model.forward(tb, arena, kTraining);
@@ -57,7 +57,7 @@ std::vector<float> analytic_gradients(MambaModel& model, const TokenBatch& tb) {
 
 // Central differences of `loss` for a few entries of every tensor whose name passes `select`.
 template <class Loss, class Select>
-int check_finite_differences(MambaModel& model, const std::vector<float>& grads, Loss&& loss, Select&& select) {
+int check_finite_differences(Model& model, const std::vector<float>& grads, Loss&& loss, Select&& select) {
   int checked = 0;
   for (const auto& t : model.params().tensors()) {
     if (!select(t.name)) continue;
@@ -83,7 +83,7 @@ class PositionalArchGradients : public ::testing::TestWithParam<std::tuple<std::
 
 TEST_P(PositionalArchGradients, MatchFiniteDifferences) {
   const auto& [arch, semantics] = GetParam();
-  MambaModel model = perturbed_model(sparse_config(arch, semantics));
+  Model model = perturbed_model(sparse_config(arch, semantics));
   TokenBatch tb = random_batch(model.config(), {9, 1, 21}, 5);
   tb.padded_length = 25;  // `paper` counts padding in its statistics; `causal` ignores it
   const std::vector<float> grads = analytic_gradients(model, tb);
@@ -105,7 +105,7 @@ INSTANTIATE_TEST_SUITE_P(Archs, PositionalArchGradients,
 // gradient is kGateLossWeight times the gate loss's.
 TEST(SparseModel, ScorerGradientIsTheGateLossGradient) {
   for (Semantics semantics : {Semantics::causal, Semantics::paper}) {
-    MambaModel model = perturbed_model(sparse_config("sign_bin_lsh+key_selection", semantics));
+    Model model = perturbed_model(sparse_config("sign_bin_lsh+key_selection", semantics));
     TokenBatch tb = random_batch(model.config(), {13, 3, 30}, 8);
     tb.padded_length = 32;
     const std::vector<float> grads = analytic_gradients(model, tb);
@@ -117,11 +117,11 @@ TEST(SparseModel, ScorerGradientIsTheGateLossGradient) {
 }
 
 TEST(SparseModel, GateLossOnlyInTrainingWithKeySelection) {
-  MambaModel hax = perturbed_model(sparse_config("sign_bin_lsh+key_selection"));
+  Model hax = perturbed_model(sparse_config("sign_bin_lsh+key_selection"));
   const TokenBatch tb = random_batch(hax.config(), {12, 20}, 2);
   EXPECT_GT(objective(hax, tb).gate, 0.0);
   EXPECT_EQ(objective(hax, tb, {false, 77}).gate, 0.0);
-  MambaModel lsh = perturbed_model(sparse_config("sign_bin_lsh"));
+  Model lsh = perturbed_model(sparse_config("sign_bin_lsh"));
   EXPECT_EQ(objective(lsh, tb).gate, 0.0);
   // Candidates: budget-many distinct real positions per sequence (fewer only when the sequence is shorter).
   objective(hax, tb);
@@ -145,10 +145,10 @@ TEST(SparseModel, ParameterCountsMatchThePaper) {
                                                           {"sign_bin_lsh+key_selection", 86658}};
   for (const auto& [arch, count] : expected) {
     c.sparse_arch = arch;
-    EXPECT_EQ(MambaModel(c).params().num_parameters(), count) << arch;
+    EXPECT_EQ(Model(c).params().num_parameters(), count) << arch;
   }
   c.sparse_arch = "sign_bin_lsh+key_selection";
-  MambaModel model(c);
+  Model model(c);
   EXPECT_EQ(shape_string(model.params().info("layers.0.mixer.xx_proj.weight").shape), "(32, 128)");
   EXPECT_EQ(shape_string(model.params().info("layers.1.mixer.E").shape), "(128,)");
   EXPECT_EQ(shape_string(model.params().info("layers.0.mixer.dx_proj_1.weight").shape), "(32, 32)");
@@ -159,7 +159,7 @@ TEST(SparseModel, ParameterCountsMatchThePaper) {
 
 TEST(SparseModel, CheckpointKeepsTheLshProjections) {
   const testing::ScratchDir dir;
-  MambaModel model = perturbed_model(sparse_config("sign_bin_lsh+key_selection"));
+  Model model = perturbed_model(sparse_config("sign_bin_lsh+key_selection"));
   training::save_model(dir / "ckpt", model);
   const auto loaded = training::load_model(dir / "ckpt");
   const auto a = model.buffers().params(), b = loaded->buffers().params();
@@ -169,7 +169,7 @@ TEST(SparseModel, CheckpointKeepsTheLshProjections) {
   EXPECT_EQ(objective(model, tb, {}).ce, objective(*loaded, tb, {}).ce);
 }
 
-std::vector<float> logits_of(MambaModel& model, const TokenBatch& tb, const ForwardOptions& options = {}) {
+std::vector<float> logits_of(Model& model, const TokenBatch& tb, const ForwardOptions& options = {}) {
   Arena arena(model.arena_floats(tb.batch, 0, tb.padded_length));
   std::vector<float> out(std::size_t(tb.batch.rows()) * model.config().vocab_size);
   model.logits(out.data(), tb.inputs, tb.batch, arena, options, tb.padded_length);
@@ -180,7 +180,7 @@ class CausalProperties : public ::testing::TestWithParam<std::string> {};
 
 // Property 1: changing a token after position t changes no output at positions <= t.
 TEST_P(CausalProperties, LaterTokensDoNotChangeEarlierOutputs) {
-  MambaModel model = perturbed_model(sparse_config(GetParam()));
+  Model model = perturbed_model(sparse_config(GetParam()));
   const int V = model.config().vocab_size, T = 40, changed_at = 23;
   const TokenBatch a = random_batch(model.config(), {T}, 6);
   TokenBatch b = a;
@@ -193,7 +193,7 @@ TEST_P(CausalProperties, LaterTokensDoNotChangeEarlierOutputs) {
 
 // Property 2: a sequence padded to two lengths, or batched beside a longer one, gives the same real outputs.
 TEST_P(CausalProperties, PaddingAndBatchmatesChangeNothing) {
-  MambaModel model = perturbed_model(sparse_config(GetParam()));
+  Model model = perturbed_model(sparse_config(GetParam()));
   const int V = model.config().vocab_size;
   const TokenBatch both = random_batch(model.config(), {19, 37}, 7);
   TokenBatch alone;
@@ -213,12 +213,12 @@ TEST_P(CausalProperties, PaddingAndBatchmatesChangeNothing) {
 
 // Property 4: evaluation and training forwards repeat exactly (same seed, same thread count).
 TEST_P(CausalProperties, RunsRepeatExactly) {
-  MambaModel model = perturbed_model(sparse_config(GetParam()));
+  Model model = perturbed_model(sparse_config(GetParam()));
   const TokenBatch tb = random_batch(model.config(), {25, 8, 31}, 9);
   EXPECT_EQ(logits_of(model, tb), logits_of(model, tb));
   const std::vector<float> g1 = analytic_gradients(model, tb), g2 = analytic_gradients(model, tb);
   EXPECT_EQ(g1, g2);
-  MambaModel twin = perturbed_model(sparse_config(GetParam()));
+  Model twin = perturbed_model(sparse_config(GetParam()));
   EXPECT_EQ(logits_of(model, tb), logits_of(twin, tb));
 }
 
@@ -228,7 +228,7 @@ INSTANTIATE_TEST_SUITE_P(Archs, CausalProperties, ::testing::ValuesIn(testing::a
 // Under `paper` the reference's whole-sequence statistics make padding matter: the same sequence padded to two
 // lengths gets different LSH buckets, so the outputs differ (the quirk that `causal` removes).
 TEST(SparseModel, PaperSemanticsCountsPadding) {
-  MambaModel model = perturbed_model(sparse_config("sign_bin_lsh", Semantics::paper));
+  Model model = perturbed_model(sparse_config("sign_bin_lsh", Semantics::paper));
   TokenBatch short_pad = random_batch(model.config(), {30}, 12), long_pad = short_pad;
   short_pad.padded_length = 30;
   long_pad.padded_length = 200;
@@ -238,10 +238,10 @@ TEST(SparseModel, PaperSemanticsCountsPadding) {
 TEST(SparseModel, LshResamplingFollowsTheConfig) {
   ModelConfig c = sparse_config("sign_bin_lsh");
   const TokenBatch tb = random_batch(c, {40}, 13);
-  MambaModel fixed = perturbed_model(c);
+  Model fixed = perturbed_model(c);
   EXPECT_EQ(logits_of(fixed, tb, {false, 1}), logits_of(fixed, tb, {false, 2}));
   c.lsh_resample = "every_forward";
-  MambaModel fresh = perturbed_model(c);
+  Model fresh = perturbed_model(c);
   EXPECT_NE(logits_of(fresh, tb, {false, 1}), logits_of(fresh, tb, {false, 2}));
   EXPECT_EQ(logits_of(fresh, tb, {false, 1}), logits_of(fresh, tb, {false, 1}));
 }

@@ -192,14 +192,15 @@ class LshProjectionCase : public OpCaseOf<LshProjectionCase> {
   Semantics semantics_;
 };
 
-// How attention enters the mixer: y += E * attn * silu(z). Inputs attn (M, I), E (I), z (M, I).
+// How attention enters the mixer: y += E * attn * silu(z) (Mamba), or y += E * attn with no z (Mamba2).
+// Inputs attn (M, I), E (I), z (M, I).
 class AttentionGateCase : public OpCaseOf<AttentionGateCase> {
  public:
-  AttentionGateCase(std::uint64_t seed, int M, int I)
-      : OpCaseOf(cat("attention_gate_M", M, "_I", I, "_seed", seed), seed), M_(M), I_(I) {
+  AttentionGateCase(std::uint64_t seed, int M, int I, bool gated = true)
+      : OpCaseOf(cat("attention_gate_M", M, "_I", I, gated ? "" : "_ungated", "_seed", seed), seed), M_(M), I_(I) {
     add_input({.name = "attn", .size = std::size_t(M) * I, .grad_optional = true});
     add_input({.name = "E", .size = std::size_t(I), .lo = 0.5f, .hi = 1.5f, .grad_optional = true});
-    add_input({.name = "z", .size = std::size_t(M) * I, .lo = -6.0f, .hi = 6.0f, .grad_optional = true});
+    add_input({.name = "z", .size = gated ? std::size_t(M) * I : 0, .lo = -6.0f, .hi = 6.0f, .grad_optional = true});
     set_out_size(std::size_t(M) * I);
   }
   template <class Real>
@@ -237,6 +238,8 @@ std::vector<OpCasePtr> sparse_op_cases() {
   }
   cases.push_back(std::make_shared<AttentionGateCase>(1, 7, 13));
   cases.push_back(std::make_shared<AttentionGateCase>(2, 300, 128));  // threaded, vector-width rows
+  cases.push_back(std::make_shared<AttentionGateCase>(3, 7, 13, false));
+  cases.push_back(std::make_shared<AttentionGateCase>(4, 300, 128, false));
   return cases;
 }
 

@@ -6,7 +6,7 @@
 
 #include "hax/engine/rng.h"
 #include "hax/models/config.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 
 namespace hax::testing {
 
@@ -59,7 +59,7 @@ inline models::ModelConfig tiny_sparse_config(const std::string& arch,
 }
 
 // Every parameter moved off its initial value (E = 1, zero biases, ...), so every path carries gradient and signal.
-inline void perturb_parameters(models::MambaModel& model, std::uint64_t seed = 17) {
+inline void perturb_parameters(models::Model& model, std::uint64_t seed = 17) {
   Rng rng(seed);
   for (float& v : model.params().params()) v += 0.2f * static_cast<float>(rng.normal());
 }

@@ -16,9 +16,23 @@ top-k by a top-k over each row of a (B, T, T) score matrix masked above the diag
 matrix Q K^T with the additive finfo.min mask, the softmax over all T keys, and the gate (ranking) loss on w sampled
 positions with weight 0.1. Still fp32 and the Python-loop scan. Without --sparse-arch nothing changes.
 
+The config's "model_type" picks the model, so `hax bench train-step` calls this one script for every model:
+- "mamba" (the default): the above.
+- "mamba2" (reference.md §4, §5.2): the Mamba2 mixer with its SSD in the chunked matrix-product form a CPU PyTorch
+  user runs (mamba_ssm's `ssd_minimal_discrete`, as in transformers' Mamba2 `torch_forward`): segment sums, an
+  intra-chunk einsum, state passing between chunks. The chunk is --chunk-size, by default 64, not the config's
+  chunk_size (256): the chunk is only an evaluation order (same math), and on the CPU 64 is the fastest (one step of
+  mamba2.json at 4 x 1057, one thread: 0.6 s at 64, 0.65 s at 32, 1.3 s at 128, 5 s at 256), so the baseline is
+  not slowed by a GPU kernel's choice.
+  With --sparse-arch the same dense-mask sparse attention as above, on x (values) with N = state_size, added before
+  the gated RMSNorm.
+- "samba" (reference.md §5.3): Mamba-1 mixers (the Python-loop scan above) and, at the config's attn.layers,
+  multi-head attention with RoPE and a dense (B, H, T, T) sliding-window mask, each block followed by a SwiGLU MLP.
+
 usage: mamba_torch_step.py [--config FILE] [--batch FILE] [--batch-size B] [--seq-len T] [--steps S]
                            [--warmup-steps W] [--threads N] [--seed S]
                            [--sparse-arch A [--sparse-keys K] [--num-hash H] [--data-max-length L]]
+                           [--chunk-size C]
   --batch FILE: int32 little-endian array (3, B, T): input ids, next-token labels, scored flags (0/1), padded to T.
                 Without it the batch is random tokens with the second half of every sequence scored.
 Prints one JSON object on stdout (seconds per timed step and their split). Exits with status 77 when torch or numpy
@@ -34,6 +48,7 @@ import time
 
 MISSING_MODULE = 77
 GATE_WEIGHT = 0.1
+FASTEST_CPU_CHUNK = 64  # mamba2's SSD chunk (see the docstring)
 try:
     import numpy as np
     import torch
@@ -67,8 +82,7 @@ class Mixer(torch.nn.Module):
         self.dt_proj = normal(I, R)
         # dt_proj's bias is softplus^-1 of a dt log-uniform in [1e-3, 0.1], so Δ has realistic magnitudes: the state
         # then decays as in training (a state that underflows to denormals would time the FPU's slow path instead).
-        dt = torch.exp(torch.rand(I) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-        self.dt_bias = torch.nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_bias = dt_bias(I)
         self.A_log = torch.nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(I, 1))
         self.D = torch.nn.Parameter(torch.ones(I))
         self.out_proj = normal(D, I)
@@ -197,22 +211,172 @@ class SparseAttention(torch.nn.Module):
         return F.binary_cross_entropy_with_logits(x, y)         # mean over B * k * k
 
 
-class Model(torch.nn.Module):
+def dt_bias(n):
+    """softplus^-1 of dt log-uniform in [1e-3, 0.1]: realistic decay rates (see Mixer)."""
+    dt = torch.exp(torch.rand(n) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+    return torch.nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+
+
+def segsum(x):
+    """(..., T) -> (..., T, T): [i, j] = x[j+1] + ... + x[i] for j <= i, -inf above the diagonal (the stable form:
+    masked cumulative sums, no difference of two cumsums)."""
+    T = x.shape[-1]
+    x = x[..., None].expand(*x.shape, T)
+    x = x.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(-1), 0)
+    return torch.cumsum(x, dim=-2).masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(0), -math.inf)
+
+
+def ssd_chunked(X, A, Bm, Cm, chunk):
+    """mamba_ssm's `ssd_minimal_discrete`: X (b, T, h, p) already times Δ, A (b, T, h) already times Δ, Bm and Cm
+    (b, T, h, n) per head. Returns y (b, T, h, p) of S_t = exp(A_t) S_{t-1} + X_t (x) B_t, y_t = S_t C_t. T is
+    right-padded to a multiple of chunk with X = A = 0 (no input, no decay), which the causal outputs never see."""
+    b, T, h, p = X.shape
+    pad = -T % chunk
+    if pad:
+        X, A, Bm, Cm = (F.pad(M, (0, 0) * (M.dim() - 2) + (0, pad)) for M in (X, A, Bm, Cm))
+    c = (T + pad) // chunk
+    X, Bm, Cm = (M.reshape(b, c, chunk, h, -1) for M in (X, Bm, Cm))
+    A = A.reshape(b, c, chunk, h).permute(0, 3, 1, 2)                    # (b, h, c, l)
+    A_cumsum = torch.cumsum(A, dim=-1)
+    # 1. within each chunk: the quadratic (masked, decayed) "attention" form
+    L = torch.exp(segsum(A))                                             # (b, h, c, l, s)
+    Y_diag = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Cm, Bm, L, X)
+    # 2. each chunk's final state from its own inputs
+    decay_states = torch.exp(A_cumsum[..., -1:] - A_cumsum)
+    states = torch.einsum("bclhn,bhcl,bclhp->bchpn", Bm, decay_states, X)
+    # 3. pass the states from chunk to chunk (a c x c recurrence, also as a segment-sum matrix)
+    states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
+    decay_chunk = torch.exp(segsum(F.pad(A_cumsum[..., -1], (1, 0))))  # (b, h, c+1, c+1)
+    states = torch.einsum("bhzc,bchpn->bzhpn", decay_chunk, states)[:, :-1]
+    # 4. each chunk's incoming state, read out by C with the decay since the chunk's start
+    Y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", Cm, states, torch.exp(A_cumsum))
+    return (Y_diag + Y_off).reshape(b, c * chunk, h, p)[:, :T]
+
+
+class Mamba2Mixer(torch.nn.Module):
+    """One Mamba2 mixer (reference.md §4.3) on a padded batch: u (B, T, D) -> (B, T, D), chunked SSD."""
+
+    def __init__(self, cfg, chunk):
+        super().__init__()
+        D = cfg["hidden_size"]
+        I = cfg.get("intermediate_size") or cfg["expand"] * D
+        H, P, G, N, K = cfg["num_heads"], cfg["head_dim"], cfg.get("n_groups", 1), cfg["state_size"], cfg["conv_kernel"]
+        self.I, self.H, self.P, self.G, self.N, self.K, self.chunk = I, H, P, G, N, K, chunk
+        self.eps = cfg.get("layer_norm_epsilon", 1e-5)
+        conv_dim = I + 2 * G * N
+        self.in_proj = normal(I + conv_dim + H, D)                  # z | xBC | dt
+        self.conv_w = normal(conv_dim, 1, K)
+        self.conv_b = torch.nn.Parameter(torch.zeros(conv_dim))
+        self.dt_bias = dt_bias(H)
+        self.A_log = torch.nn.Parameter(torch.log(torch.arange(1, H + 1, dtype=torch.float32)))
+        self.D = torch.nn.Parameter(torch.ones(H))
+        self.norm_w = torch.nn.Parameter(torch.ones(I))
+        self.out_proj = normal(D, I)
+        self.sparse = SparseAttention(cfg) if cfg.get("sparse_arch") else None
+        if self.sparse is not None:
+            self.xx_proj = normal(2 * N, I)
+            self.E = torch.nn.Parameter(torch.ones(I))
+
+    def forward(self, u, mask):
+        I, H, P, G, N, K = self.I, self.H, self.P, self.G, self.N, self.K
+        Bt, T, _ = u.shape
+        z, xBC, dt = F.linear(u * mask[..., None], self.in_proj).split([I, I + 2 * G * N, H], dim=-1)
+        xBC = F.conv1d(F.pad(xBC.transpose(1, 2), (K - 1, 0)), self.conv_w, self.conv_b, groups=xBC.shape[-1])
+        xBC = F.silu(xBC).transpose(1, 2) * mask[..., None]
+        x, Bm, Cm = xBC.split([I, G * N, G * N], dim=-1)
+        delta = F.softplus(dt + self.dt_bias)                      # (B, T, H)
+        xh = x.reshape(Bt, T, H, P)
+        Bh, Ch = (M.reshape(Bt, T, G, N).repeat_interleave(H // G, dim=2) for M in (Bm, Cm))
+        y = ssd_chunked(xh * delta[..., None], -torch.exp(self.A_log) * delta, Bh, Ch, self.chunk)
+        y = (y + xh * self.D[:, None]).reshape(Bt, T, I)
+        gate = None
+        if self.sparse is not None:
+            K2, Q2 = F.linear(x, self.xx_proj).split([N, N], dim=-1)
+            attn, gate = self.sparse(Q2, K2 / math.sqrt(N), x, mask.bool())
+            y = y + attn * self.E
+        return F.linear(rmsnorm(y * F.silu(z), self.norm_w, self.eps), self.out_proj), gate
+
+
+def rope(x, theta):
+    """Non-interleaved rotary embedding of x (B, H, T, P) at positions 0..T-1 (pairs (d, d + P/2))."""
+    T, P = x.shape[-2], x.shape[-1]
+    angle = torch.arange(T, dtype=x.dtype)[:, None] / theta ** (torch.arange(0, P, 2, dtype=x.dtype) / P)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    x1, x2 = x[..., :P // 2], x[..., P // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class WindowAttention(torch.nn.Module):
+    """Samba's attention layer: MHA with RoPE, causal sliding window as a dense (T, T) additive mask."""
+
     def __init__(self, cfg):
         super().__init__()
+        D, a = cfg["hidden_size"], cfg["attn"]
+        self.H = a["num_heads"]
+        self.Hkv = a.get("num_kv_heads") or self.H
+        self.P, self.theta, self.window = D // self.H, a.get("rope_theta", 10000.0), a.get("window_size")
+        self.q_proj, self.o_proj = normal(D, D), normal(D, D)
+        self.k_proj, self.v_proj = normal(self.Hkv * self.P, D), normal(self.Hkv * self.P, D)
+
+    def forward(self, u, mask):
+        Bt, T, _ = u.shape
+        heads = lambda w, n: F.linear(u, w).reshape(Bt, T, n, self.P).transpose(1, 2)   # (B, n, T, P)
+        q, k, v = rope(heads(self.q_proj, self.H), self.theta), rope(heads(self.k_proj, self.Hkv), self.theta), \
+            heads(self.v_proj, self.Hkv)
+        k, v = (M.repeat_interleave(self.H // self.Hkv, dim=1) for M in (k, v))
+        t = torch.arange(T)
+        allowed = t[None, :] <= t[:, None]
+        if self.window:
+            allowed = allowed & (t[None, :] > t[:, None] - self.window)
+        bias = torch.zeros(T, T).masked_fill(~allowed, -math.inf)   # PAD keys are trailing: causality hides them
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.P) + bias
+        o = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(Bt, T, self.H * self.P)
+        return F.linear(o, self.o_proj), None
+
+
+class SwiGLU(torch.nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        D = cfg["hidden_size"]
+        width = 256 * math.ceil(int(D * cfg.get("hidden_ratio", 4) * 2 / 3) / 256)   # fla's GatedMLP
+        self.gate_proj, self.up_proj, self.down_proj = normal(width, D), normal(width, D), normal(D, width)
+
+    def forward(self, x):
+        return F.linear(F.silu(F.linear(x, self.gate_proj)) * F.linear(x, self.up_proj), self.down_proj)
+
+
+class Model(torch.nn.Module):
+    def __init__(self, cfg, chunk=0):
+        super().__init__()
         D, L = cfg["hidden_size"], cfg["num_hidden_layers"]
-        self.eps = cfg.get("layer_norm_epsilon", 1e-5)
+        kind = cfg.get("model_type", "mamba")
+        self.eps = cfg.get("norm_eps", cfg.get("layer_norm_epsilon", 1e-5))
         self.embedding = normal(cfg["vocab_size"], D)
         self.norms = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(D)) for _ in range(L)])
-        self.mixers = torch.nn.ModuleList([Mixer(cfg) for _ in range(L)])
+        if kind == "mamba":
+            mixers = [Mixer(cfg) for _ in range(L)]
+        elif kind == "mamba2":
+            mixers = [Mamba2Mixer(cfg, chunk or FASTEST_CPU_CHUNK) for _ in range(L)]
+        elif kind == "samba":
+            attn_layers = set(cfg["attn"]["layers"])
+            mixers = [WindowAttention(cfg) if l in attn_layers else Mixer(cfg) for l in range(L)]
+        else:
+            raise SystemExit(f"mamba_torch_step.py: unknown model_type {kind!r} (supported: mamba, mamba2, samba)")
+        self.mixers = torch.nn.ModuleList(mixers)
+        # Samba's blocks end with an MLP on their own pre-norm residual branch; the Mamba models have none.
+        self.mlp_norms = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(D)) for _ in range(L)]) \
+            if kind == "samba" else None
+        self.mlps = torch.nn.ModuleList([SwiGLU(cfg) for _ in range(L)]) if kind == "samba" else None
         self.norm_f = torch.nn.Parameter(torch.ones(D))
 
     def loss(self, inputs, labels, scored, mask):
         h = self.embedding[inputs]
         gates = []
-        for norm, mixer in zip(self.norms, self.mixers):
+        for l, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
             out, gate = mixer(rmsnorm(h, norm, self.eps), mask)
             h = h + out
+            if self.mlps is not None:
+                h = h + self.mlps[l](rmsnorm(h, self.mlp_norms[l], self.eps))
             if gate is not None:
                 gates.append(gate)
         logits = rmsnorm(h, self.norm_f, self.eps) @ self.embedding.T   # tied output layer, every position
@@ -264,6 +428,7 @@ def main():
     p.add_argument("--sparse-keys", type=int, default=64)
     p.add_argument("--num-hash", type=int, default=8)
     p.add_argument("--data-max-length", type=int, default=2048)
+    p.add_argument("--chunk-size", type=int, default=0, help=f"mamba2: the SSD chunk (default {FASTEST_CPU_CHUNK})")
     args = p.parse_args()
     cfg = json.load(open(args.config))
     if args.sparse_arch:
@@ -272,21 +437,26 @@ def main():
     threads = args.threads if args.threads > 0 else len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
-    model = Model(cfg)
+    model = Model(cfg, args.chunk_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     batch = load_batch(args, cfg, cfg.get("pad_token_id", 3))
     for _ in range(args.warmup_steps):
         timed_step(model, optimizer, batch)
     steps = [timed_step(model, optimizer, batch) for _ in range(args.steps)]
     seconds = [s["seconds"] for s in steps]
-    implementation = "PyTorch eager, fp32, padded batch, Python-loop selective scan"
+    kind = cfg.get("model_type", "mamba")
+    implementation = "PyTorch eager, fp32, padded batch, " + {
+        "mamba": "Python-loop selective scan",
+        "mamba2": f"chunked SSD (ssd_minimal_discrete, chunk {model.mixers[0].chunk if kind == 'mamba2' else 0})",
+        "samba": "Python-loop selective scan, RoPE attention with a dense (T, T) sliding-window mask, SwiGLU MLP",
+    }[kind]
     if args.sparse_arch:
         implementation += (f", sparse attention {args.sparse_arch} as the reference computes it: dense (B, T, T) "
                            "masks, LSH with whole-sequence statistics and a fresh H per forward, dense cumulative "
                            "top-k, softmax over all T, gate loss x0.1")
     print(json.dumps({
         "implementation": implementation,
-        "sparse_arch": args.sparse_arch or "",
+        "model_type": kind, "sparse_arch": args.sparse_arch or "",
         "torch_version": torch.__version__, "threads": torch.get_num_threads(),
         "batch_size": args.batch_size, "seq_len": args.seq_len,
         "parameters": sum(t.numel() for t in model.parameters()),

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """An independent PyTorch implementation of the hax Mamba-1 model (reference.md §3.1-3.4, §5.1) and of its
 sparse-attention variants (HAX, reference.md §3.3, §3.5-3.10, with the two semantics of semantics.md), used by the
-tests as an oracle. It shares no code with hax: it reads the checkpoint folder (config.json + model.safetensors,
-parsed here with json + numpy), runs the math in float64 with a plain sequential scan and, for the sparse branch,
-the reference's dense construction (a T x T boolean mask of allowed keys per sequence, masked softmax), and writes
-what hax must match.
+tests as an oracle. It is also the entry of the other models' oracles: config.json's "model_type" ("mamba", the
+default; "mamba2": mamba2_torch.py; "samba": samba_torch.py) picks the per-sequence model function, and everything
+else (checkpoint and batch reading, loss, gate loss, outputs) is this file's for all of them. It shares no code with
+hax: it reads the checkpoint folder (config.json + model.safetensors, parsed here with json + numpy), runs the math
+in float64 with a plain sequential scan and, for the sparse branch, the reference's dense construction (a T x T
+boolean mask of allowed keys per sequence, masked softmax), and writes what hax must match.
 
 usage: mamba_torch.py CHECKPOINT_DIR BATCH_FILE OUT_DIR [--padded-length T] [--gate-candidates FILE]
   BATCH_FILE: three lines per sequence: input token ids; the label (next token) of every position; 0/1 scored flags.
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -235,6 +238,24 @@ def model_logits(tokens, params, cfg, padded_length=0, candidates=None):
     return rmsnorm(h, params["norm_f.weight"], eps) @ params["embeddings.weight"].T, gates
 
 
+def model_function(cfg):
+    """The per-sequence model function of cfg's model type: (tokens, params, cfg, padded_length, candidates) ->
+    (logits, per-layer gate terms). The other models' modules are imported only when asked for: they import this one."""
+    kind = cfg.get("model_type", "mamba")
+    if kind == "mamba":
+        return model_logits
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:  # imported from elsewhere: the sibling modules are still found
+        sys.path.insert(0, here)
+    if kind == "mamba2":
+        import mamba2_torch
+        return mamba2_torch.model_logits
+    if kind == "samba":
+        import samba_torch
+        return samba_torch.model_logits
+    raise SystemExit(f"unknown model_type {kind!r} (supported: mamba, mamba2, samba)")
+
+
 def read_batch(path):
     lines = [line.split() for line in open(path).read().splitlines()]
     if len(lines) % 3:
@@ -257,11 +278,12 @@ def objective(batch, params, cfg, padded_length=0, candidates=None):
     if cfg.get("hax_semantics", "causal") == "paper" and not padded_length:
         padded_length = max(len(tokens) for tokens, _, _ in batch)
     L = cfg["num_hidden_layers"]
+    model = model_function(cfg)
     all_logits, losses, count = [], [], 0
     gate_sum, gate_pairs = [0.0] * L, [0] * L
     for q, (tokens, labels, scored) in enumerate(batch):
         per_seq = None if candidates is None else {l: candidates[(l, q)] for l in range(L) if (l, q) in candidates}
-        logits, gates = model_logits(tokens, params, cfg, padded_length, per_seq)
+        logits, gates = model(tokens, params, cfg, padded_length, per_seq)
         all_logits.append(logits)
         rows = scored.bool()
         losses.append(F.cross_entropy(logits[rows], labels[rows], reduction="sum"))
@@ -278,7 +300,9 @@ def objective(batch, params, cfg, padded_length=0, candidates=None):
     return torch.cat(all_logits), ce, gate
 
 
-def main():
+def main(model_type=None):
+    """The command line. model_type: the model a per-model script (mamba2_torch.py, samba_torch.py) stands for; a
+    checkpoint whose config names another one is refused rather than run as the wrong model."""
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint")
     parser.add_argument("batch")
@@ -287,6 +311,10 @@ def main():
     parser.add_argument("--gate-candidates")
     args = parser.parse_args()
     cfg = json.load(open(os.path.join(args.checkpoint, "config.json")))
+    if model_type is not None:
+        if cfg.setdefault("model_type", model_type) != model_type:
+            raise SystemExit(f"{args.checkpoint}: model_type {cfg['model_type']!r}, "
+                             f"but this oracle is {model_type!r}'s")
     params = read_safetensors(os.path.join(args.checkpoint, "model.safetensors"))
     candidates = read_candidates(args.gate_candidates) if args.gate_candidates else None
     logits, ce, gate = objective(read_batch(args.batch), params, cfg, args.padded_length, candidates)
@@ -303,4 +331,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # Run as a script this module is __main__; the model modules' `import mamba_torch` must find it rather than load
+    # a second copy of it.
+    sys.modules.setdefault("mamba_torch", sys.modules[__name__])
     main()

@@ -33,7 +33,7 @@
 #include "hax/engine/blas.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 #include "hax/training/adamw.h"
 #include "hax/training/batch.h"
 #include "hax/training/evaluate.h"
@@ -149,7 +149,7 @@ json step_json(const Step& s) {
 
 // One step as the trainer runs it: zero the gradients, a training forward (the gate loss of key selection, fresh
 // draws), backward, AdamW at the post-warm-up lr.
-Step hax_step(models::MambaModel& model, training::AdamW& optimizer, const models::TokenBatch& tb, Arena& arena,
+Step hax_step(models::Model& model, training::AdamW& optimizer, const models::TokenBatch& tb, Arena& arena,
               double lr, std::uint64_t noise_seed) {
   using clock = std::chrono::steady_clock;
   auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
@@ -172,7 +172,7 @@ Step hax_step(models::MambaModel& model, training::AdamW& optimizer, const model
 }
 
 std::vector<Step> time_hax(const models::ModelConfig& config, const BenchOptions& o, const Batch& b) {
-  models::MambaModel model(config);
+  models::Model model(config);
   training::AdamW optimizer(model.params().params().size());
   // The paper's schedule (2e-3, 5000 warm-up updates), read past the warm-up: every timed update is a real one.
   const training::WarmupSchedule schedule{2e-3, 5000};
@@ -455,7 +455,7 @@ void run_train_step(BenchOptions o) {
   o.sparse.apply(config, o.config_path);
   const Machine machine = probe_machine();
   const Batch batch = load_batch(o);
-  const std::size_t params = models::MambaModel(config, false).params().num_parameters();
+  const std::size_t params = models::Model(config, false).params().num_parameters();
   print_header(o, config, params, batch, machine);
   std::cerr << "hax bench train-step: timing hax\n";
   const std::vector<Step> hax_steps = time_hax(config, o, batch);

@@ -23,8 +23,9 @@
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
 #include "hax/layers/mamba_mixer.h"
-#include "hax/models/mamba.h"
-#include "hax/models/mamba_params.h"
+#include "hax/models/blocks.h"
+#include "hax/models/model.h"
+#include "hax/models/model_params.h"
 
 namespace hax::cli {
 namespace {
@@ -59,11 +60,12 @@ struct LengthResult {
 
 double mib(std::size_t floats) { return double(floats) * sizeof(float) / (1024.0 * 1024.0); }
 
-LengthResult time_length(const models::ModelConfig& config, models::MambaModel& model, const LayerBenchOptions& o,
+LengthResult time_length(const models::ModelConfig& config, models::Model& model, const LayerBenchOptions& o,
                          int T) {
   using clock = std::chrono::steady_clock;
   auto ms_since = [](clock::time_point t) { return std::chrono::duration<double, std::milli>(clock::now() - t).count(); };
-  const layers::MambaMixer mixer(config, model.params(), model.buffers(), models::mamba_layer_prefix(0));
+  const layers::MambaMixer mixer(models::mamba_mixer_config(config), model.params(), model.buffers(),
+                                 models::layer_mixer_prefix(0));
   layers::PackedBatch batch;
   batch.add_sequence(T);
   const int D = config.hidden_size;
@@ -133,7 +135,7 @@ void run_sparse_layer(LayerBenchOptions o) {
   if (!o.sparse.sparse_arch && !config.has_sparse()) o.sparse.sparse_arch = kDefaultArch;
   o.sparse.apply(config, o.config_path);
   config.num_hidden_layers = 1;  // the layer timed is layer 0: build no other
-  models::MambaModel model(config);
+  models::Model model(config);
   const Machine machine = probe_machine();
   const LoadAverage load_before = load_average();
   const std::string arch = config.has_sparse() ? config.sparse_arch : "none (plain Mamba)";

@@ -7,8 +7,8 @@
 
 #include "hax/cli/commands.h"
 #include "hax/engine/error.h"
-#include "hax/io/dataset_binary.h"
-#include "hax/io/dataset_text.h"
+#include "hax/data/dataset_binary.h"
+#include "hax/data/dataset_text.h"
 
 namespace hax::cli {
 namespace {
@@ -19,7 +19,7 @@ struct CatOptions {
   std::int64_t count = -1;  // -1: to the end
 };
 
-void print_cells(const io::BinaryDataset& dataset, std::ostream& out) {
+void print_cells(const data::BinaryDataset& dataset, std::ostream& out) {
   std::map<data::Cell, std::uint64_t> samples_per_cell;
   for (std::uint64_t i = 0; i < dataset.size(); ++i) ++samples_per_cell[dataset.cell(i)];
   out << "cells:       " << samples_per_cell.size() << " (n_context x n_key: samples)\n";
@@ -35,8 +35,8 @@ void print_cells(const io::BinaryDataset& dataset, std::ostream& out) {
 }
 
 void run_info(const std::string& path) {
-  const io::BinaryDataset dataset(path);
-  const io::BinaryDatasetHeader& header = dataset.header();
+  const data::BinaryDataset dataset(path);
+  const data::BinaryDatasetHeader& header = dataset.header();
   std::uint64_t tokens = 0, scored = 0;
   for (std::uint64_t i = 0; i < dataset.size(); ++i) {
     const data::Sample sample = dataset.sample(i);
@@ -57,14 +57,14 @@ void run_info(const std::string& path) {
 }
 
 void run_cat(const CatOptions& options) {
-  const io::BinaryDataset dataset(options.path);
+  const data::BinaryDataset dataset(options.path);
   check(options.offset >= 0 && static_cast<std::uint64_t>(options.offset) <= dataset.size(), "--offset ",
         options.offset, " is outside the ", dataset.size(), " samples of '", options.path, "'");
   const auto first = static_cast<std::uint64_t>(options.offset);
   const std::uint64_t end = options.count < 0 ? dataset.size() : first + static_cast<std::uint64_t>(options.count);
   check(end <= dataset.size(), "--offset ", first, " + --count ", options.count, " runs past the ", dataset.size(),
         " samples of '", options.path, "'");
-  io::TextDatasetWriter writer(std::cout, dataset.pad_len(), dataset.pad_id());
+  data::TextDatasetWriter writer(std::cout, dataset.pad_len(), dataset.pad_id());
   for (std::uint64_t i = first; i < end; ++i) writer.add(dataset.sample(i));
   std::cout.flush();
   check(std::cout.good(), "cannot write to stdout");

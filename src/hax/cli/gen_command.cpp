@@ -13,8 +13,8 @@
 #include "hax/data/mqar.h"
 #include "hax/engine/error.h"
 #include "hax/io/atomic_file.h"
-#include "hax/io/dataset_binary.h"
-#include "hax/io/dataset_text.h"
+#include "hax/data/dataset_binary.h"
+#include "hax/data/dataset_text.h"
 
 namespace hax::cli {
 namespace {
@@ -72,7 +72,7 @@ class SampleOutput {
 class TextOutput final : public SampleOutput {
  public:
   // `path` "-" is stdout; anything else an atomic file.
-  TextOutput(const std::string& path, const io::DatasetInfo& info)
+  TextOutput(const std::string& path, const data::DatasetInfo& info)
       : file_(path == "-" ? nullptr : std::make_unique<io::AtomicFile>(path)),
         stream_(file_ ? file_->stream() : std::cout),
         writer_(stream_, info.pad_len, info.pad_id) {}
@@ -90,20 +90,20 @@ class TextOutput final : public SampleOutput {
  private:
   std::unique_ptr<io::AtomicFile> file_;
   std::ostream& stream_;
-  io::TextDatasetWriter writer_;
+  data::TextDatasetWriter writer_;
 };
 
 class BinaryOutput final : public SampleOutput {
  public:
-  BinaryOutput(const std::string& path, const io::DatasetInfo& info) : writer_(path, info) {}
+  BinaryOutput(const std::string& path, const data::DatasetInfo& info) : writer_(path, info) {}
   void add(const data::Sample& sample) override { writer_.add(sample); }
   void finish() override { writer_.finish(); }
 
  private:
-  io::BinaryDatasetWriter writer_;
+  data::BinaryDatasetWriter writer_;
 };
 
-std::unique_ptr<SampleOutput> open_output(const OutputOptions& options, const io::DatasetInfo& info) {
+std::unique_ptr<SampleOutput> open_output(const OutputOptions& options, const data::DatasetInfo& info) {
   const bool to_stdout = options.path == "-";
   const bool text_name = to_stdout || options.path.ends_with(".txt");
   const std::string format = options.format.empty() ? (text_name ? "text" : "bin") : options.format;
@@ -144,7 +144,7 @@ nlohmann::json params_json(const data::JointRecallConfig& c, const SampleRange& 
 void run_joint_recall(const data::JointRecallConfig& config, const OutputOptions& options) {
   config.validate();
   const SampleRange range = resolve_range(options, [&](data::Split s) { return config.split_size(s); });
-  const io::DatasetInfo info{"joint-recall", params_json(config, range), config.pad_len(), data::kJointRecallPad,
+  const data::DatasetInfo info{"joint-recall", params_json(config, range), config.pad_len(), data::kJointRecallPad,
                              static_cast<std::uint32_t>(config.vocab)};
   const auto output = open_output(options, info);  // before the skip, so a bad path fails at once
   data::JointRecallGenerator generator(config, range.split, range.offset);
@@ -179,7 +179,7 @@ nlohmann::json params_json(const data::MqarConfig& c, const SampleRange& range) 
 void run_mqar(const data::MqarConfig& config, const OutputOptions& options) {
   const data::MqarGenerator generator(config);
   const SampleRange range = resolve_range(options, [&](data::Split s) { return config.split_size(s); });
-  const io::DatasetInfo info{"mqar", params_json(config, range), config.pad_len(), data::kMqarPad,
+  const data::DatasetInfo info{"mqar", params_json(config, range), config.pad_len(), data::kMqarPad,
                              static_cast<std::uint32_t>(config.vocab)};
   const auto output = open_output(options, info);
   write_samples("mqar", range.count, *output,

@@ -86,7 +86,7 @@ PackedTokens pack(const std::vector<Sequence>& sequences, std::size_t begin, std
 
 // The (sequences, positions, vocab) array, zero past each sequence's end. The model runs on `batch_size` sequences
 // at a time, so its activations stay bounded however many sequences there are.
-std::vector<float> compute_logits(models::MambaModel& model, const std::vector<Sequence>& sequences,
+std::vector<float> compute_logits(models::Model& model, const std::vector<Sequence>& sequences,
                                   std::size_t positions, int batch_size, Progress& bar) {
   const std::size_t vocab = static_cast<std::size_t>(model.config().vocab_size);
   std::vector<float> out(sequences.size() * positions * vocab, 0.0f);
@@ -107,15 +107,15 @@ std::vector<float> compute_logits(models::MambaModel& model, const std::vector<S
   return out;
 }
 
-// The same array by streaming inference (MambaModel::prefill): each sequence from an empty state, `chunk` tokens at
+// The same array by streaming inference (Model::prefill): each sequence from an empty state, `chunk` tokens at
 // a time (1: token-by-token decoding). Equal to compute_logits up to float rounding, which is what it is for.
-std::vector<float> compute_logits_streaming(models::MambaModel& model, const std::vector<Sequence>& sequences,
+std::vector<float> compute_logits_streaming(models::Model& model, const std::vector<Sequence>& sequences,
                                             std::size_t positions, int chunk, Progress& bar) {
   const std::size_t vocab = static_cast<std::size_t>(model.config().vocab_size);
   std::vector<float> out(sequences.size() * positions * vocab, 0.0f);
   Arena arena;
   for (std::size_t s = 0; s < sequences.size(); ++s) {
-    models::MambaState state = model.start_state();
+    models::ModelState state = model.start_state();
     const std::span<const std::int32_t> tokens(sequences[s]);
     for (std::size_t at = 0; at < tokens.size(); at += static_cast<std::size_t>(chunk)) {
       const auto part = tokens.subspan(at, std::min(tokens.size() - at, static_cast<std::size_t>(chunk)));

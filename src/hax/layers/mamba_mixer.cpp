@@ -11,84 +11,30 @@
 #include "hax/ops/linear.h"
 #include "hax/ops/parallel.h"
 #include "hax/ops/selective_scan.h"
+#include "hax/layers/columns.h"
 #include "hax/ops/sparse/attention_gate.h"
 
 namespace hax::layers {
 namespace {
 
-std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::size_t(width); }
-
 ops::ScanShape one_sequence(int length, int I, int N) { return {1, length, I, N}; }
-
-// For each (destination, size) piece, in order, of `blocks` (S blocks of `width` floats, laid out as the pieces):
-// destination += the sum over the S blocks, added in block order so the result does not depend on the threads.
-void add_sequence_blocks(const float* blocks, int S, std::size_t width,
-                         std::initializer_list<std::pair<float*, std::size_t>> pieces) {
-  std::size_t at = 0;
-  for (const auto& [destination, size] : pieces) {
-    if (destination != nullptr) {
-#pragma omp parallel for schedule(static) if (size * S > (1u << 15))
-      for (std::size_t j = 0; j < size; ++j) {
-        float sum = 0;
-        for (int q = 0; q < S; ++q) sum += blocks[width * q + at + j];
-        destination[j] += sum;
-      }
-    }
-    at += size;
-  }
-}
-
-// The rows (M, sum of widths) of `fused` are the pieces side by side: copies each piece's columns to its own
-// contiguous (M, width) array.
-void split_columns(const float* fused, int M, std::initializer_list<std::pair<float*, int>> pieces) {
-  int P = 0;
-  for (const auto& piece : pieces) P += piece.second;
-#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
-  for (int m = 0; m < M; ++m) {
-    const float* row = fused + rows_times(m, P);
-    for (const auto& [dst, width] : pieces) {
-      std::copy_n(row, width, dst + rows_times(m, width));
-      row += width;
-    }
-  }
-}
-
-// The reverse of split_columns for the columns [at, P) of `fused` (M, P): each contiguous (M, width) piece is copied
-// into its columns, side by side from column `at`.
-void join_columns(float* fused, int M, int at, std::initializer_list<std::pair<const float*, int>> pieces) {
-  int P = at;
-  for (const auto& piece : pieces) P += piece.second;
-#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
-  for (int m = 0; m < M; ++m) {
-    float* row = fused + rows_times(m, P) + at;
-    for (const auto& [src, width] : pieces) {
-      std::copy_n(src + rows_times(m, width), width, row);
-      row += width;
-    }
-  }
-}
 
 }  // namespace
 
-MambaMixer::Tensor MambaMixer::bind(ParamStore& store, const std::string& name, bool present) const {
-  if (!present) return {};
-  return {store.param(name).data(), store.grad(name).data()};
-}
-
-MambaMixer::MambaMixer(const models::ModelConfig& c, ParamStore& store, ParamStore& buffers, const std::string& p)
-    : D_(c.hidden_size), I_(c.intermediate_size), N_(c.state_size), R_(c.time_step_rank), K_(c.conv_kernel) {
-  if (c.has_sparse()) sparse_.emplace(c, store, buffers, p);
-  in_proj_w_ = bind(store, p + "in_proj.weight");
-  in_proj_b_ = bind(store, p + "in_proj.bias", c.use_bias);
-  conv_w_ = bind(store, p + "conv1d.weight");
-  conv_b_ = bind(store, p + "conv1d.bias", c.use_conv_bias);
-  x_proj_w_ = bind(store, p + "x_proj.weight");
-  dt_proj_w_ = bind(store, p + "dt_proj.weight");
-  dt_proj_b_ = bind(store, p + "dt_proj.bias");
-  a_log_ = bind(store, p + "A_log");
-  d_skip_ = bind(store, p + "D");
-  out_proj_w_ = bind(store, p + "out_proj.weight");
-  out_proj_b_ = bind(store, p + "out_proj.bias", c.use_bias);
+MambaMixer::MambaMixer(const MambaMixerConfig& c, ParamStore& store, ParamStore& buffers, const std::string& p)
+    : D_(c.hidden), I_(c.inner), N_(c.state), R_(c.dt_rank), K_(c.conv_kernel) {
+  if (c.sparse) sparse_.emplace(*c.sparse, store, buffers, p);
+  in_proj_w_ = bind_tensor(store, p + "in_proj.weight");
+  in_proj_b_ = bind_tensor(store, p + "in_proj.bias", c.use_bias);
+  conv_w_ = bind_tensor(store, p + "conv1d.weight");
+  conv_b_ = bind_tensor(store, p + "conv1d.bias", c.use_conv_bias);
+  x_proj_w_ = bind_tensor(store, p + "x_proj.weight");
+  dt_proj_w_ = bind_tensor(store, p + "dt_proj.weight");
+  dt_proj_b_ = bind_tensor(store, p + "dt_proj.bias");
+  a_log_ = bind_tensor(store, p + "A_log");
+  d_skip_ = bind_tensor(store, p + "D");
+  out_proj_w_ = bind_tensor(store, p + "out_proj.weight");
+  out_proj_b_ = bind_tensor(store, p + "out_proj.bias", c.use_bias);
 }
 
 std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch) const {
@@ -96,6 +42,32 @@ std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch
   for (int q = 0; q < batch.num_sequences(); ++q)
     at.push_back(at.back() + ops::scan_checkpoint_floats(one_sequence(batch.length(q), I_, N_)));
   return at;
+}
+
+Mixer::ArenaNeeds MambaMixer::arena_floats(const PackedBatch& batch, int padded_length) const {
+  const std::size_t M = batch.rows(), S = batch.num_sequences(), I = I_, N = N_, R = R_, K = K_;
+  const std::size_t pad = AlignedBuffer::kAlignFloats;  // alignment slack per block
+  Mixer::ArenaNeeds needs;
+  // x, z, conv out, xc, dt_raw, y (I each), dtl, B, C, the x_proj scratch, and the scan checkpoints.
+  needs.kept = M * (6 * I + 2 * (R + 2 * N)) + checkpoint_offsets(batch).back() + 16 * pad;
+  needs.scratch = M * (4 * I + 2 * N + (R + 2 * N)) + S * I * (K + 3 + N) + 8 * pad;
+  if (sparse_) {
+    // The attention output kept for backward, its gradient, and the branch's own needs.
+    needs.kept += M * I + pad + sparse_->arena_floats(batch.rows(), batch.num_sequences(), batch.longest(),
+                                                      padded_length);
+    needs.scratch += M * I + pad;
+  }
+  return needs;
+}
+
+std::size_t MambaMixer::chunk_arena_floats(int T, int position) const {
+  PackedBatch one;
+  one.add_sequence(T);
+  const Mixer::ArenaNeeds needs = arena_floats(one, 0);
+  // Plus the final scan state, and the sparse branch's chunk scratch (its attention weights grow with the position
+  // for `full` and `dilated`).
+  return needs.kept + std::size_t(I_) * N_ + AlignedBuffer::kAlignFloats +
+         (sparse_ ? sparse_->chunk_arena_floats(T, position) : 0);
 }
 
 void MambaMixer::forward(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,

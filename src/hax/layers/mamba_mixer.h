@@ -16,18 +16,30 @@
 
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
+#include "hax/layers/bound_tensor.h"
+#include "hax/layers/mixer.h"
 #include "hax/layers/mixer_state.h"
 #include "hax/layers/packed_batch.h"
 #include "hax/layers/sparse_branch.h"
-#include "hax/models/config.h"
 
 namespace hax::layers {
+
+struct MambaMixerConfig {
+  int hidden = 0;     // D
+  int inner = 0;      // I
+  int state = 0;      // N
+  int dt_rank = 0;    // R
+  int conv_kernel = 4;  // K
+  bool use_bias = false;       // in_proj / out_proj bias
+  bool use_conv_bias = true;
+  std::optional<SparseConfig> sparse;  // the sparse-attention branch (its channels = I, state = N)
+};
 
 class MambaMixer {
  public:
   // Binds to the tensors "<prefix>in_proj.weight", ... of an allocated store, and the sparse branch's buffers
-  // (names as declared by models::declare_mamba_parameters / declare_mamba_buffers).
-  MambaMixer(const models::ModelConfig& config, ParamStore& store, ParamStore& buffers, const std::string& prefix);
+  // (names as declared by models/model_params.h).
+  MambaMixer(const MambaMixerConfig& config, ParamStore& store, ParamStore& buffers, const std::string& prefix);
 
   // Activations the backward pass needs, carved from the arena by forward().
   struct Saved {
@@ -55,12 +67,11 @@ class MambaMixer {
 
   const SparseBranch* sparse() const { return sparse_ ? &*sparse_ : nullptr; }
 
+  // Arena floats of forward (kept) and backward (scratch) for `batch` (layers/mixer.h), and of forward_chunk.
+  Mixer::ArenaNeeds arena_floats(const PackedBatch& batch, int padded_length) const;
+  std::size_t chunk_arena_floats(int T, int position) const;
+
  private:
-  struct Tensor {
-    float* value = nullptr;
-    float* grad = nullptr;
-  };
-  Tensor bind(ParamStore& store, const std::string& name, bool present = true) const;
   // Where each sequence's scan checkpoints start in Saved::checkpoints; the last entry is the total.
   std::vector<std::size_t> checkpoint_offsets(const PackedBatch& batch) const;
   // forward(), or with a state (a batch of one sequence) forward_chunk's math: the conv starts from the state's
@@ -70,7 +81,7 @@ class MambaMixer {
 
   int D_, I_, N_, R_, K_;
   std::optional<SparseBranch> sparse_;
-  Tensor in_proj_w_, in_proj_b_, conv_w_, conv_b_, x_proj_w_, dt_proj_w_, dt_proj_b_, a_log_, d_skip_, out_proj_w_,
+  BoundTensor in_proj_w_, in_proj_b_, conv_w_, conv_b_, x_proj_w_, dt_proj_w_, dt_proj_b_, a_log_, d_skip_, out_proj_w_,
       out_proj_b_;
 };
 

@@ -22,10 +22,15 @@ struct SparseState {
   int position() const { return keys.position(); }
 };
 
+// One field group per kind of mixer; a mixer uses its own and leaves the others empty.
 struct MixerState {
-  std::vector<float> conv_tail;       // (K-1, I) the last K-1 conv inputs x (zeros before the sequence starts)
-  std::vector<float> h;               // (I, N) the scan state after the last position
+  std::vector<float> conv_tail;       // (K-1, C) the last K-1 conv inputs (zeros before the sequence starts)
+  std::vector<float> h;               // the scan state after the last position: (I, N) Mamba, (H, P, N) Mamba2
   std::optional<SparseState> sparse;  // with a sparse arch only
+  // Sliding-window attention: the rotated keys and the values of the last (at most window - 1) positions, oldest
+  // first, (rows, H*P) each; `position` counts the positions consumed so far (the rotary angle of the next one).
+  std::vector<float> window_k, window_v;
+  int position = 0;
 };
 
 }  // namespace hax::layers

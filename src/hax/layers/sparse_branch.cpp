@@ -5,7 +5,6 @@
 #include <numeric>
 
 #include "hax/engine/rng.h"
-#include "hax/models/mamba_params.h"
 #include "hax/ops/linear.h"
 #include "hax/ops/sparse/gate_loss.h"
 #include "hax/ops/sparse/lsh.h"
@@ -16,7 +15,6 @@ namespace {
 
 using ops::sparse::Pattern;
 
-std::size_t rows_times(std::size_t rows, std::size_t width) { return rows * width; }
 
 // Copies each sequence's rows between the packed batch and a layout with the same sequences at other offsets
 // (the padded layout of `paper`): rows past a sequence's real length are left alone.
@@ -61,15 +59,14 @@ std::vector<std::int32_t> draw_candidates(int k, int real, Rng& rng) {
 
 }  // namespace
 
-SparseBranch::SparseBranch(const models::ModelConfig& c, ParamStore& store, ParamStore& buffers,
-                           const std::string& p)
-    : I_(c.intermediate_size),
-      N_(c.state_size),
+SparseBranch::SparseBranch(const SparseConfig& c, ParamStore& store, ParamStore& buffers, const std::string& p)
+    : I_(c.channels),
+      N_(c.state),
       num_hash_(c.num_hash),
-      arch_(c.parsed_sparse_arch()),
+      arch_(c.arch),
       semantics_(c.semantics),
-      lsh_resample_(c.lsh_resample_mode()) {
-  auto bind = [&](const std::string& name) -> Tensor { return {store.param(name).data(), store.grad(name).data()}; };
+      lsh_resample_(c.lsh_resample) {
+  auto bind = [&](const std::string& name) { return bind_tensor(store, name); };
   xx_proj_ = bind(p + "xx_proj.weight");
   E_ = bind(p + "E");
   if (uses(Pattern::key_selection)) {
@@ -78,7 +75,7 @@ SparseBranch::SparseBranch(const models::ModelConfig& c, ParamStore& store, Para
     w3_ = bind(p + "dx_proj_3.weight"), b3_ = bind(p + "dx_proj_3.bias");
   }
   if (uses(Pattern::sign_bin_lsh) || uses(Pattern::argmax_lsh))
-    saved_lsh_projection_ = buffers.param(p + models::kLshProjectionName).data();
+    saved_lsh_projection_ = buffers.param(p + kLshProjectionName).data();
 }
 
 ops::sparse::ScorerWeights<float> SparseBranch::scorer_weights() const {

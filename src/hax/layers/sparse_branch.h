@@ -20,13 +20,27 @@
 
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
+#include "hax/layers/bound_tensor.h"
 #include "hax/layers/mixer_state.h"
 #include "hax/layers/packed_batch.h"
-#include "hax/models/config.h"
 #include "hax/ops/sparse/key_scorer.h"
+#include "hax/ops/sparse/semantics.h"
 #include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::layers {
+
+// The branch's own configuration (the model's sparse_* keys, read by models/).
+struct SparseConfig {
+  int channels = 0;  // I: the width of the values (the mixer's conv output) and of xx_proj's input
+  int state = 0;     // N: the width of Q and K
+  ops::sparse::SparseArch arch;
+  int num_hash = 8;  // LSH hyperplanes
+  ops::sparse::Semantics semantics = ops::sparse::Semantics::causal;
+  std::string lsh_resample = "never";  // "never", "training" or "every_forward" (models::ModelConfig)
+};
+
+// The name of the per-layer LSH projection buffer, beside the branch's parameters.
+inline constexpr const char* kLshProjectionName = "lsh_projection";
 
 // What changes from one forward call to the next.
 struct SparseStep {
@@ -39,7 +53,7 @@ class SparseBranch {
  public:
   // Binds "<prefix>xx_proj.weight", "<prefix>E", "<prefix>dx_proj_*" of `store` and "<prefix>lsh_projection" of
   // `buffers` (models/mamba_params.h).
-  SparseBranch(const models::ModelConfig& config, ParamStore& store, ParamStore& buffers, const std::string& prefix);
+  SparseBranch(const SparseConfig& config, ParamStore& store, ParamStore& buffers, const std::string& prefix);
 
   struct Saved {
     const float* xc = nullptr;  // (M, I), owned by the mixer
@@ -80,10 +94,6 @@ class SparseBranch {
   const ops::sparse::SparseArch& arch() const { return arch_; }
 
  private:
-  struct Tensor {
-    float* value = nullptr;
-    float* grad = nullptr;
-  };
   bool paper() const { return semantics_ == ops::sparse::Semantics::paper; }
   bool uses(ops::sparse::Pattern p) const { return arch_.has(p); }
   PackedBatch layout_of(const PackedBatch& batch, int padded_length) const;
@@ -106,7 +116,7 @@ class SparseBranch {
   ops::sparse::SparseArch arch_;
   ops::sparse::Semantics semantics_;
   std::string lsh_resample_;
-  Tensor xx_proj_, E_, w1_, b1_, w2_, b2_, w3_, b3_;
+  BoundTensor xx_proj_, E_, w1_, b1_, w2_, b2_, w3_, b3_;
   const float* saved_lsh_projection_ = nullptr;
 
  public:

@@ -1,5 +1,6 @@
 #include "hax/models/config.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "hax/engine/error.h"
@@ -57,6 +58,41 @@ bool ModelConfig::has_lsh() const {
   return arch.has(ops::sparse::Pattern::sign_bin_lsh) || arch.has(ops::sparse::Pattern::argmax_lsh);
 }
 
+bool ModelConfig::is_attention_layer(int layer) const {
+  return is_samba() && std::find(attn_layers.begin(), attn_layers.end(), layer) != attn_layers.end();
+}
+
+int ModelConfig::mlp_intermediate_size() const {
+  const int wanted = static_cast<int>(hidden_size * hidden_ratio * 2.0 / 3.0);
+  return 256 * ((wanted + 255) / 256);
+}
+
+namespace {
+
+// Samba's "attn" object.
+void read_attention(const nlohmann::json& j, ModelConfig& c, const std::string& where) {
+  auto it = j.find("attn");
+  if (it == j.end() || it->is_null()) return;
+  const std::string inner = where + ": \"attn\"";
+  check(it->is_object(), inner, " must be an object");
+  if (auto layers = it->find("layers"); layers != it->end()) {
+    check(layers->is_array(), inner, ".layers must be an array of layer indices");
+    c.attn_layers.clear();
+    for (const auto& l : *layers) {
+      check(l.is_number_integer(), inner, ".layers holds ", l.dump(), ", not a layer index");
+      c.attn_layers.push_back(l.get<int>());
+    }
+  }
+  read_field(*it, "num_heads", c.attn_num_heads, inner);
+  c.attn_num_kv_heads = c.attn_num_heads;
+  read_field(*it, "num_kv_heads", c.attn_num_kv_heads, inner);
+  read_field(*it, "window_size", c.attn_window, inner);
+  read_field(*it, "rope_theta", c.rope_theta, inner);
+  read_field(*it, "qkv_bias", c.qkv_bias, inner);
+}
+
+}  // namespace
+
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {
   check(j.is_object(), where, ": a model config must be a JSON object");
   ModelConfig c;
@@ -72,6 +108,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   read_field(j, "conv_kernel", c.conv_kernel, where);
   read_field(j, "num_hidden_layers", c.num_hidden_layers, where);
   read_field(j, "layer_norm_epsilon", c.layer_norm_epsilon, where);
+  read_field(j, "norm_eps", c.layer_norm_epsilon, where);  // Samba's name for it
+  read_field(j, "num_heads", c.num_heads, where);
+  read_field(j, "head_dim", c.head_dim, where);
+  read_field(j, "n_groups", c.n_groups, where);
+  read_field(j, "chunk_size", c.chunk_size, where);
+  read_field(j, "rescale_prenorm_residual", c.rescale_prenorm_residual, where);
+  read_field(j, "hidden_ratio", c.hidden_ratio, where);
+  read_field(j, "max_position_embeddings", c.max_position_embeddings, where);
+  read_attention(j, c, where);
   read_field(j, "initializer_range", c.initializer_range, where);
   read_field(j, "use_bias", c.use_bias, where);
   read_field(j, "use_conv_bias", c.use_conv_bias, where);
@@ -108,8 +153,11 @@ ModelConfig ModelConfig::load(const std::string& path) {
 }
 
 void ModelConfig::validate(const std::string& where) const {
-  check(model_type == "mamba", where, ": model_type \"", model_type, "\" is not supported (supported: mamba)");
+  check(is_mamba() || is_mamba2() || is_samba(), where, ": model_type \"", model_type,
+        "\" is not supported (supported: mamba, mamba2, samba)");
   auto positive = [&](const char* key, long long v) { check(v > 0, where, ": \"", key, "\" must be > 0, got ", v); };
+  if (is_mamba2()) validate_mamba2(where);
+  if (is_samba()) validate_samba(where);
   positive("vocab_size", vocab_size);
   positive("hidden_size", hidden_size);
   positive("intermediate_size", intermediate_size);
@@ -137,6 +185,30 @@ void ModelConfig::validate(const std::string& where) const {
         "\" is not known (known: never, training, every_forward)");
 }
 
+void ModelConfig::validate_mamba2(const std::string& where) const {
+  check(num_heads > 0 && head_dim > 0 && n_groups > 0, where, ": Mamba2 needs num_heads, head_dim and n_groups > 0");
+  check(num_heads * head_dim == intermediate_size, where, ": Mamba2 needs num_heads * head_dim (", num_heads, " * ",
+        head_dim, ") = intermediate_size = expand * hidden_size (", intermediate_size, ")");
+  check(num_heads % n_groups == 0, where, ": n_groups ", n_groups, " does not divide num_heads ", num_heads);
+  check(chunk_size > 0, where, ": \"chunk_size\" must be > 0");
+}
+
+void ModelConfig::validate_samba(const std::string& where) const {
+  check(!has_sparse(), where, ": Samba takes no sparse arch (the reference raises an error for it too)");
+  check(attn_num_heads > 0 && hidden_size % attn_num_heads == 0, where, ": attn.num_heads ", attn_num_heads,
+        " must divide hidden_size ", hidden_size);
+  check((hidden_size / attn_num_heads) % 2 == 0, where, ": the attention head size ", hidden_size / attn_num_heads,
+        " must be even (rotary embeddings rotate pairs)");
+  check(attn_num_kv_heads == attn_num_heads, where, ": attn.num_kv_heads ", attn_num_kv_heads,
+        " != num_heads: hax implements multi-head attention only (the reference's Samba has num_kv_heads = num_heads)");
+  check(!qkv_bias, where, ": attn.qkv_bias true is not implemented (the reference's Samba has none)");
+  check(attn_window > 0, where, ": attn.window_size must be > 0");
+  check(rope_theta > 0, where, ": attn.rope_theta must be > 0");
+  check(hidden_ratio > 0, where, ": hidden_ratio must be > 0");
+  for (int l : attn_layers)
+    check(l >= 0 && l < num_hidden_layers, where, ": attn.layers holds ", l, ", outside 0..", num_hidden_layers - 1);
+}
+
 nlohmann::json ModelConfig::to_json() const {
   nlohmann::json j = {{"model_type", model_type},
           {"vocab_size", vocab_size},
@@ -158,6 +230,19 @@ nlohmann::json ModelConfig::to_json() const {
           {"bos_token_id", bos_token_id},
           {"eos_token_id", eos_token_id},
           {"hax_seed", seed}};
+  if (is_mamba2()) {
+    j["num_heads"] = num_heads;
+    j["head_dim"] = head_dim;
+    j["n_groups"] = n_groups;
+    j["chunk_size"] = chunk_size;
+    j["rescale_prenorm_residual"] = rescale_prenorm_residual;
+  }
+  if (is_samba()) {
+    j["attn"] = {{"layers", attn_layers}, {"num_heads", attn_num_heads}, {"num_kv_heads", attn_num_kv_heads},
+                 {"qkv_bias", qkv_bias}, {"rope_theta", rope_theta}, {"window_size", attn_window}};
+    j["hidden_ratio"] = hidden_ratio;
+    j["max_position_embeddings"] = max_position_embeddings;
+  }
   if (!has_sparse()) return j;
   j["sparse_arch"] = sparse_arch;
   j["sparse_keys"] = sparse_keys;

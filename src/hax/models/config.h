@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,7 +14,7 @@
 namespace hax::models {
 
 struct ModelConfig {
-  std::string model_type = "mamba";  // "mamba" (Mamba-1); more architectures arrive with later issues
+  std::string model_type = "mamba";  // "mamba" (Mamba-1), "mamba2" or "samba" (models/model.h)
   int vocab_size = 100;
   int hidden_size = 64;         // D
   int intermediate_size = 128;  // I = expand * D
@@ -32,6 +33,25 @@ struct ModelConfig {
   int pad_token_id = 3;
   int bos_token_id = 1;
   int eos_token_id = 2;
+  // Mamba2 (reference.md §4): H heads of P channels (H * P = I), B and C shared by the heads of each of G groups.
+  int num_heads = 8;
+  int head_dim = 16;
+  int n_groups = 1;
+  int chunk_size = 256;  // the reference kernel's chunk; hax's SSD chooses its own (any chunk is exact)
+  bool rescale_prenorm_residual = false;  // Mamba2: out_proj drawn U(+-1/sqrt(I)) / sqrt(layers)
+
+  // Samba (reference.md §5.3): the layers (0-based) whose mixer is sliding-window attention instead of Mamba, and
+  // the attention's settings (the config's "attn" object); every layer also has a gated MLP of width
+  // 256 * ceil(int(D * hidden_ratio * 2/3) / 256).
+  std::vector<int> attn_layers;
+  int attn_num_heads = 4;
+  int attn_num_kv_heads = 4;
+  int attn_window = 64;  // keys per query, itself included
+  double rope_theta = 10000.0;
+  bool qkv_bias = false;
+  int hidden_ratio = 4;
+  int max_position_embeddings = 2048;
+
   std::uint64_t seed = 1;  // hax extension ("hax_seed"): the seed of the initialization and of the LSH projections
 
   // The sparse-attention branch of the enhanced mixer (reference.md §3.3, §3.5-3.10). Empty: plain Mamba.
@@ -46,6 +66,12 @@ struct ModelConfig {
   // "never" for `causal`.
   std::string lsh_resample;
 
+  bool is_mamba() const { return model_type == "mamba"; }
+  bool is_mamba2() const { return model_type == "mamba2"; }
+  bool is_samba() const { return model_type == "samba"; }
+  bool is_attention_layer(int layer) const;  // Samba: the layer's mixer is attention
+  int mlp_intermediate_size() const;         // Samba's gated MLP width
+
   bool has_sparse() const { return !sparse_arch.empty(); }
   // The sparse arch with its budget and dilation from these fields (hax::Error for a bad name). Needs has_sparse().
   ops::sparse::SparseArch parsed_sparse_arch() const;
@@ -59,6 +85,10 @@ struct ModelConfig {
   static ModelConfig load(const std::string& path);
   nlohmann::json to_json() const;
   void validate(const std::string& where) const;
+
+ private:
+  void validate_mamba2(const std::string& where) const;
+  void validate_samba(const std::string& where) const;
 };
 
 // "causal" / "paper"; an error names `where` for anything else.

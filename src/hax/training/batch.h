@@ -5,7 +5,7 @@
 #include <span>
 
 #include "hax/data/sample.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 
 namespace hax::training {
 

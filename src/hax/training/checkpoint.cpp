@@ -51,29 +51,29 @@ fs::path existing_folder(const fs::path& dir) {
   return old;
 }
 
-void write_model_files(const fs::path& dir, const models::MambaModel& model) {
+void write_model_files(const fs::path& dir, const models::Model& model) {
   write_json(dir / "config.json", model.config().to_json());
   io::save_params(dir / "model.safetensors", {&model.params(), &model.buffers()},
                   {{"format", "pt"}, {"producer", "hax"}});
 }
 
-std::unique_ptr<models::MambaModel> read_model_files(const fs::path& dir) {
+std::unique_ptr<models::Model> read_model_files(const fs::path& dir) {
   const fs::path config_path = dir / "config.json";
   const auto config = models::ModelConfig::from_json(read_json(config_path), config_path.string());
-  auto model = std::make_unique<models::MambaModel>(config, /*initialize=*/false);
+  auto model = std::make_unique<models::Model>(config, /*initialize=*/false);
   io::load_params(dir / "model.safetensors", {&model->params(), &model->buffers()});
   return model;
 }
 
 }  // namespace
 
-void save_model(const fs::path& dir, const models::MambaModel& model) {
+void save_model(const fs::path& dir, const models::Model& model) {
   write_folder(dir, [&](const fs::path& tmp) { write_model_files(tmp, model); });
 }
 
-std::unique_ptr<models::MambaModel> load_model(const fs::path& dir) { return read_model_files(existing_folder(dir)); }
+std::unique_ptr<models::Model> load_model(const fs::path& dir) { return read_model_files(existing_folder(dir)); }
 
-void save_training_checkpoint(const fs::path& dir, const models::MambaModel& model, AdamW& optimizer,
+void save_training_checkpoint(const fs::path& dir, const models::Model& model, AdamW& optimizer,
                               const TrainerState& state) {
   write_folder(dir, [&](const fs::path& tmp) {
     write_model_files(tmp, model);
@@ -91,7 +91,7 @@ void save_training_checkpoint(const fs::path& dir, const models::MambaModel& mod
   });
 }
 
-std::unique_ptr<models::MambaModel> load_training_checkpoint(const fs::path& dir, std::unique_ptr<AdamW>& optimizer,
+std::unique_ptr<models::Model> load_training_checkpoint(const fs::path& dir, std::unique_ptr<AdamW>& optimizer,
                                                              const AdamWConfig& adamw, TrainerState& state) {
   const fs::path from = existing_folder(dir);
   auto model = read_model_files(from);

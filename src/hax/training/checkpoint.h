@@ -7,19 +7,19 @@
 #include <filesystem>
 #include <memory>
 
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 #include "hax/training/adamw.h"
 #include "hax/training/trainer.h"
 
 namespace hax::training {
 
-void save_model(const std::filesystem::path& dir, const models::MambaModel& model);
-std::unique_ptr<models::MambaModel> load_model(const std::filesystem::path& dir);
+void save_model(const std::filesystem::path& dir, const models::Model& model);
+std::unique_ptr<models::Model> load_model(const std::filesystem::path& dir);
 
-void save_training_checkpoint(const std::filesystem::path& dir, const models::MambaModel& model, AdamW& optimizer,
+void save_training_checkpoint(const std::filesystem::path& dir, const models::Model& model, AdamW& optimizer,
                               const TrainerState& state);
 // Loads a training checkpoint: the model, and the optimizer moments and state into `optimizer` / `state`.
-std::unique_ptr<models::MambaModel> load_training_checkpoint(const std::filesystem::path& dir,
+std::unique_ptr<models::Model> load_training_checkpoint(const std::filesystem::path& dir,
                                                              std::unique_ptr<AdamW>& optimizer,
                                                              const AdamWConfig& adamw, TrainerState& state);
 

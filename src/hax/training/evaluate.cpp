@@ -18,7 +18,7 @@ void reserve_arena(Arena& arena, std::size_t floats) {
   if (arena.capacity() < floats) arena = Arena(floats + floats / 8);
 }
 
-EvalResult evaluate(models::MambaModel& model, SampleSource& source, std::uint64_t count, int batch_size,
+EvalResult evaluate(models::Model& model, SampleSource& source, std::uint64_t count, int batch_size,
                     const std::function<void(std::uint64_t)>& on_batch, int padded_length) {
   check(batch_size > 0, "evaluation batch size must be > 0, got ", batch_size);
   if (count == 0 || count > source.size()) count = source.size();

@@ -9,7 +9,7 @@
 
 #include "hax/data/sample.h"
 #include "hax/engine/arena.h"
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 #include "hax/training/sample_source.h"
 
 namespace hax::training {
@@ -30,7 +30,7 @@ struct EvalResult {
 
 // Evaluates samples [0, count) of `source` (count 0: all) in batches. `on_batch(done)` reports progress.
 // padded_length: as TokenBatch::padded_length (`paper` semantics only).
-EvalResult evaluate(models::MambaModel& model, SampleSource& source, std::uint64_t count, int batch_size,
+EvalResult evaluate(models::Model& model, SampleSource& source, std::uint64_t count, int batch_size,
                     const std::function<void(std::uint64_t)>& on_batch = {}, int padded_length = 0);
 
 // Grows `arena` (replacing it) when a batch needs more than it holds.

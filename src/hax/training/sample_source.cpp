@@ -2,7 +2,7 @@
 
 #include <optional>
 
-#include "hax/io/dataset_binary.h"
+#include "hax/data/dataset_binary.h"
 
 namespace hax::training {
 namespace {
@@ -18,7 +18,7 @@ class DatasetSource final : public SampleSource {
 
  private:
   std::string path_;
-  io::BinaryDataset dataset_;
+  data::BinaryDataset dataset_;
 };
 
 // Generation is sequential: reading index i after i-1 costs one sample; any other jump restarts the stream there.

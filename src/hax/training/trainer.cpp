@@ -82,14 +82,14 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
 
   TrainerState state;
   std::unique_ptr<AdamW> optimizer;
-  std::unique_ptr<models::MambaModel> model;
+  std::unique_ptr<models::Model> model;
   if (resume) {
     model = load_training_checkpoint(out / "last", optimizer, o.adamw, state);
     truncate_metrics(out / "metrics.jsonl", state.step);
   } else {
     check(!fs::exists(out / "last"), "'", out.string(), "' already holds a run (last/): pass --resume to continue it",
           " or choose another --out");
-    model = std::make_unique<models::MambaModel>(config);
+    model = std::make_unique<models::Model>(config);
     optimizer = std::make_unique<AdamW>(model->params().params().size(), o.adamw);
   }
   MetricsLog log(out / "metrics.jsonl");

@@ -9,8 +9,13 @@ void attention_gate_forward(float* y, const float* attn, const float* E, const f
 #pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * I))
   for (int m = 0; m < M; ++m) {
     const std::size_t row = std::size_t(m) * I;
+    if (z) {
 #pragma omp simd
-    for (int c = 0; c < I; ++c) y[row + c] += E[c] * attn[row + c] * fast_silu(z[row + c]);
+      for (int c = 0; c < I; ++c) y[row + c] += E[c] * attn[row + c] * fast_silu(z[row + c]);
+    } else {
+#pragma omp simd
+      for (int c = 0; c < I; ++c) y[row + c] += E[c] * attn[row + c];
+    }
   }
 }
 
@@ -20,6 +25,13 @@ void attention_gate_backward(float* dattn, float* dE, float* dz, const float* dy
   // same math per element, so the same bits as the general loop).
   const std::vector<double> dE_sums = parallel_row_sums(M, I, I, [&](int m, double* acc) {
     const std::size_t row = std::size_t(m) * I;
+    if (!z) {  // ungated
+      for (int c = 0; c < I; ++c) {
+        if (dattn) dattn[row + c] += dy[row + c] * E[c];
+        acc[c] += double(dy[row + c] * attn[row + c]);
+      }
+      return;
+    }
     if (dattn && dz) {
       float* __restrict da = dattn + row;
       float* __restrict dzr = dz + row;

@@ -13,7 +13,7 @@ void attention_gate_forward(Real* y, const Real* attn, const Real* E, const Real
   for (std::size_t m = 0; m < std::size_t(M); ++m)
     for (int c = 0; c < I; ++c) {
       const std::size_t i = m * I + c;
-      y[i] += E[c] * attn[i] * z[i] / (Real(1) + std::exp(-z[i]));
+      y[i] += E[c] * attn[i] * (z ? z[i] / (Real(1) + std::exp(-z[i])) : Real(1));
     }
 }
 
@@ -23,10 +23,10 @@ void attention_gate_backward(Real* dattn, Real* dE, Real* dz, const Real* dy, co
   for (std::size_t m = 0; m < std::size_t(M); ++m)
     for (int c = 0; c < I; ++c) {
       const std::size_t i = m * I + c;
-      const Real sig = Real(1) / (Real(1) + std::exp(-z[i])), silu = z[i] * sig;
+      const Real sig = z ? Real(1) / (Real(1) + std::exp(-z[i])) : Real(1), silu = z ? z[i] * sig : Real(1);
       if (dattn) dattn[i] += dy[i] * E[c] * silu;
       if (dE) dE[c] += dy[i] * attn[i] * silu;
-      if (dz) dz[i] += dy[i] * E[c] * attn[i] * sig * (Real(1) + z[i] * (Real(1) - sig));
+      if (dz && z) dz[i] += dy[i] * E[c] * attn[i] * sig * (Real(1) + z[i] * (Real(1) - sig));
     }
 }
 

@@ -1,11 +1,11 @@
-#include "hax/io/dataset_text.h"
+#include "hax/data/dataset_text.h"
 
 #include <charconv>
 #include <limits>
 
 #include "hax/engine/error.h"
 
-namespace hax::io {
+namespace hax::data {
 namespace {
 
 // Appends `value` to the line of `text` that starts at `line_start`, a space before all but its first number.
@@ -93,4 +93,4 @@ std::vector<data::Sample> read_text_dataset(const std::filesystem::path& path, s
   return samples;
 }
 
-}  // namespace hax::io
+}  // namespace hax::data

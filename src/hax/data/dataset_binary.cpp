@@ -1,4 +1,4 @@
-#include "hax/io/dataset_binary.h"
+#include "hax/data/dataset_binary.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,7 +12,7 @@
 
 #include "hax/engine/error.h"
 
-namespace hax::io {
+namespace hax::data {
 namespace {
 
 static_assert(std::endian::native == std::endian::little, "the dataset format is little-endian, like its hosts");
@@ -36,7 +36,7 @@ std::uint32_t token_at(const unsigned char* tokens, std::uint32_t width, std::ui
 // after the magic, version and size fields is caught.
 std::uint64_t combined_checksum(std::uint64_t payload_digest, BinaryDatasetHeader header) {
   header.checksum = 0;
-  Hasher64 hasher(payload_digest);
+  io::Hasher64 hasher(payload_digest);
   hasher.update(&header, sizeof header);
   return hasher.digest();
 }
@@ -180,7 +180,7 @@ void BinaryDataset::validate_header() {
     fail_file(cat("truncated: the header records ", header_.file_size, " bytes but the file has ", map_.size));
   if (header_.file_size < map_.size)
     fail_file(cat("has ", map_.size - header_.file_size, " unexpected bytes after its recorded end"));
-  Hasher64 payload(0);
+  io::Hasher64 payload(0);
   payload.update(map_.bytes + sizeof header_, map_.size - sizeof header_);
   const std::uint64_t computed = combined_checksum(payload.digest(), header_);
   if (computed != header_.checksum) fail_file("checksum mismatch: the file is corrupted");
@@ -260,4 +260,4 @@ data::Sample BinaryDataset::sample(std::uint64_t i) const {
   return out;
 }
 
-}  // namespace hax::io
+}  // namespace hax::data

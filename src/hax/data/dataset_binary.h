@@ -30,7 +30,7 @@
 #include "hax/io/atomic_file.h"
 #include "hax/io/hash.h"
 
-namespace hax::io {
+namespace hax::data {
 
 // The fixed 128-byte header, exactly as stored (see the table above).
 struct BinaryDatasetHeader {
@@ -74,9 +74,9 @@ class BinaryDatasetWriter {
   void check_sample(const data::Sample& sample) const;
   void encode_record(const data::Sample& sample);
 
-  AtomicFile file_;
+  io::AtomicFile file_;
   BinaryDatasetHeader header_;
-  Hasher64 payload_hash_;  // bytes [128, end), as they are written
+  io::Hasher64 payload_hash_;  // bytes [128, end), as they are written
   std::uint64_t position_ = 0;
   std::vector<std::uint64_t> offsets_{0};
   std::vector<std::uint32_t> lengths_;
@@ -131,4 +131,4 @@ class BinaryDataset {
   const std::uint32_t* cells_ = nullptr;
 };
 
-}  // namespace hax::io
+}  // namespace hax::data

@@ -12,7 +12,7 @@
 
 #include "hax/data/sample.h"
 
-namespace hax::io {
+namespace hax::data {
 
 class TextDatasetWriter {
  public:
@@ -52,4 +52,4 @@ class TextDatasetReader {
 
 std::vector<data::Sample> read_text_dataset(const std::filesystem::path& path, std::int32_t pad_id);
 
-}  // namespace hax::io
+}  // namespace hax::data

@@ -1,18 +1,24 @@
-// The Mamba-1 language model of the reference (reference.md §3.1, §5.1): embedding, then per layer
-// h = h + Mixer(RMSNorm(h)), a final RMSNorm, and logits = h E^T with the tied input embedding E.
+// The language models of the reference (reference.md §3.1, §4.1, §5.1-5.3), all one shape: an embedding, a list of
+// residual blocks h = h + Mixer(RMSNorm(h)), a final RMSNorm, and logits = h E^T with the tied input embedding E.
+// config.model_type chooses the blocks (models/blocks.h):
+//   mamba:  per layer one block with a Mamba mixer (with the sparse branch when the config has a sparse arch);
+//   mamba2: per layer one block with a Mamba2 mixer (likewise);
+//   samba:  per layer a Mamba or sliding-window attention block, then a gated-MLP block.
 // Works on packed batches (layers/packed_batch.h): padding never reaches the model.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <span>
 #include <vector>
 
 #include "hax/engine/arena.h"
 #include "hax/engine/params.h"
-#include "hax/layers/mamba_mixer.h"
+#include "hax/layers/mixer.h"
 #include "hax/layers/packed_batch.h"
 #include "hax/models/config.h"
-#include "hax/models/mamba_state.h"
+#include "hax/models/model_state.h"
 
 namespace hax::models {
 
@@ -43,10 +49,16 @@ struct BatchResult {
   int scored_rows = 0;
 };
 
-class MambaModel {
+// One residual block: h = h + mixer(RMSNorm(h; norm weight)).
+struct Block {
+  std::string norm_name;  // the RMSNorm weight's parameter name
+  std::unique_ptr<layers::Mixer> mixer;
+};
+
+class Model {
  public:
   // Declares and allocates the parameters; initializes them from config.seed unless `initialize` is false.
-  explicit MambaModel(const ModelConfig& config, bool initialize = true);
+  explicit Model(const ModelConfig& config, bool initialize = true);
 
   const ModelConfig& config() const { return config_; }
   ParamStore& params() { return params_; }
@@ -70,43 +82,44 @@ class MambaModel {
   // costs O(1) and the sparse branch O(k) for its k keys (plus a KV cache row); no prefix is recomputed.
   // The state of an empty sequence; hax::Error under `paper` semantics with a sparse arch (its statistics look at
   // the whole padded sequence) or with LSH projections redrawn every forward.
-  MambaState start_state() const;
+  ModelState start_state() const;
   // logits (T, V) of the next T = tokens.size() tokens of the state's sequence; advances the state. Uses the arena
   // as logits() does (reset first; prefill_arena_floats).
-  void prefill(float* logits, MambaState& state, std::span<const std::int32_t> tokens, Arena& arena);
-  std::size_t prefill_arena_floats(const MambaState& state, int T) const;
+  void prefill(float* logits, ModelState& state, std::span<const std::int32_t> tokens, Arena& arena);
+  std::size_t prefill_arena_floats(const ModelState& state, int T) const;
   // The same with an arena of its own: logits (T, V).
-  std::vector<float> prefill(MambaState& state, std::span<const std::int32_t> tokens);
+  std::vector<float> prefill(ModelState& state, std::span<const std::int32_t> tokens);
   // One token: its logits (V), i.e. the next-token distribution.
-  std::vector<float> decode(MambaState& state, std::int32_t token);
+  std::vector<float> decode(ModelState& state, std::int32_t token);
 
   // Floats of arena that forward + backward need for `batch` with `scored` scored rows (an upper bound).
   std::size_t arena_floats(const layers::PackedBatch& batch, int scored, int padded_length = 0) const;
 
-  // The gate-loss candidates of the last training forward, per sequence (positions within it), for layer l.
-  const std::vector<std::vector<std::int32_t>>& gate_candidates(int layer) const {
-    return saved_.at(layer).sparse.candidates;
-  }
+  // The residual blocks, in order.
+  const std::vector<Block>& blocks() const { return blocks_; }
+  // The gate-loss candidates of the last training forward, per sequence (positions within it), for block b (empty
+  // when the block has no key selection).
+  const std::vector<std::vector<std::int32_t>>& gate_candidates(int block) const;
+  // The first block's sparse branch, if any (every sparse model has one in each SSM block).
+  const layers::SparseBranch* sparse() const;
 
  private:
   // Runs embedding and layers; leaves the last hidden state in hidden_.back().
   // With a state (a batch of one sequence), the layers continue from it and advance it (prefill).
   void forward_body(std::span<const std::int32_t> inputs, const layers::PackedBatch& batch,
-                    const ForwardOptions& options, int padded_length, Arena& arena, MambaState* state = nullptr);
+                    const ForwardOptions& options, int padded_length, Arena& arena, ModelState* state = nullptr);
   // out (M, V) = the final norm and tied output layer on the last hidden state of forward_body.
   void output_logits(float* out, int M, Arena& arena) const;
 
   ModelConfig config_;
   ParamStore params_;
   ParamStore buffers_;
-  std::vector<layers::MambaMixer> mixers_;
-  std::vector<std::string> norm_names_;
+  std::vector<Block> blocks_;
 
   // Forward state kept for backward (pointers into the arena).
-  std::vector<float*> hidden_;  // L+1 of (M, D): the residual stream before each layer, and after the last
-  std::vector<float*> normed_;  // L of (M, D)
-  std::vector<float*> rstd_;    // L of (M)
-  std::vector<layers::MambaMixer::Saved> saved_;
+  std::vector<float*> hidden_;  // B+1 of (M, D): the residual stream before each block, and after the last
+  std::vector<float*> normed_;  // B of (M, D)
+  std::vector<float*> rstd_;    // B of (M)
   std::vector<int> scored_rows_;
   bool training_ = false;
   float *final_in_ = nullptr, *final_rstd_ = nullptr, *final_out_ = nullptr, *logits_ = nullptr;

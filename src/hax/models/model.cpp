@@ -1,10 +1,12 @@
-#include "hax/models/mamba.h"
+#include "hax/models/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "hax/engine/rng.h"
-#include "hax/models/mamba_params.h"
+#include "hax/models/blocks.h"
+#include "hax/models/model_params.h"
 #include "hax/ops/accuracy_ref.h"
 #include "hax/ops/cross_entropy.h"
 #include "hax/ops/embedding.h"
@@ -20,48 +22,52 @@ std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::si
 
 }  // namespace
 
-MambaModel::MambaModel(const ModelConfig& config, bool initialize) : config_(config) {
+Model::Model(const ModelConfig& config, bool initialize) : config_(config) {
   config_.validate("model config");
-  declare_mamba_parameters(params_, config_);
+  declare_parameters(params_, config_);
   params_.allocate();
-  declare_mamba_buffers(buffers_, config_);
+  declare_buffers(buffers_, config_);
   buffers_.allocate();
-  if (initialize) init_mamba_parameters(params_, config_), init_mamba_buffers(buffers_, config_);
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    mixers_.emplace_back(config_, params_, buffers_, mamba_layer_prefix(l));
-    norm_names_.push_back(cat("layers.", l, ".norm.weight"));
-  }
+  if (initialize) init_parameters(params_, config_), init_buffers(buffers_, config_);
+  blocks_ = build_blocks(config_, params_, buffers_);
 }
 
-std::size_t MambaModel::arena_floats(const layers::PackedBatch& batch, int scored, int padded_length) const {
-  const int rows = batch.rows(), sequences = batch.num_sequences();
-  const std::size_t D = config_.hidden_size, I = config_.intermediate_size, N = config_.state_size,
-                    R = config_.time_step_rank, L = config_.num_hidden_layers, V = config_.vocab_size;
-  const std::size_t M = rows, S = scored, pad = AlignedBuffer::kAlignFloats;  // pad: alignment slack per block
-  // Scan checkpoints: ceil(len / chunk) states per sequence <= M / chunk + one per sequence.
-  const std::size_t checkpoints = (M / ops::kScanChunk + std::size_t(sequences)) * I * N;
-  const std::size_t per_layer = M * (2 * D + 1) + M * (6 * I + R + 2 * N) + checkpoints + 16 * pad;
-  const std::size_t K = config_.conv_kernel;
-  const std::size_t mixer_backward = M * (4 * I + 2 * N + (R + 2 * N)) + std::size_t(sequences) * I * (K + 3 + N) + 8 * pad;
+const layers::SparseBranch* Model::sparse() const {
+  for (const Block& block : blocks_)
+    if (const layers::SparseBranch* branch = block.mixer->sparse()) return branch;
+  return nullptr;
+}
+
+const std::vector<std::vector<std::int32_t>>& Model::gate_candidates(int block) const {
+  static const std::vector<std::vector<std::int32_t>> none;
+  const auto* candidates = blocks_.at(block).mixer->gate_candidates();
+  return candidates ? *candidates : none;
+}
+
+std::size_t Model::arena_floats(const layers::PackedBatch& batch, int scored, int padded_length) const {
+  const std::size_t D = config_.hidden_size, V = config_.vocab_size;
+  const std::size_t M = batch.rows(), S = scored, pad = AlignedBuffer::kAlignFloats;  // pad: alignment slack per block
+  // Embeddings; per block its norm's output and rstd, the mixer's output (the next residual stream) and what the
+  // mixer keeps; the largest mixer backward scratch; the head (gathered rows, logits and their gradients) and the
+  // backward's residual-stream gradients.
+  std::size_t floats = M * D + pad, scratch = 0;
+  for (const Block& block : blocks_) {
+    const layers::Mixer::ArenaNeeds needs = block.mixer->arena_floats(batch, padded_length);
+    floats += M * (2 * D + 1) + 3 * pad + needs.kept;
+    scratch = std::max(scratch, needs.scratch);
+  }
   const std::size_t head = S * (4 * D + 1 + 2 * V) + 2 * M * D + 8 * pad;
-  std::size_t sparse = 0;
-  if (const layers::SparseBranch* branch = mixers_.front().sparse()) {
-    // Per layer: the attention output kept for backward; once: its gradient. Plus the branch's own needs.
-    const std::size_t branch_floats = branch->arena_floats(rows, sequences, batch.longest(), padded_length);
-    sparse = L * (M * I + pad + branch_floats) + M * I + pad;
-  }
-  return M * D + pad + L * per_layer + mixer_backward + head + sparse;
+  return floats + scratch + head;
 }
 
-void MambaModel::forward_body(std::span<const std::int32_t> inputs, const layers::PackedBatch& batch,
-                              const ForwardOptions& options, int padded_length, Arena& arena, MambaState* state) {
-  const int M = batch.rows(), D = config_.hidden_size, L = config_.num_hidden_layers;
+void Model::forward_body(std::span<const std::int32_t> inputs, const layers::PackedBatch& batch,
+                              const ForwardOptions& options, int padded_length, Arena& arena, ModelState* state) {
+  const int M = batch.rows(), D = config_.hidden_size, L = static_cast<int>(blocks_.size());
   check(static_cast<int>(inputs.size()) == M, "model input has ", inputs.size(), " tokens for a batch of ", M,
         " rows");
   hidden_.assign(L + 1, nullptr);
   normed_.assign(L, nullptr);
   rstd_.assign(L, nullptr);
-  saved_.assign(L, {});
   hidden_[0] = arena.alloc(rows_times(M, D), "embeddings").data();
   ops::embedding_forward(hidden_[0], inputs.data(), params_.param("embeddings.weight").data(), M,
                          config_.vocab_size, D);
@@ -69,20 +75,20 @@ void MambaModel::forward_body(std::span<const std::int32_t> inputs, const layers
   for (int l = 0; l < L; ++l) {
     normed_[l] = arena.alloc(rows_times(M, D), "layer norm out").data();
     rstd_[l] = arena.alloc(M, "layer norm rstd").data();
-    ops::rmsnorm_forward(normed_[l], rstd_[l], hidden_[l], params_.param(norm_names_[l]).data(), M, D, eps);
+    ops::rmsnorm_forward(normed_[l], rstd_[l], hidden_[l], params_.param(blocks_[l].norm_name).data(), M, D, eps);
     float* mixed = arena.alloc(rows_times(M, D), "mixer out").data();
-    // Each layer draws from its own stream of the call's seed.
+    // Each block draws from its own stream of the call's seed.
     const layers::SparseStep step{options.training, Rng(options.noise_seed).fork(l).next_u64(), padded_length};
     if (state)
-      mixers_[l].forward_chunk(mixed, normed_[l], M, state->layers[l], arena);
+      blocks_[l].mixer->forward_chunk(mixed, normed_[l], M, state->blocks[l], arena);
     else
-      mixers_[l].forward(mixed, normed_[l], batch, step, arena, saved_[l]);
+      blocks_[l].mixer->forward(mixed, normed_[l], batch, step, arena);
     hidden_[l + 1] = mixed;  // residual add in place: h_{l+1} = h_l + mixer(norm(h_l))
     ops::residual_forward(hidden_[l + 1], hidden_[l], mixed, rows_times(M, D));
   }
 }
 
-BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena, const ForwardOptions& options) {
+BatchResult Model::forward(const TokenBatch& tb, Arena& arena, const ForwardOptions& options) {
   arena.reset();
   training_ = options.training;
   forward_body(tb.inputs, tb.batch, options, tb.padded_length, arena);
@@ -109,7 +115,7 @@ BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena, const Forwar
 
   BatchResult result;
   result.scored_rows = S;
-  for (const auto& saved : saved_) result.gate_loss += saved.sparse.gate_loss;
+  for (const Block& block : blocks_) result.gate_loss += block.mixer->gate_loss();
   const std::vector<std::uint8_t> all_scored(S, 1);
   result.loss = ops::cross_entropy_forward(logits_, scored_labels_.data(), all_scored.data(), S, V);
   // Per-sequence accuracy over the gathered rows (scored_rows_ is sorted, so sequences are contiguous in it).
@@ -124,8 +130,8 @@ BatchResult MambaModel::forward(const TokenBatch& tb, Arena& arena, const Forwar
   return result;
 }
 
-void MambaModel::backward(const TokenBatch& tb, Arena& arena) {
-  const int D = config_.hidden_size, V = config_.vocab_size, M = tb.batch.rows(), L = config_.num_hidden_layers;
+void Model::backward(const TokenBatch& tb, Arena& arena) {
+  const int D = config_.hidden_size, V = config_.vocab_size, M = tb.batch.rows(), L = static_cast<int>(blocks_.size());
   const int S = static_cast<int>(scored_rows_.size());
   const std::size_t mark = arena.mark();
   float* dlogits = arena.alloc(rows_times(S, V), "d logits").data();
@@ -145,16 +151,16 @@ void MambaModel::backward(const TokenBatch& tb, Arena& arena) {
   float* dnormed = arena.alloc(rows_times(M, D), "d layer norm out").data();
   for (int l = L - 1; l >= 0; --l) {
     std::fill(dnormed, dnormed + rows_times(M, D), 0.0f);
-    mixers_[l].backward(dnormed, dh, tb.batch, saved_[l], training_ ? kGateLossWeight : 0.0f, arena);
+    blocks_[l].mixer->backward(dnormed, dh, tb.batch, training_ ? kGateLossWeight : 0.0f, arena);
     // h_{l+1} = h_l + mixer(norm(h_l)): dh_l = dh_{l+1} + norm^T(dnormed); accumulate in place.
-    ops::rmsnorm_backward(dh, params_.grad(norm_names_[l]).data(), dnormed, hidden_[l],
-                          params_.param(norm_names_[l]).data(), rstd_[l], M, D);
+    ops::rmsnorm_backward(dh, params_.grad(blocks_[l].norm_name).data(), dnormed, hidden_[l],
+                          params_.param(blocks_[l].norm_name).data(), rstd_[l], M, D);
   }
   ops::embedding_backward(dE, dh, tb.inputs.data(), M, V, D);
   arena.release(mark);
 }
 
-void MambaModel::logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
+void Model::logits(float* out, const std::vector<std::int32_t>& inputs, const layers::PackedBatch& batch,
                         Arena& arena, const ForwardOptions& options, int padded_length) {
   arena.reset();
   training_ = false;
@@ -162,7 +168,7 @@ void MambaModel::logits(float* out, const std::vector<std::int32_t>& inputs, con
   output_logits(out, batch.rows(), arena);
 }
 
-void MambaModel::output_logits(float* out, int M, Arena& arena) const {
+void Model::output_logits(float* out, int M, Arena& arena) const {
   const int D = config_.hidden_size, V = config_.vocab_size;
   float* normed = arena.alloc(rows_times(M, D), "final norm out").data();
   ops::rmsnorm_forward(normed, nullptr, hidden_.back(), params_.param("norm_f.weight").data(), M, D,
@@ -170,27 +176,27 @@ void MambaModel::output_logits(float* out, int M, Arena& arena) const {
   ops::tied_output_forward(out, normed, params_.param("embeddings.weight").data(), M, D, V);
 }
 
-MambaState MambaModel::start_state() const {
-  MambaState state;
-  for (const layers::MambaMixer& mixer : mixers_) state.layers.push_back(mixer.start_state());
+ModelState Model::start_state() const {
+  ModelState state;
+  for (const Block& block : blocks_) state.blocks.push_back(block.mixer->start_state());
   return state;
 }
 
-std::size_t MambaModel::prefill_arena_floats(const MambaState& state, int T) const {
-  layers::PackedBatch one;
-  one.add_sequence(T);
-  // forward()'s bound for T rows covers everything but the final scan state and the sparse branch's chunk scratch,
-  // whose attention weights grow with the position for `full` and `dilated`.
-  std::size_t floats = arena_floats(one, T) + std::size_t(config_.intermediate_size) * config_.state_size +
-                       AlignedBuffer::kAlignFloats;
-  if (const layers::SparseBranch* branch = mixers_.front().sparse())
-    floats += branch->chunk_arena_floats(T, state.position);
-  return floats;
+std::size_t Model::prefill_arena_floats(const ModelState& state, int T) const {
+  const std::size_t M = T, D = config_.hidden_size, V = config_.vocab_size, pad = AlignedBuffer::kAlignFloats;
+  // Embeddings and per block norm output, rstd and mixer output (all kept until the logits), the largest mixer
+  // chunk scratch, then the final norm.
+  std::size_t floats = M * D + pad + M * D + pad + M * V, scratch = 0;
+  for (const Block& block : blocks_) {
+    floats += M * (2 * D + 1) + 3 * pad;
+    scratch = std::max(scratch, block.mixer->chunk_arena_floats(T, state.position));
+  }
+  return floats + scratch;
 }
 
-void MambaModel::prefill(float* logits, MambaState& state, std::span<const std::int32_t> tokens, Arena& arena) {
-  check(int(state.layers.size()) == config_.num_hidden_layers, "prefill: the state has ", state.layers.size(),
-        " layers, the model ", config_.num_hidden_layers, " (make it with start_state())");
+void Model::prefill(float* logits, ModelState& state, std::span<const std::int32_t> tokens, Arena& arena) {
+  check(state.blocks.size() == blocks_.size(), "prefill: the state has ", state.blocks.size(), " blocks, the model ",
+        blocks_.size(), " (make it with start_state())");
   if (tokens.empty()) return;
   arena.reset();
   training_ = false;
@@ -201,14 +207,14 @@ void MambaModel::prefill(float* logits, MambaState& state, std::span<const std::
   state.position += int(tokens.size());
 }
 
-std::vector<float> MambaModel::prefill(MambaState& state, std::span<const std::int32_t> tokens) {
+std::vector<float> Model::prefill(ModelState& state, std::span<const std::int32_t> tokens) {
   std::vector<float> out(tokens.size() * std::size_t(config_.vocab_size));
   Arena arena(prefill_arena_floats(state, int(tokens.size())));
   prefill(out.data(), state, tokens, arena);
   return out;
 }
 
-std::vector<float> MambaModel::decode(MambaState& state, std::int32_t token) {
+std::vector<float> Model::decode(ModelState& state, std::int32_t token) {
   return prefill(state, std::span<const std::int32_t>(&token, 1));
 }
 

@@ -1,4 +1,4 @@
-// A sequence's inference state for the whole model (layers/mixer_state.h per layer): what MambaModel::prefill and
+// A sequence's inference state for the whole model (layers/mixer_state.h per block): what Model::prefill and
 // decode carry from one chunk to the next. A plain value: copy it to continue one prefix two ways.
 #pragma once
 
@@ -8,8 +8,8 @@
 
 namespace hax::models {
 
-struct MambaState {
-  std::vector<layers::MixerState> layers;  // (L)
+struct ModelState {
+  std::vector<layers::MixerState> blocks;  // one per residual block of the model
   int position = 0;                        // tokens consumed so far
 };
 

@@ -9,10 +9,10 @@
 #include "hax/data/joint_recall.h"
 #include "hax/data/mqar.h"
 #include "hax/engine/error.h"
-#include "hax/io/dataset_binary.h"
-#include "hax/io/dataset_text.h"
+#include "hax/data/dataset_binary.h"
+#include "hax/data/dataset_text.h"
 
-namespace hax::io {
+namespace hax::data {
 namespace {
 
 const char* const kFixture = HAX_SOURCE_DIR "/tests/fixtures/joint_recall_seed1_train_first288.txt";
@@ -23,14 +23,14 @@ DatasetInfo joint_recall_info() {
 }
 
 // The fixture's samples, with the cells the generator's order gives them.
-std::vector<data::Sample> fixture_samples() {
+std::vector<Sample> fixture_samples() {
   auto samples = read_text_dataset(kFixture, data::kJointRecallPad);
   for (std::size_t i = 0; i < samples.size(); ++i) samples[i].cell = data::JointRecallConfig{}.cell_at(i);
   return samples;
 }
 
 void write_binary(const std::filesystem::path& path, const DatasetInfo& info,
-                  const std::vector<data::Sample>& samples) {
+                  const std::vector<Sample>& samples) {
   BinaryDatasetWriter writer(path, info);
   for (const auto& sample : samples) writer.add(sample);
   writer.finish();
@@ -98,8 +98,8 @@ TEST_F(BinaryFile, RoundTripsTheFixtureThroughTextBinaryText) {
   EXPECT_EQ(dataset.header().token_width, 1u);
   EXPECT_EQ(dataset.info().task, "joint-recall");
   EXPECT_EQ(dataset.info().params["seed"], 1);
-  EXPECT_EQ(dataset.cell(0), (data::Cell{5, 5}));
-  EXPECT_EQ(dataset.cell(287), (data::Cell{16, 16}));
+  EXPECT_EQ(dataset.cell(0), (Cell{5, 5}));
+  EXPECT_EQ(dataset.cell(287), (Cell{16, 16}));
   EXPECT_EQ(dataset.length(287), 1058u);
   std::ostringstream text;
   TextDatasetWriter writer(text, dataset.pad_len(), dataset.pad_id());
@@ -148,7 +148,7 @@ TEST(BinaryFormat, TwoByteTokensRoundTrip) {
   data::MqarConfig config;
   config.train_size = 20;
   const data::MqarGenerator generator(config);
-  std::vector<data::Sample> samples(20);
+  std::vector<Sample> samples(20);
   for (std::uint64_t i = 0; i < samples.size(); ++i) generator.generate(data::Split::train, i, samples[i]);
   write_binary(dir / "mqar.bin", {"mqar", {}, config.pad_len(), data::kMqarPad, 8192}, samples);
   const BinaryDataset dataset(dir / "mqar.bin");
@@ -156,7 +156,7 @@ TEST(BinaryFormat, TwoByteTokensRoundTrip) {
   for (std::uint64_t i = 0; i < samples.size(); ++i) {
     EXPECT_EQ(dataset.sample(i).tokens, samples[i].tokens);
     EXPECT_EQ(dataset.sample(i).mask, samples[i].mask);
-    EXPECT_EQ(dataset.cell(i), (data::Cell{1, 16}));
+    EXPECT_EQ(dataset.cell(i), (Cell{1, 16}));
   }
 }
 
@@ -179,4 +179,4 @@ TEST(BinaryFormat, BadSamplesAbortTheWriteAndLeaveNoFile) {
 }
 
 }  // namespace
-}  // namespace hax::io
+}  // namespace hax::data
