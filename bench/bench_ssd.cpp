@@ -57,8 +57,15 @@ void BM_SsdForwardBackward(benchmark::State& state) {
   }
   buf.report(state);
 }
-BENCHMARK(BM_SsdForwardBackward)->ArgName("chunk")->Arg(16)->Arg(32)->Arg(64)->Arg(128)->Arg(256)->Unit(
-    benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SsdForwardBackward)
+    ->ArgName("chunk")
+    ->Arg(16)
+    ->Arg(32)
+    ->Arg(64)
+    ->Arg(128)
+    ->Arg(256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_SsdForward(benchmark::State& state) {
   SsdBuffers buf(double_size_shape(static_cast<int>(state.range(0))));

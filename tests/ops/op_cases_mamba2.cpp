@@ -29,14 +29,14 @@ class GatedRmsNormCase : public OpCaseOf<GatedRmsNormCase> {
   template <class Real>
   void run_forward(Buffers<Real>& b) const {
     b.saved.resize(M_);
-    kernel<Real>(gated_rmsnorm_forward, ref::gated_rmsnorm_forward<Real>)(
-        b.out.data(), b.saved.data(), b.input(0), b.input(1), b.input(2), M_, D_, Real(1e-5f));
+    kernel<Real>(gated_rmsnorm_forward, ref::gated_rmsnorm_forward<Real>)(b.out.data(), b.saved.data(), b.input(0),
+                                                                          b.input(1), b.input(2), M_, D_, Real(1e-5f));
   }
   template <class Real>
   void run_backward(Buffers<Real>& b) const {
-    kernel<Real>(gated_rmsnorm_backward, ref::gated_rmsnorm_backward<Real>)(
-        b.gradient(0), b.gradient(1), b.gradient(2), b.dout.data(), b.input(0), b.input(1), b.input(2),
-        b.saved.data(), M_, D_);
+    kernel<Real>(gated_rmsnorm_backward, ref::gated_rmsnorm_backward<Real>)(b.gradient(0), b.gradient(1), b.gradient(2),
+                                                                            b.dout.data(), b.input(0), b.input(1),
+                                                                            b.input(2), b.saved.data(), M_, D_);
   }
 
  private:
@@ -91,8 +91,8 @@ class SsdCase : public OpCaseOf<SsdCase> {
  private:
   template <class Real>
   SsdInputs<Real> inputs(const Buffers<Real>& b) const {
-    return {b.input(x_), b.input(dt_raw_), b.input(dt_bias_), b.input(A_log_),
-            b.input(Bm_), b.input(Cm_),    b.input(D_),       b.input(h0_)};
+    return {b.input(x_),  b.input(dt_raw_), b.input(dt_bias_), b.input(A_log_),
+            b.input(Bm_), b.input(Cm_),     b.input(D_),       b.input(h0_)};
   }
 
   SsdShape s_;
@@ -113,7 +113,7 @@ std::vector<OpCasePtr> mamba2_op_cases() {
     cases.push_back(std::make_shared<SsdCase>(seed, ssd_shape(40, 2, 7, 2, 9, 1), true, true));
   }
   cases.push_back(std::make_shared<GatedRmsNormCase>(100, 5, 128));  // the mamba2 config's width I = 128
-  cases.push_back(std::make_shared<SsdCase>(100, ssd_shape(1, 2, 3, 1, 4, 64), true, true));   // one position
+  cases.push_back(std::make_shared<SsdCase>(100, ssd_shape(1, 2, 3, 1, 4, 64), true, true));     // one position
   cases.push_back(std::make_shared<SsdCase>(100, ssd_shape(70, 8, 16, 1, 32, 64), true, true));  // the config's heads
   // Above kMinParallelElements (ops/parallel.h): one long sequence, heads on several threads; rows over threads.
   cases.push_back(std::make_shared<SsdCase>(200, ssd_shape(203, 4, 8, 2, 8, 32), true, true));

@@ -29,14 +29,20 @@ struct Problem {
   std::vector<S> dy, dhT;
 
   std::size_t row(Tensor t) const {  // floats per time step of a per-position tensor
-    return t == kX ? std::size_t(shape.heads) * shape.head_dim
-                   : t == kDtRaw ? std::size_t(shape.heads) : std::size_t(shape.groups) * shape.state;
+    return t == kX       ? std::size_t(shape.heads) * shape.head_dim
+           : t == kDtRaw ? std::size_t(shape.heads)
+                         : std::size_t(shape.groups) * shape.state;
   }
   // Inputs of positions [t0, T): per-position tensors start at row t0.
   SsdInputs<S> inputs(int t0 = 0) const {
-    return {in[kX].data() + t0 * row(kX),   in[kDtRaw].data() + t0 * row(kDtRaw), in[kDtBias].data(),
-            in[kALog].data(),               in[kBm].data() + t0 * row(kBm),       in[kCm].data() + t0 * row(kCm),
-            in[kD].data(),                  in[kH0].empty() ? nullptr : in[kH0].data()};
+    return {in[kX].data() + t0 * row(kX),
+            in[kDtRaw].data() + t0 * row(kDtRaw),
+            in[kDtBias].data(),
+            in[kALog].data(),
+            in[kBm].data() + t0 * row(kBm),
+            in[kCm].data() + t0 * row(kCm),
+            in[kD].data(),
+            in[kH0].empty() ? nullptr : in[kH0].data()};
   }
 };
 
@@ -48,8 +54,8 @@ struct Result {
   // Gradients of positions [t0, T), as Problem::inputs.
   SsdGrads<S> grads(const Problem<S>& p, int t0 = 0) {
     auto at = [&](Tensor t, std::size_t offset) { return grad[t].empty() ? nullptr : grad[t].data() + offset; };
-    return {at(kX, t0 * p.row(kX)), at(kDtRaw, t0 * p.row(kDtRaw)), at(kDtBias, 0), at(kALog, 0),
-            at(kBm, t0 * p.row(kBm)), at(kCm, t0 * p.row(kCm)), at(kD, 0), at(kH0, 0)};
+    return {at(kX, t0 * p.row(kX)),   at(kDtRaw, t0 * p.row(kDtRaw)), at(kDtBias, 0), at(kALog, 0),
+            at(kBm, t0 * p.row(kBm)), at(kCm, t0 * p.row(kCm)),       at(kD, 0),      at(kH0, 0)};
   }
 };
 
@@ -236,8 +242,7 @@ TEST(FastSsd, TwoPartsFromTheFinalStateEqualTheWhole) {
   // Split off the chunk grid (chunk 8): the parts' chunks are not the whole's, so they agree up to rounding.
   expect_two_parts_equal_the_whole(to_float(make_problem(6, {45, 3, 4, 3, 5, 8}, true, true)), 19, kFloatTolerance);
   // Split on the chunk grid.
-  expect_two_parts_equal_the_whole(to_float(make_problem(7, {64, 2, 8, 1, 16, 16}, true, true)), 32,
-                                   kFloatTolerance);
+  expect_two_parts_equal_the_whole(to_float(make_problem(7, {64, 2, 8, 1, 16, 16}, true, true)), 32, kFloatTolerance);
 }
 
 TEST(FastSsd, EmptySequencePassesTheStateThrough) {

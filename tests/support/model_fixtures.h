@@ -58,6 +58,33 @@ inline models::ModelConfig tiny_sparse_config(const std::string& arch,
   return c;
 }
 
+// The tiny config of tiny_sparse_config with another base model: "mamba", "mamba2" (4 heads of 4 channels in 2
+// groups, so that B and C are shared by pairs of heads) or "samba" (attention at layer 1 with a window of 5 keys;
+// no sparse arch, which Samba does not take).
+inline models::ModelConfig tiny_config(const std::string& base, const std::string& arch = "",
+                                       ops::sparse::Semantics semantics = ops::sparse::Semantics::causal) {
+  models::ModelConfig c = tiny_sparse_config(arch, semantics);
+  c.model_type = base;
+  if (base == "mamba2") {
+    c.num_heads = 4;
+    c.head_dim = 4;
+    c.n_groups = 2;
+    c.rescale_prenorm_residual = true;
+  } else if (base == "samba") {
+    c.sparse_arch.clear();
+    c.attn_layers = {1};
+    c.attn_num_heads = 2;
+    c.attn_num_kv_heads = 2;
+    c.attn_window = 5;
+  }
+  return c;
+}
+
+inline const std::vector<std::string>& all_bases() {
+  static const std::vector<std::string> names = {"mamba", "mamba2", "samba"};
+  return names;
+}
+
 // Every parameter moved off its initial value (E = 1, zero biases, ...), so every path carries gradient and signal.
 inline void perturb_parameters(models::Model& model, std::uint64_t seed = 17) {
   Rng rng(seed);

@@ -9,8 +9,7 @@
 namespace hax::ops::ref {
 
 template <class Real>
-void gated_rmsnorm_forward(Real* out, Real* rstd, const Real* y, const Real* z, const Real* w, int M, int D,
-                           Real eps) {
+void gated_rmsnorm_forward(Real* out, Real* rstd, const Real* y, const Real* z, const Real* w, int M, int D, Real eps) {
   for (int m = 0; m < M; ++m) {
     const std::size_t row = std::size_t(m) * D;
     Real sum_sq = 0;
@@ -26,8 +25,8 @@ void gated_rmsnorm_forward(Real* out, Real* rstd, const Real* y, const Real* z, 
 }
 
 template <class Real>
-void gated_rmsnorm_backward(Real* dy, Real* dz, Real* dw, const Real* dout, const Real* y, const Real* z,
-                            const Real* w, const Real* rstd, int M, int D) {
+void gated_rmsnorm_backward(Real* dy, Real* dz, Real* dw, const Real* dout, const Real* y, const Real* z, const Real* w,
+                            const Real* rstd, int M, int D) {
   for (int m = 0; m < M; ++m) {
     const std::size_t row = std::size_t(m) * D;
     const Real r = rstd[m];

@@ -18,7 +18,7 @@ namespace {
 
 struct Sizes {
   int T, H, P, G, N, Q;
-  int chunks;          // ceil(T / Q)
+  int chunks;           // ceil(T / Q)
   int heads_per_group;  // H / G
   int HP() const { return H * P; }
   int GN() const { return G * N; }
@@ -32,7 +32,7 @@ Sizes validated_sizes(const SsdShape& shape, const char* what) {
         ": bad shape T=", s.seq_len, " H=", s.heads, " P=", s.head_dim, " G=", s.groups, " N=", s.state);
   check(s.heads % s.groups == 0, what, ": heads H=", s.heads, " are not a multiple of groups G=", s.groups);
   check(s.chunk >= 1, what, ": chunk must be >= 1, got ", s.chunk);
-  return {s.seq_len, s.heads, s.head_dim, s.groups, s.state, s.chunk, (s.seq_len + s.chunk - 1) / s.chunk,
+  return {s.seq_len,         s.heads, s.head_dim, s.groups, s.state, s.chunk, (s.seq_len + s.chunk - 1) / s.chunk,
           s.heads / s.groups};
 }
 
@@ -44,9 +44,7 @@ void check_inputs(const Sizes& s, const SsdInputs<float>& in, const char* what) 
 // Heads run on separate threads when the sequence is long enough to pay for it (and never when called from inside
 // a parallel loop over sequences: nested regions are inactive). Heads are independent and every cross-head sum is
 // added in head order afterwards, so the results do not depend on the thread count.
-bool heads_in_parallel(const Sizes& s) {
-  return s.H > 1 && worth_threads(std::size_t(s.T) * s.H * s.P * s.N);
-}
+bool heads_in_parallel(const Sizes& s) { return s.H > 1 && worth_threads(std::size_t(s.T) * s.H * s.P * s.N); }
 
 // dt = softplus(dt_raw + dt_bias) for every (t, h), and (with dsoftplus) its derivative: (T, H) each.
 void compute_dt(const Sizes& s, const SsdInputs<float>& in, float* dt, float* dsoftplus) {
@@ -82,25 +80,34 @@ void chunk_products(const Sizes& s, const SsdInputs<float>& in, float* cb) {
 // Working memory of one head's walk over its chunks.
 struct HeadScratch {
   explicit HeadScratch(const Sizes& s)
-      : dt(s.Q), cs(s.Q), e(s.Q), w(s.Q), dcs(s.Q), ddt(s.Q),
-        M(std::size_t(s.Q) * s.Q), dM(std::size_t(s.Q) * s.Q),
-        state(std::size_t(s.P) * s.N), dstate(std::size_t(s.P) * s.N),
-        Bw(std::size_t(s.Q) * s.N), Ce(std::size_t(s.Q) * s.N), XdS(std::size_t(s.Q) * s.N),
+      : dt(s.Q),
+        cs(s.Q),
+        e(s.Q),
+        w(s.Q),
+        dcs(s.Q),
+        ddt(s.Q),
+        M(std::size_t(s.Q) * s.Q),
+        dM(std::size_t(s.Q) * s.Q),
+        state(std::size_t(s.P) * s.N),
+        dstate(std::size_t(s.P) * s.N),
+        Bw(std::size_t(s.Q) * s.N),
+        Ce(std::size_t(s.Q) * s.N),
+        XdS(std::size_t(s.Q) * s.N),
         dYS(std::size_t(s.Q) * s.N) {}
-  std::vector<float> dt;       // (Q)  dt of the chunk's positions
-  std::vector<float> cs;       // (Q)  cs[i] = Σ_{j <= i} dt[j] A: cumulative log-decay within the chunk (<= 0)
-  std::vector<float> e;        // (Q)  exp(cs[i]): decay from the chunk's entry to position i
-  std::vector<float> w;        // (Q)  exp(cs[L-1] - cs[j]) dt[j]: weight of position j in the exit state
-  std::vector<float> dcs;      // (Q)  dL/dcs
-  std::vector<float> ddt;      // (Q)  dL/ddt through the places dt appears directly (not through cs)
-  std::vector<float> M;        // (Q, Q)  the masked quadratic form: Cm Bm^T ∘ L
-  std::vector<float> dM;       // (Q, Q)  backward: dL/dM, then dL/d(Cm Bm^T)
-  std::vector<float> state;    // (P, N)  the state entering the chunk (forward)
-  std::vector<float> dstate;   // (P, N)  dL/d(state leaving the chunk), then entering it (backward)
-  std::vector<float> Bw;       // (Q, N)  diag(w) Bm
-  std::vector<float> Ce;       // (Q, N)  diag(e) Cm
-  std::vector<float> XdS;      // (Q, N)  X dstate (backward)
-  std::vector<float> dYS;      // (Q, N)  dY state_in (backward)
+  std::vector<float> dt;      // (Q)  dt of the chunk's positions
+  std::vector<float> cs;      // (Q)  cs[i] = Σ_{j <= i} dt[j] A: cumulative log-decay within the chunk (<= 0)
+  std::vector<float> e;       // (Q)  exp(cs[i]): decay from the chunk's entry to position i
+  std::vector<float> w;       // (Q)  exp(cs[L-1] - cs[j]) dt[j]: weight of position j in the exit state
+  std::vector<float> dcs;     // (Q)  dL/dcs
+  std::vector<float> ddt;     // (Q)  dL/ddt through the places dt appears directly (not through cs)
+  std::vector<float> M;       // (Q, Q)  the masked quadratic form: Cm Bm^T ∘ L
+  std::vector<float> dM;      // (Q, Q)  backward: dL/dM, then dL/d(Cm Bm^T)
+  std::vector<float> state;   // (P, N)  the state entering the chunk (forward)
+  std::vector<float> dstate;  // (P, N)  dL/d(state leaving the chunk), then entering it (backward)
+  std::vector<float> Bw;      // (Q, N)  diag(w) Bm
+  std::vector<float> Ce;      // (Q, N)  diag(e) Cm
+  std::vector<float> XdS;     // (Q, N)  X dstate (backward)
+  std::vector<float> dYS;     // (Q, N)  dY state_in (backward)
 };
 
 // One chunk of one head: where its rows are.
@@ -162,8 +169,7 @@ void scale_rows(float* out, const float* scale, const float* in, int ld, int L, 
 
 // Y (L, P) of the chunk = M X + diag(e) Cm S_in^T + D X; then the state moves to the chunk's exit:
 // S = e[L-1] S + X^T diag(w) Bm.
-void forward_chunk(const Sizes& s, const SsdInputs<float>& in, const ChunkView& v, float D, float* y,
-                   HeadScratch& w) {
+void forward_chunk(const Sizes& s, const SsdInputs<float>& in, const ChunkView& v, float D, float* y, HeadScratch& w) {
   const int L = v.L, P = s.P, N = s.N;
   const float* X = in.x + v.x_at;
   float* Y = y + v.x_at;
@@ -233,8 +239,8 @@ void reverse_quadratic_form(const Sizes& s, const ChunkView& v, const float* cb,
       const bool below = j < i;
       const float decay = fast_exp_nonpositive(select(below, cs_i - cs[j], 0.0f));
       const float q = select(j <= i, dm[j] * decay, 0.0f);  // dL/dM exp(cs[i] - cs[j])
-      const float z = q * cb_row[j];                         // dL/ddt[j] through M[i, j]
-      const float z_cs = select(below, z * dt[j], 0.0f);     // dL/dcs[i], and minus dL/dcs[j], through M[i, j]
+      const float z = q * cb_row[j];                        // dL/ddt[j] through M[i, j]
+      const float z_cs = select(below, z * dt[j], 0.0f);    // dL/dcs[i], and minus dL/dcs[j], through M[i, j]
       dm[j] = q * dt[j];
       ddt[j] += z;
       dcs[j] -= z_cs;
@@ -333,8 +339,8 @@ void backward_chunk(const Sizes& s, const SsdInputs<float>& in, const ChunkView&
 }
 
 void backward_head(const Sizes& s, const SsdInputs<float>& in, int h, const float* saved, const float* dt_all,
-                   const float* dsoftplus, const float* cb, const float* dy, const float* dhT,
-                   const SsdGrads<float>& g, HeadPartials part, HeadScratch& w) {
+                   const float* dsoftplus, const float* cb, const float* dy, const float* dhT, const SsdGrads<float>& g,
+                   HeadPartials part, HeadScratch& w) {
   const std::size_t state_size = std::size_t(s.P) * s.N;
   const float A = -std::exp(in.A_log[h]);
   const float D = in.D ? in.D[h] : 0.0f;

@@ -184,6 +184,19 @@ void add_scaled(float* y, float scale, const float* x, int n) {
 
 float softmax_scale(int head_dim) { return 1.0f / std::sqrt(float(head_dim)); }
 
+// The forward's and the query pass's tasks: the keys and values [first, end) that their queries see, for head h,
+// into scratch.a and scratch.b.
+void load_keys(Scratch& scratch, const float* k, const float* v, int first, int end, int h, int P, int stride) {
+  scratch.a.load(k, stride, h * P, P, first, end - first);
+  scratch.b.load(v, stride, h * P, P, first, end - first);
+}
+
+// scratch.x = one head of a query row / sqrt(P).
+const float* scaled_query(Scratch& scratch, const float* q, float scale, int P) {
+  for (int d = 0; d < P; ++d) scratch.x[d] = scale * q[d];
+  return scratch.x.data();
+}
+
 // The query pass: each task owns a block of queries and reads the keys and values they see. It computes D (T, H) =
 // sum_s p_ts dout_t · v_s for the key pass (mathematically dout_t · out_t; summed from the very terms it balances,
 // a query whose only key is itself gets ds = 0 exactly, as it should), and dq when dq is not null.
@@ -193,15 +206,12 @@ std::vector<float> query_gradients(const WindowAttentionShape& shape, int window
   const float scale = softmax_scale(P);
   std::vector<float> D(std::size_t(T) * H);
   for_each_block(T, H, std::size_t(T) * window * stride, [&](int t0, int t1, int h, Scratch& scratch) {
-    const int first = std::max(0, t0 - window + 1);
-    scratch.a.load(k, stride, h * P, P, first, t1 - first);
-    scratch.b.load(v, stride, h * P, P, first, t1 - first);
+    load_keys(scratch, k, v, std::max(0, t0 - window + 1), t1, h, P, stride);
     scratch.reserve(window, P);
     for (int t = t0; t < t1; ++t) {
       const std::size_t at = std::size_t(t) * stride + h * P, stat = std::size_t(t) * H + h;
-      for (int d = 0; d < P; ++d) scratch.x[d] = scale * q[at + d];
       const int lo = std::max(0, t - window + 1), count = t - lo + 1;
-      probabilities(scratch.x.data(), scratch.a, lo, count, {.value = lse[stat]}, P, scratch);
+      probabilities(scaled_query(scratch, q + at, scale, P), scratch.a, lo, count, {.value = lse[stat]}, P, scratch);
       value_products(dout + at, scratch.b, lo, count, P, scratch);
       Vec8 sum{};
       for (int j = 0; j < count; j += kVecWidth)
@@ -272,20 +282,17 @@ void window_attention_forward(const WindowAttentionShape& shape, float* out, flo
   const int H = shape.heads, P = shape.head_dim, stride = H * P, offset = shape.query_offset;
   const int window = std::min(shape.window, shape.keys);  // no query has more keys than that
   const float scale = softmax_scale(P);
-  for_each_block(shape.queries, H, std::size_t(shape.queries) * window * stride,
-                 [&](int i0, int i1, int h, Scratch& scratch) {
-                   const int first = std::max(0, offset + i0 - window + 1), end = offset + i1;
-                   scratch.a.load(k, stride, h * P, P, first, end - first);
-                   scratch.b.load(v, stride, h * P, P, first, end - first);
-                   scratch.reserve(window, P);
-                   for (int i = i0; i < i1; ++i) {
-                     const std::size_t at = std::size_t(i) * stride + h * P;
-                     for (int d = 0; d < P; ++d) scratch.x[d] = scale * q[at + d];
-                     const int position = offset + i, lo = std::max(0, position - window + 1);
-                     attend(out + at, lse ? lse + std::size_t(i) * H + h : nullptr, scratch.x.data(), scratch.a,
-                            scratch.b, lo, position - lo + 1, P, scratch);
-                   }
-                 });
+  const std::size_t work = std::size_t(shape.queries) * window * stride;
+  for_each_block(shape.queries, H, work, [&](int i0, int i1, int h, Scratch& scratch) {
+    load_keys(scratch, k, v, std::max(0, offset + i0 - window + 1), offset + i1, h, P, stride);
+    scratch.reserve(window, P);
+    for (int i = i0; i < i1; ++i) {
+      const std::size_t at = std::size_t(i) * stride + h * P;
+      const int position = offset + i, lo = std::max(0, position - window + 1);
+      attend(out + at, lse ? lse + std::size_t(i) * H + h : nullptr, scaled_query(scratch, q + at, scale, P),
+             scratch.a, scratch.b, lo, position - lo + 1, P, scratch);
+    }
+  });
 }
 
 void window_attention_backward(const WindowAttentionShape& shape, float* dq, float* dk, float* dv, const float* dout,
