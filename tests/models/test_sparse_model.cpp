@@ -176,11 +176,13 @@ std::vector<float> logits_of(Model& model, const TokenBatch& tb, const ForwardOp
   return out;
 }
 
-class CausalProperties : public ::testing::TestWithParam<std::string> {};
+class CausalProperties : public ::testing::TestWithParam<testing::BaseArch> {};
+
+ModelConfig property_config(const testing::BaseArch& case_) { return testing::tiny_config(case_.first, case_.second); }
 
 // Property 1: changing a token after position t changes no output at positions <= t.
 TEST_P(CausalProperties, LaterTokensDoNotChangeEarlierOutputs) {
-  Model model = perturbed_model(sparse_config(GetParam()));
+  Model model = perturbed_model(property_config(GetParam()));
   const int V = model.config().vocab_size, T = 40, changed_at = 23;
   const TokenBatch a = random_batch(model.config(), {T}, 6);
   TokenBatch b = a;
@@ -193,7 +195,7 @@ TEST_P(CausalProperties, LaterTokensDoNotChangeEarlierOutputs) {
 
 // Property 2: a sequence padded to two lengths, or batched beside a longer one, gives the same real outputs.
 TEST_P(CausalProperties, PaddingAndBatchmatesChangeNothing) {
-  Model model = perturbed_model(sparse_config(GetParam()));
+  Model model = perturbed_model(property_config(GetParam()));
   const int V = model.config().vocab_size;
   const TokenBatch both = random_batch(model.config(), {19, 37}, 7);
   TokenBatch alone;
@@ -213,17 +215,17 @@ TEST_P(CausalProperties, PaddingAndBatchmatesChangeNothing) {
 
 // Property 4: evaluation and training forwards repeat exactly (same seed, same thread count).
 TEST_P(CausalProperties, RunsRepeatExactly) {
-  Model model = perturbed_model(sparse_config(GetParam()));
+  Model model = perturbed_model(property_config(GetParam()));
   const TokenBatch tb = random_batch(model.config(), {25, 8, 31}, 9);
   EXPECT_EQ(logits_of(model, tb), logits_of(model, tb));
   const std::vector<float> g1 = analytic_gradients(model, tb), g2 = analytic_gradients(model, tb);
   EXPECT_EQ(g1, g2);
-  Model twin = perturbed_model(sparse_config(GetParam()));
+  Model twin = perturbed_model(property_config(GetParam()));
   EXPECT_EQ(logits_of(model, tb), logits_of(twin, tb));
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, CausalProperties, ::testing::ValuesIn(testing::all_sparse_archs()),
-                         [](const auto& info) { return arch_identifier(info.param); });
+INSTANTIATE_TEST_SUITE_P(Models, CausalProperties, ::testing::ValuesIn(testing::all_base_archs()),
+                         [](const auto& info) { return testing::base_arch_identifier(info.param); });
 
 // Under `paper` the reference's whole-sequence statistics make padding matter: the same sequence padded to two
 // lengths gets different LSH buckets, so the outputs differ (the quirk that `causal` removes).

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hax/engine/rng.h"
@@ -83,6 +84,25 @@ inline models::ModelConfig tiny_config(const std::string& base, const std::strin
 inline const std::vector<std::string>& all_bases() {
   static const std::vector<std::string> names = {"mamba", "mamba2", "samba"};
   return names;
+}
+
+// (base model, sparse arch) pairs for suites that run on every model: plain and every arch for Mamba and Mamba2,
+// plain Samba. "" is no sparse branch.
+using BaseArch = std::pair<std::string, std::string>;
+inline const std::vector<BaseArch>& all_base_archs() {
+  static const std::vector<BaseArch> cases = [] {
+    std::vector<BaseArch> all;
+    for (const char* base : {"mamba", "mamba2"}) {
+      all.push_back({base, ""});
+      for (const std::string& arch : all_sparse_archs()) all.push_back({base, arch});
+    }
+    all.push_back({"samba", ""});
+    return all;
+  }();
+  return cases;
+}
+inline std::string base_arch_identifier(const BaseArch& case_) {
+  return case_.first + "_" + arch_identifier(case_.second);
 }
 
 // Every parameter moved off its initial value (E = 1, zero biases, ...), so every path carries gradient and signal.

@@ -1,6 +1,6 @@
-// Property 3 of `causal` (shared/spec/semantics.md), "one model, three ways to run it": for plain Mamba and every
-// sparse arch, the parallel forward over a whole sequence (Model::logits), a prefill in chunks of any size, and
-// decoding token by token from a saved state give the same logits up to float rounding. Plus: a state is a value
+// Property 3 of `causal` (shared/spec/semantics.md), "one model, three ways to run it": for Mamba and Mamba2, plain
+// and with every sparse arch, and for Samba, the parallel forward over a whole sequence (Model::logits), a prefill in
+// chunks of any size, and decoding token by token from a saved state give the same logits up to float rounding. Plus: a state is a value
 // (a copy continues on its own), and `paper` refuses to stream.
 #include <gtest/gtest.h>
 
@@ -17,15 +17,6 @@
 
 namespace hax::models {
 namespace {
-
-const std::vector<std::string>& archs() {  // "" is plain Mamba
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> all{""};
-    for (const std::string& arch : testing::all_sparse_archs()) all.push_back(arch);
-    return all;
-  }();
-  return names;
-}
 
 ModelConfig streaming_config(const std::string& arch) { return testing::tiny_sparse_config(arch); }
 
@@ -67,7 +58,11 @@ void expect_same_logits(const std::vector<float>& got, const std::vector<float>&
     ASSERT_NEAR(got[i], expected[i], 1e-5f * scale) << what << ": logit " << i;
 }
 
-class StreamingTest : public ::testing::TestWithParam<std::string> {};
+class StreamingTest : public ::testing::TestWithParam<testing::BaseArch> {};
+
+ModelConfig streaming_config(const testing::BaseArch& case_) {
+  return testing::tiny_config(case_.first, case_.second);
+}
 
 TEST_P(StreamingTest, ChunkedPrefillMatchesTheParallelForward) {
   Model model(streaming_config(GetParam()));
@@ -118,12 +113,8 @@ TEST_P(StreamingTest, ACopiedStateContinuesIdentically) {
   expect_same_logits(whole, parallel_logits(model, tokens), "prefix + copy");
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, StreamingTest, ::testing::ValuesIn(archs()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param.empty() ? "plain_mamba" : info.param;
-                           std::replace(name.begin(), name.end(), '+', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Models, StreamingTest, ::testing::ValuesIn(testing::all_base_archs()),
+                         [](const auto& info) { return testing::base_arch_identifier(info.param); });
 
 TEST(Streaming, TheStateHoldsAKeyValueCacheAndAConstantSizeRest) {
   Model model(streaming_config("sign_bin_lsh+key_selection"));
