@@ -117,22 +117,42 @@ struct Work {
   double total() const { return gemm_flop + scan_flop + attention_flop; }
 };
 
+// Chunk length of the SSD's work estimate (layers/mamba2_mixer.h's default).
+constexpr double kSsdChunk = 32;
+
 Work count_work(const models::ModelConfig& c, double rows, double scored) {
   const double D = c.hidden_size, I = c.intermediate_size, N = c.state_size, R = c.time_step_rank,
-               V = c.vocab_size, L = c.num_hidden_layers;
-  // in_proj (D -> 2I), x_proj (I -> R + 2N), dt_proj (R -> I), out_proj (I -> D); then the tied output (D -> V).
-  double per_row_layer = 2 * (D * 2 * I + I * (R + 2 * N) + R * I + I * D);
+               V = c.vocab_size;
+  double per_row = 0;  // forward GEMM FLOPs per token row, all layers
   Work w;
-  if (c.has_sparse()) {
-    // xx_proj (I -> 2N), and with key selection the scorer MLP (2N -> 2N -> 2N -> 1); then per query and key
-    // Q·K (N) and p·V (I) forward, twice that backward: 3 x 2 x keys x (N + I), keys = the budget (at most).
-    per_row_layer += 2 * I * 2 * N;
-    if (c.has_key_selection()) per_row_layer += 2 * (2 * (2 * N) * (2 * N) + 2 * N);
-    w.attention_flop = 3 * L * rows * 2 * c.sparse_keys * (N + I);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.is_attention_layer(l)) {
+      // q, k, v, o projections; then per query and head Q·K and p·V over the window: forward, and twice that back.
+      per_row += 2 * 4 * D * D;
+      w.attention_flop += 3 * rows * 2 * 2 * c.attn_window * D;
+    } else if (c.is_mamba2()) {
+      const double H = c.num_heads, P = c.head_dim, G = c.n_groups, C = I + 2 * G * N, Q = kSsdChunk;
+      per_row += 2 * (D * (I + C + H) + I * D);  // in_proj (D -> z | xBC | dt), out_proj
+      // The chunked SSD, forward: C B^T per group (2 Q N), its masked product with X per head (2 Q P), each chunk's
+      // state (2 P N) and its read-out (2 P N) per head; the backward about twice that.
+      w.state_elements += rows * H * P * N;
+      w.scan_flop += 3 * rows * (G * 2 * Q * N + H * (2 * Q * P + 4 * P * N));
+    } else {
+      // in_proj (D -> 2I), x_proj (I -> R + 2N), dt_proj (R -> I), out_proj (I -> D).
+      per_row += 2 * (D * 2 * I + I * (R + 2 * N) + R * I + I * D);
+      w.state_elements += rows * I * N;
+      w.scan_flop += kScanFlopPerState * rows * I * N;
+    }
+    if (c.is_samba()) per_row += 2 * 3 * D * c.mlp_intermediate_size();  // gate, up, down
+    if (c.has_sparse()) {
+      // xx_proj (I -> 2N), and with key selection the scorer MLP (2N -> 2N -> 2N -> 1); then per query and key
+      // Q·K (N) and p·V (I) forward, twice that backward: 3 x 2 x keys x (N + I), keys = the budget (at most).
+      per_row += 2 * I * 2 * N;
+      if (c.has_key_selection()) per_row += 2 * (2 * (2 * N) * (2 * N) + 2 * N);
+      w.attention_flop += 3 * rows * 2 * c.sparse_keys * (N + I);
+    }
   }
-  w.gemm_flop = 3 * (L * rows * per_row_layer + scored * 2 * D * V);
-  w.state_elements = L * rows * I * N;
-  w.scan_flop = kScanFlopPerState * w.state_elements;
+  w.gemm_flop = 3 * (rows * per_row + scored * 2 * D * V);
   return w;
 }
 
@@ -372,14 +392,18 @@ void print_header(const BenchOptions& o, const models::ModelConfig& c, std::size
 void print_work(const Work& w, const Work& padded, const models::ModelConfig& c, int padded_len) {
   std::cout << "\n  FLOPs per step, analytic, for the real tokens (what the GFLOP/s rows of both columns divide):\n"
             << "    GEMMs: 2*M*K*N per GEMM forward, x3 for forward + backward = " << fmt(w.gemm_flop * 1e-9, 2)
-            << " GFLOP\n      (in_proj, x_proj, dt_proj, out_proj of every layer on the real tokens; the tied output "
-               "on the scored ones)\n"
-            << "    scan, elementwise (estimate, not in the GEMM figure): " << fmt(kScanFlopPerState, 0)
-            << " FLOP per state element x " << grouped(w.state_elements) << " = " << fmt(w.scan_flop * 1e-9, 2)
-            << " GFLOP\n      (elements = layers x tokens x I x N; fwd 6, recompute 4, reverse 15; exp not counted)\n"
+            << " GFLOP\n      (every projection of every layer on the real tokens; the tied output on the scored ones)\n"
+            << "    scan (estimate, not in the GEMM figure): " << grouped(w.state_elements)
+            << " state elements, " << fmt(w.scan_flop * 1e-9, 2) << " GFLOP\n"
+            << "      (Mamba: " << fmt(kScanFlopPerState, 0) << " FLOP per element = layers x tokens x I x N, fwd 6, "
+               "recompute 4, reverse 15, exp not counted; Mamba2: the chunked SSD's products, chunk "
+            << fmt(kSsdChunk, 0) << ")\n"
             << "    the baseline, on the padded batch, executes " << fmt(padded.gemm_flop * 1e-9, 2)
             << " GFLOP of GEMMs and " << fmt(padded.scan_flop * 1e-9, 2) << " GFLOP of scan"
             << " (logits on every position; V=" << c.vocab_size << ")\n";
+  if (c.is_samba())
+    std::cout << "    sliding-window attention (estimate, in the last GFLOP/s row): 3 x 2 x 2 x " << c.attn_window
+              << " keys x D per token and attention layer = " << fmt(w.attention_flop * 1e-9, 2) << " GFLOP\n";
   if (c.has_sparse())
     std::cout << "    sparse attention (estimate, in the last GFLOP/s row): 3 x 2 x " << c.sparse_keys
               << " keys x (N + I) per token and layer = " << fmt(w.attention_flop * 1e-9, 2)
