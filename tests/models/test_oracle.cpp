@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 
+#include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/engine/rng.h"
 #include "hax/io/npy.h"
@@ -227,6 +228,52 @@ TEST(SparseOracle, DilatedMatchesPyTorchInPaperSemantics) {
 
 TEST(SparseOracle, HaxMatchesPyTorchInEvaluationMode) {
   check_against_torch({sparse_config("sign_bin_lsh+key_selection", ops::sparse::Semantics::causal), {13, 29, 7}});
+}
+
+// ---- Mamba2 and Samba: the same oracle entry, which dispatches on config.json's model_type --------------------------
+
+ModelConfig load_config(const char* name) { return ModelConfig::load(cat(HAX_SOURCE_DIR, "/configs/", name)); }
+
+TEST(Mamba2Oracle, MatchesPyTorchAtThePaperConfig) { check_against_torch({load_config("mamba2.json"), {150, 112}}); }
+
+// Two groups (B, C shared by pairs of heads), biases, another kernel, three layers, odd lengths.
+TEST(Mamba2Oracle, MatchesPyTorchWithGroupsAndBiases) {
+  ModelConfig c = testing::tiny_config("mamba2");
+  c.use_bias = true;
+  c.conv_kernel = 3;
+  c.num_hidden_layers = 3;
+  check_against_torch({c, {23, 1, 70, 4}});
+}
+
+class Mamba2SparseOracle : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Mamba2SparseOracle, MatchesPyTorchInCausalSemantics) {
+  check_against_torch({testing::tiny_config("mamba2", GetParam()), {13, 29, 7}, /*training=*/true});
+}
+
+INSTANTIATE_TEST_SUITE_P(Patterns, Mamba2SparseOracle, ::testing::ValuesIn(testing::all_sparse_archs()),
+                         [](const auto& info) { return testing::arch_identifier(info.param); });
+
+TEST(Mamba2SparseOracle, HaxMatchesPyTorchInPaperSemantics) {
+  check_against_torch(
+      {testing::tiny_config("mamba2", "sign_bin_lsh+key_selection", ops::sparse::Semantics::paper), {13, 29, 7},
+       true, 40});
+}
+
+TEST(Mamba2SparseOracle, HaxMatchesPyTorchAtThePaperConfig) {
+  ModelConfig c = load_config("mamba2.json");
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  c.lsh_resample = "never";
+  check_against_torch({c, {150, 112}, true});
+}
+
+TEST(SambaOracle, MatchesPyTorchAtThePaperConfig) { check_against_torch({load_config("samba.json"), {150, 70}}); }
+
+// A window of 5 keys on sequences of up to 70 tokens, attention in the middle layer of three.
+TEST(SambaOracle, MatchesPyTorchWithAShortWindow) {
+  ModelConfig c = testing::tiny_config("samba");
+  c.num_hidden_layers = 3;
+  check_against_torch({c, {23, 1, 70, 4}});
 }
 
 }  // namespace
