@@ -160,7 +160,20 @@ Work count_work(const models::ModelConfig& c, double rows, double scored) {
 
 struct Step {
   double seconds = 0, forward = 0, backward = 0, optimizer = 0, cpu = 0, loss = 0;
+  GemmTally gemm;  // hax only: the projections' GEMMs of this step (engine/blas.h)
 };
+
+// The GEMM-bound part of hax's step: the FLOPs and time of the GEMMs called outside parallel loops (every layer's
+// projections, the output layer), summed over the timed steps.
+struct GemmRate {
+  double gflops = 0, share_of_step = 0;
+};
+
+GemmRate gemm_rate(const std::vector<Step>& steps) {
+  double flop = 0, seconds = 0, total = 0;
+  for (const Step& s : steps) flop += s.gemm.flop, seconds += s.gemm.seconds, total += s.seconds;
+  return {seconds > 0 ? flop / seconds * 1e-9 : 0, total > 0 ? seconds / total : 0};
+}
 
 json step_json(const Step& s) {
   return {{"seconds", s.seconds}, {"forward", s.forward}, {"backward", s.backward}, {"optimizer", s.optimizer},
@@ -176,6 +189,7 @@ Step hax_step(models::Model& model, training::AdamW& optimizer, const models::To
   Step s;
   const double cpu0 = cpu_seconds();
   const auto t0 = clock::now();
+  gemm_tally_reset();
   model.params().zero_grad();
   s.loss = model.forward(tb, arena, {true, noise_seed}).loss;
   s.forward = since(t0);
@@ -187,6 +201,7 @@ Step hax_step(models::Model& model, training::AdamW& optimizer, const models::To
   s.optimizer = since(t2);
   s.seconds = since(t0);
   s.cpu = cpu_seconds() - cpu0;
+  s.gemm = gemm_tally();
   check(std::isfinite(s.loss), "hax bench: non-finite loss ", s.loss);
   return s;
 }
@@ -312,7 +327,7 @@ Baseline run_baseline(const BenchOptions& o, const models::ModelConfig& config, 
     return r.note = cat("the baseline script failed (exit status ", status, "): no baseline"), r;
   for (const json& s : r.report["steps"])
     r.steps.push_back({s.value("seconds", 0.0), s.value("forward", 0.0), s.value("backward", 0.0),
-                       s.value("optimizer", 0.0), s.value("cpu_seconds", 0.0), s.value("loss", 0.0)});
+                       s.value("optimizer", 0.0), s.value("cpu_seconds", 0.0), s.value("loss", 0.0), {}});
   r.ran = !r.steps.empty();
   r.note = r.report.value("implementation", "PyTorch");
   return r;
@@ -458,6 +473,9 @@ json report_json(const BenchOptions& o, const models::ModelConfig& config, const
                    {"attention_flop_estimate", w.attention_flop},
                    {"scan_state_elements", w.state_elements}, {"scan_flop_per_state_element", kScanFlopPerState}}},
          {"hax", column_json(h, hax_steps)},
+         {"hax_projection_gemms", {{"gflops", gemm_rate(hax_steps).gflops},
+                                   {"share_of_step", gemm_rate(hax_steps).share_of_step},
+                                   {"peak_fraction", gemm_rate(hax_steps).gflops / m.peak_gflops()}}},
          {"warmup_steps", o.warmup_steps}};
   j["baseline"] = p ? column_json(*p, base.steps) : json{{"ran", false}};
   j["baseline"]["note"] = base.note;
@@ -495,6 +513,10 @@ void run_train_step(BenchOptions o) {
   std::unique_ptr<Column> p;
   if (baseline.ran) p = std::make_unique<Column>(column(summarize(baseline.steps), batch, work));
   print_table(h, p.get(), o.steps, o.warmup_steps, o.baseline_steps, machine.peak_gflops());
+  const GemmRate rate = gemm_rate(hax_steps);
+  std::cout << "  hax's projection GEMMs alone (timed around each call outside parallel loops): "
+            << fmt(rate.gflops, 1) << " GFLOP/s" << percent_of(rate.gflops, machine.peak_gflops()) << ", "
+            << fmt(100 * rate.share_of_step, 1) << "% of the step\n";
   print_work(work, count_work(config, padded_rows, padded_rows), config, batch.padded_len);
   print_speedup(h, p.get(), baseline);
   if (!o.json_path.empty()) {

@@ -9,6 +9,16 @@ enum class Trans { No, Yes };
 void gemm(Trans trans_a, Trans trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
           int ldb, float beta, float* C, int ldc);
 
+// What the GEMMs called outside parallel regions (the layers' projections, which use every thread) did since
+// gemm_tally_reset(): their FLOPs and wall seconds, so a benchmark can report the rate of the GEMM-bound part of a
+// step apart from the rest. GEMMs inside parallel loops (per sequence, per head) run concurrently and are not counted.
+struct GemmTally {
+  double flop = 0, seconds = 0;
+  long calls = 0;
+};
+void gemm_tally_reset();
+GemmTally gemm_tally();
+
 // Sets the thread count for our OpenMP loops and for OpenBLAS together (n <= 0: all cores).
 void set_num_threads(int n);
 int num_threads();
