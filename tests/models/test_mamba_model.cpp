@@ -43,21 +43,8 @@ TEST(Model, GradientsMatchFiniteDifferences) {
   model.forward(tb, arena);
   model.backward(tb, arena);
   const std::vector<float> grads(model.params().grads().begin(), model.params().grads().end());
-  int checked = 0;
-  for (const auto& t : model.params().tensors()) {
-    for (std::size_t k = 0; k < t.numel; k += std::max<std::size_t>(1, t.numel / 4)) {
-      float& p = model.params().params()[t.offset + k];
-      const float saved = p, h = 1e-2f * std::max(1.0f, std::abs(saved));
-      p = saved + h;
-      const double up = loss_of(model, tb);
-      p = saved - h;
-      const double down = loss_of(model, tb);
-      p = saved;
-      const double fd = (up - down) / (2.0 * h), analytic = grads[t.offset + k];
-      EXPECT_NEAR(analytic, fd, 2e-3 + 2e-2 * std::abs(fd)) << t.name << "[" << k << "]";
-      ++checked;
-    }
-  }
+  const int checked = testing::check_finite_differences(
+      model, grads, [&] { return loss_of(model, tb); }, [](const std::string&) { return true; }, 4);
   EXPECT_GT(checked, 50);
 }
 

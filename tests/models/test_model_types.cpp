@@ -124,21 +124,8 @@ TEST_P(ModelGradients, MatchFiniteDifferences) {
   model.forward(tb, arena, {true, 77});
   model.backward(tb, arena);
   const std::vector<float> grads(model.params().grads().begin(), model.params().grads().end());
-  int checked = 0;
-  for (const auto& t : model.params().tensors()) {
-    for (std::size_t k = 0; k < t.numel; k += std::max<std::size_t>(1, t.numel / 3)) {
-      float& p = model.params().params()[t.offset + k];
-      const float saved = p, h = 1e-2f * std::max(1.0f, std::abs(saved));
-      p = saved + h;
-      const double up = objective(model, tb);
-      p = saved - h;
-      const double down = objective(model, tb);
-      p = saved;
-      const double fd = (up - down) / (2.0 * h), analytic = grads[t.offset + k];
-      EXPECT_NEAR(analytic, fd, 2e-3 + 2e-2 * std::abs(fd)) << t.name << "[" << k << "]";
-      ++checked;
-    }
-  }
+  const int checked = testing::check_finite_differences(
+      model, grads, [&] { return objective(model, tb); }, [](const std::string&) { return true; });
   EXPECT_GT(checked, 40);
 }
 

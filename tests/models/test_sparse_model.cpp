@@ -55,27 +55,7 @@ std::vector<float> analytic_gradients(Model& model, const TokenBatch& tb) {
   return {model.params().grads().begin(), model.params().grads().end()};
 }
 
-// Central differences of `loss` for a few entries of every tensor whose name passes `select`.
-template <class Loss, class Select>
-int check_finite_differences(Model& model, const std::vector<float>& grads, Loss&& loss, Select&& select) {
-  int checked = 0;
-  for (const auto& t : model.params().tensors()) {
-    if (!select(t.name)) continue;
-    for (std::size_t k = 0; k < t.numel; k += std::max<std::size_t>(1, t.numel / 3)) {
-      float& p = model.params().params()[t.offset + k];
-      const float saved = p, h = 1e-2f * std::max(1.0f, std::abs(saved));
-      p = saved + h;
-      const double up = loss();
-      p = saved - h;
-      const double down = loss();
-      p = saved;
-      const double fd = (up - down) / (2.0 * h), analytic = grads[t.offset + k];
-      EXPECT_NEAR(analytic, fd, 2e-3 + 2e-2 * std::abs(fd)) << t.name << "[" << k << "]";
-      ++checked;
-    }
-  }
-  return checked;
-}
+using testing::check_finite_differences;
 
 // Patterns whose key lists depend on positions only: the objective is smooth in every parameter, so finite
 // differences see exactly what backward computes.

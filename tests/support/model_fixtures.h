@@ -1,6 +1,10 @@
 // Small model configs shared by the suites that train or load a whole model (training, cli).
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -125,6 +129,30 @@ inline models::TokenBatch random_batch(const models::ModelConfig& c, const std::
     }
   }
   return tb;
+}
+
+// Central differences of `loss` for a few entries (every numel / per_tensor-th) of every parameter whose name passes
+// `select`, against the analytic gradients `grads` (a copy of the gradient buffer). Returns how many were checked.
+template <class Loss, class Select>
+int check_finite_differences(models::Model& model, const std::vector<float>& grads, Loss&& loss, Select&& select,
+                             std::size_t per_tensor = 3) {
+  int checked = 0;
+  for (const auto& t : model.params().tensors()) {
+    if (!select(t.name)) continue;
+    for (std::size_t k = 0; k < t.numel; k += std::max<std::size_t>(1, t.numel / per_tensor)) {
+      float& p = model.params().params()[t.offset + k];
+      const float saved = p, h = 1e-2f * std::max(1.0f, std::abs(saved));
+      p = saved + h;
+      const double up = loss();
+      p = saved - h;
+      const double down = loss();
+      p = saved;
+      const double fd = (up - down) / (2.0 * h), analytic = grads[t.offset + k];
+      EXPECT_NEAR(analytic, fd, 2e-3 + 2e-2 * std::abs(fd)) << t.name << "[" << k << "]";
+      ++checked;
+    }
+  }
+  return checked;
 }
 
 }  // namespace hax::testing
