@@ -67,6 +67,7 @@ struct BenchOptions {
   int threads = 0;
   bool baseline = true;
   int baseline_steps = 1;
+  int baseline_warmup_steps = 0;  // the baseline's first step pays PyTorch's allocator warm-up: untimed if set
   std::uint64_t first_sample = 0;
   std::string baseline_script;  // empty: look for tools/bench/mamba_torch_step.py
   std::string json_path;
@@ -314,7 +315,7 @@ Baseline run_baseline(const BenchOptions& o, const models::ModelConfig& config, 
   std::string command =
       cat(kPython, " ", shell_quote(script), " --config ", shell_quote(fs::absolute(o.config_path).string()),
           " --batch ", shell_quote(batch_file.string()), " --batch-size ", o.batch_size, " --seq-len ", b.padded_len,
-          " --steps ", o.baseline_steps, " --threads ", num_threads());
+          " --steps ", o.baseline_steps, " --warmup-steps ", o.baseline_warmup_steps, " --threads ", num_threads());
   if (config.has_sparse())  // the baseline runs the reference's algorithm whatever hax's semantics
     command += cat(" --sparse-arch ", shell_quote(config.sparse_arch), " --sparse-keys ", config.sparse_keys,
                    " --num-hash ", config.num_hash, " --data-max-length ", config.data_max_length);
@@ -355,10 +356,11 @@ void row(const std::string& label, const std::string& hax, const std::string& ba
 
 std::string percent_of(double gflops, double peak) { return peak > 0 ? " (" + fmt(100 * gflops / peak, 1) + "%)" : ""; }
 
-void print_table(const Column& h, const Column* p, int steps, int warmup, int baseline_steps, double peak) {
+void print_table(const Column& h, const Column* p, int steps, int warmup, int baseline_steps, int baseline_warmup,
+                 double peak) {
   auto both = [&](const std::string& label, auto field) { row(label, field(h), p ? field(*p) : "-"); };
   row("", "hax", p ? "PyTorch baseline" : "(no baseline)");
-  row("timed steps (warm-up)", cat(steps, " (", warmup, ")"), p ? cat(baseline_steps, " (0)") : "-");
+  row("timed steps (warm-up)", cat(steps, " (", warmup, ")"), p ? cat(baseline_steps, " (", baseline_warmup, ")") : "-");
   both("s/step, median", [](const Column& c) { return fmt(c.time.median, 3); });
   both("s/step, min", [](const Column& c) { return fmt(c.time.min, 3); });
   both("  forward / backward / AdamW", [](const Column& c) {
@@ -476,7 +478,8 @@ json report_json(const BenchOptions& o, const models::ModelConfig& config, const
          {"hax_projection_gemms", {{"gflops", gemm_rate(hax_steps).gflops},
                                    {"share_of_step", gemm_rate(hax_steps).share_of_step},
                                    {"peak_fraction", gemm_rate(hax_steps).gflops / m.peak_gflops()}}},
-         {"warmup_steps", o.warmup_steps}};
+         {"warmup_steps", o.warmup_steps},
+         {"baseline_warmup_steps", o.baseline_warmup_steps}};
   j["baseline"] = p ? column_json(*p, base.steps) : json{{"ran", false}};
   j["baseline"]["note"] = base.note;
   if (p) {
@@ -512,7 +515,8 @@ void run_train_step(BenchOptions o) {
   const Column h = column(summarize(hax_steps), batch, work);
   std::unique_ptr<Column> p;
   if (baseline.ran) p = std::make_unique<Column>(column(summarize(baseline.steps), batch, work));
-  print_table(h, p.get(), o.steps, o.warmup_steps, o.baseline_steps, machine.peak_gflops());
+  print_table(h, p.get(), o.steps, o.warmup_steps, o.baseline_steps, o.baseline_warmup_steps,
+              machine.peak_gflops());
   const GemmRate rate = gemm_rate(hax_steps);
   std::cout << "  hax's projection GEMMs alone (timed around each call outside parallel loops): "
             << fmt(rate.gflops, 1) << " GFLOP/s" << percent_of(rate.gflops, machine.peak_gflops()) << ", "
@@ -541,6 +545,9 @@ void register_train_step(CLI::App& bench) {
   command->add_option("--threads", o->threads, "Threads, for hax and the baseline (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   command->add_flag("--baseline,!--no-baseline", o->baseline, "Also time the PyTorch baseline (/usr/bin/python3)");
+  command->add_option("--baseline-warmup-steps", o->baseline_warmup_steps,
+                      "Untimed baseline steps first (PyTorch's first step is slower)")
+      ->check(CLI::NonNegativeNumber);
   command->add_option("--baseline-steps", o->baseline_steps, "Timed baseline steps (each takes tens of seconds)")
       ->check(CLI::PositiveNumber);
   command->add_option("--baseline-script", o->baseline_script, "The baseline (default: tools/bench/"
