@@ -400,7 +400,7 @@ void print_header(const BenchOptions& o, const models::ModelConfig& c, std::size
             << " real tokens a sequence (over one round of all " << o.task.cells() << " cells: "
             << fmt(b.round_mean_rows, 1) << "; --first-sample picks another window)\n"
             << "  machine: " << m.cpu << ", " << m.cores << " cores, " << fmt(m.mhz, 0)
-            << " MHz (/proc/cpuinfo \"cpu MHz\")" << (m.avx2_fma ? ", AVX2+FMA" : ", no AVX2/FMA: peak overstated")
+            << " MHz (/proc/cpuinfo \"cpu MHz\"; a boost clock above it shows as more than 100% of peak)" << (m.avx2_fma ? ", AVX2+FMA" : ", no AVX2/FMA: peak overstated")
             << "; threads used: " << num_threads() << "; load average at start: " << load_average().text() << "\n"
             << "  peak:    cores x clock x 32 FLOP/cycle (AVX2 FMA fp32: 2 FMA units x 8 lanes x 2) = " << m.cores
             << " x " << fmt(m.mhz * 1e-3, 3) << " GHz x 32 = " << fmt(m.peak_gflops(), 1) << " GFLOP/s\n\n";
@@ -431,7 +431,14 @@ void print_work(const Work& w, const Work& padded, const models::ModelConfig& c,
               << " GFLOP\n      (and the key selection's top-k over each of the B x T rows of length T)\n";
 }
 
-void print_speedup(const Column& h, const Column* p, const Baseline& baseline) {
+// The speed-up each model's issue asks for: 20x for Mamba (plain or sparse), 15x for plain Mamba2 against the
+// chunked PyTorch SSD, 30x for Mamba2 with sparse attention and for Samba.
+double speedup_target(const models::ModelConfig& c) {
+  if (c.is_samba() || (c.is_mamba2() && c.has_sparse())) return 30;
+  return c.is_mamba2() ? 15 : 20;
+}
+
+void print_speedup(const Column& h, const Column* p, const Baseline& baseline, double target) {
   if (!p) {
     std::cout << "\n  baseline: " << baseline.note << "\n";
     return;
@@ -439,8 +446,8 @@ void print_speedup(const Column& h, const Column* p, const Baseline& baseline) {
   const double ratio = p->time.median / h.time.median;
   std::cout << "\n  baseline: " << baseline.note << ", torch " << baseline.report.value("torch_version", "?")
             << ", " << baseline.report.value("threads", 0) << " threads\n"
-            << "  speed-up (baseline s/step / hax s/step, medians): " << fmt(ratio, 1) << "x  (target >= 20x: "
-            << (ratio >= 20 ? "met" : "NOT met") << ")\n"
+            << "  speed-up (baseline s/step / hax s/step, medians): " << fmt(ratio, 1) << "x  (target >= "
+            << fmt(target, 0) << "x: " << (ratio >= target ? "met" : "NOT met") << ")\n"
             << "  CPU-time ratio (baseline CPU s/step / hax CPU s/step): " << fmt(p->time.cpu / h.time.cpu, 1)
             << "x  (less sensitive to other load on the machine; spin-waiting threads count as busy)\n";
 }
@@ -522,7 +529,7 @@ void run_train_step(BenchOptions o) {
             << fmt(rate.gflops, 1) << " GFLOP/s" << percent_of(rate.gflops, machine.peak_gflops()) << ", "
             << fmt(100 * rate.share_of_step, 1) << "% of the step\n";
   print_work(work, count_work(config, padded_rows, padded_rows), config, batch.padded_len);
-  print_speedup(h, p.get(), baseline);
+  print_speedup(h, p.get(), baseline, speedup_target(config));
   if (!o.json_path.empty()) {
     write_json(o.json_path, report_json(o, config, batch, machine, work, h, hax_steps, baseline, p.get()));
     std::cout << "  written: " << o.json_path << "\n";
