@@ -53,8 +53,9 @@ Mixer::ArenaNeeds Mamba2Mixer::arena_floats(const PackedBatch& batch, int padded
                     GN = std::size_t(G_) * N_;
   const std::size_t pad = AlignedBuffer::kAlignFloats;
   Mixer::ArenaNeeds needs;
-  // z, xBC, conv out, x, B, C, dt, y, rstd, normed, and the SSD's saved states.
-  needs.kept = M * (I + 2 * C + I + 2 * GN + H + I + 1 + I) + ssd_offsets(batch).back() + 16 * pad;
+  // z, xBC, conv out, x, B, C, dt, y, rstd, normed, and the SSD's saved states; plus the activated xBC, scratch
+  // in the middle of the forward (counted as kept, so that a chunk's bound covers it too).
+  needs.kept = M * (I + 2 * C + I + 2 * GN + H + I + 1 + I) + M * C + ssd_offsets(batch).back() + 16 * pad;
   // d normed, dy, dz, dx, dB, dC, d dt, d xBC (activated, then pre-activation), and the per-sequence parameter blocks.
   needs.scratch = M * (4 * I + 2 * GN + H + 2 * C) + S * (C * (K_ + 1) + 3 * H) + 12 * pad;
   if (sparse_) {
