@@ -54,20 +54,6 @@ std::string tick_label(double value) {
   return text;
 }
 
-std::string escape_xml(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 // Dark text on the light (yellow-green) end of the map, white on the dark end, so every value stays legible.
 const char* text_color_on(Rgb c) { return 0.299 * c.r + 0.587 * c.g + 0.114 * c.b > 140 ? "#000000" : "#ffffff"; }
 
@@ -139,6 +125,20 @@ void draw_legend(std::ostream& svg, const Heatmap& map) {
 }
 
 }  // namespace
+
+std::string escape_xml(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
 
 Rgb viridis(double t) {
   t = std::isnan(t) ? 0.0 : std::clamp(t, 0.0, 1.0);

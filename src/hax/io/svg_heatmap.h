@@ -16,6 +16,9 @@ struct Rgb {
   std::uint8_t r = 0, g = 0, b = 0;
 };
 
+// Text with XML's special characters (& < > ") escaped, for SVG text and attributes.
+std::string escape_xml(const std::string& text);
+
 // Viridis at t in [0, 1] (clamped): dark purple at 0, yellow at 1.
 Rgb viridis(double t);
 

@@ -1,0 +1,312 @@
+// hax sweep: runs an experiment's grid of `hax train` + `hax eval` runs (training/experiment.h has the file
+// format), several at once, each a child process of this binary with its output in a log beside its folder. It
+// resumes what was interrupted, skips what is done, and renders results.json, results.md and curves_<base>.svg
+// (training/sweep_report.h) from the run folders after every run, so the outputs are current at any moment.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "hax/cli/commands.h"
+#include "hax/cli/progress.h"
+#include "hax/engine/error.h"
+#include "hax/io/atomic_file.h"
+#include "hax/io/svg_lines.h"
+#include "hax/training/experiment.h"
+#include "hax/training/sweep_report.h"
+
+extern char** environ;
+
+namespace hax::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using training::Experiment;
+using training::RunSpec;
+
+constexpr const char* kRecordedProgram = "build/hax";  // how commands are recorded: runnable from the repo root
+
+struct SweepCommand {
+  std::string experiment_path;
+  std::string runs_dir;  // empty: $HOME/hax-runs
+  std::string out_docs;
+  int jobs = 0;          // 0: cores / threads per run
+  bool dry_run = false, render_only = false;
+};
+
+struct Sweep {
+  Experiment experiment;
+  fs::path root;  // RUNS_DIR/<name>
+  std::vector<RunSpec> runs;
+  fs::path run_dir(const RunSpec& run) const { return root / run.id(); }
+};
+
+fs::path default_runs_dir() {
+  const char* home = std::getenv("HOME");
+  check(home && *home, "HOME is not set: give the runs folder with --runs-dir");
+  return fs::path(home) / "hax-runs";
+}
+
+// ---- running one child ----
+
+// The environment with OMP_WAIT_POLICY=passive: idle OpenMP threads of concurrent runs sleep instead of spinning.
+std::vector<std::string> child_environment() {
+  std::vector<std::string> env{"OMP_WAIT_POLICY=passive"};
+  for (char** e = environ; *e; ++e)
+    if (!std::string_view(*e).starts_with("OMP_WAIT_POLICY=")) env.emplace_back(*e);
+  return env;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// Runs `program args` with stdin from /dev/null and stdout and stderr appended to `log`; returns the exit status
+// (128 + the signal for a child killed by one, -1 if it could not start).
+int run_child(const std::string& program, std::vector<std::string> args, const fs::path& log) {
+  {
+    std::ofstream header(log, std::ios::app);
+    header << "== hax sweep: " << training::command_line(program, args) << "\n";
+  }
+  args.insert(args.begin(), program);
+  std::vector<std::string> env = child_environment();
+  std::vector<char*> argv = c_strings(args), envp = c_strings(env);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
+    std::ofstream(log, std::ios::app) << "cannot start " << program << ": " << std::strerror(spawned) << "\n";
+    return -1;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string last_line(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  return last;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Runs one phase (train or eval) as a child; adds its wall time to the run's state, and on failure marks it failed
+// with the last line of its log. Returns whether it succeeded.
+bool run_phase(const std::string& program, const std::vector<std::string>& args, const fs::path& dir,
+               const char* phase, double training::SweepRunState::*seconds) {
+  const fs::path log = dir.string() + "." + phase + ".log";
+  const auto start = std::chrono::steady_clock::now();
+  const int code = run_child(program, args, log);
+  training::SweepRunState state = training::read_sweep_state(dir);
+  state.*seconds += seconds_since(start);
+  state.status = code == 0 ? "running" : "failed";
+  state.error = code == 0 ? "" : cat(phase, " exited with ", code, ": ", last_line(log));
+  training::write_sweep_state(dir, state);
+  return code == 0;
+}
+
+// Trains (fresh, or resumed from last/) up to the experiment's steps, then evaluates on the test split. A run with
+// test.json is done and left alone.
+void execute_run(const Sweep& s, const RunSpec& run, const std::string& program) {
+  const fs::path dir = s.run_dir(run);
+  if (fs::exists(dir / "test.json")) return;
+  fs::create_directories(dir);
+  const std::optional<std::int64_t> step = training::trained_steps(dir);
+  // Without last/ nothing can be resumed: start clean rather than append to the metrics of a lost attempt.
+  if (!step) fs::remove(dir / "metrics.jsonl");
+  if (!step || *step < s.experiment.steps) {
+    const auto args = training::train_arguments(s.experiment, run, dir.string(), step.has_value());
+    if (!run_phase(program, args, dir, "train", &training::SweepRunState::train_seconds)) return;
+  }
+  if (!run_phase(program, training::eval_arguments(s.experiment, dir.string()), dir, "eval",
+                 &training::SweepRunState::eval_seconds))
+    return;
+  training::SweepRunState state = training::read_sweep_state(dir);
+  state.status = "done";
+  training::write_sweep_state(dir, state);
+}
+
+// execute_run, with any error of the sweep's own (a full disk, an unwritable folder) recorded as the run's failure
+// instead of ending the sweep from a worker thread.
+void execute_run_safely(const Sweep& s, const RunSpec& run, const std::string& program) {
+  try {
+    execute_run(s, run, program);
+  } catch (const std::exception& e) {
+    training::SweepRunState state = training::read_sweep_state(s.run_dir(run));
+    state.status = "failed";
+    state.error = cat("hax sweep: ", e.what());
+    try {
+      training::write_sweep_state(s.run_dir(run), state);
+    } catch (const std::exception&) {
+      std::cerr << "hax sweep: " << run.id() << ": " << e.what() << "\n";
+    }
+  }
+}
+
+// ---- outputs ----
+
+void write_text(const fs::path& path, const std::string& text) {
+  io::AtomicFile file(path);
+  file.stream() << text;
+  file.commit();
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<training::RunRecord> read_records(const Sweep& s) {
+  std::vector<training::RunRecord> records;
+  for (const RunSpec& run : s.runs)
+    records.push_back(training::read_run(s.experiment, run, s.run_dir(run), kRecordedProgram));
+  return records;
+}
+
+void render_into(const fs::path& out, const Sweep& s, const std::vector<training::RunRecord>& records) {
+  fs::create_directories(out / "heatmaps");
+  write_text(out / "results.json", training::results_json(records).dump(2) + "\n");
+  write_text(out / "results.md", training::results_markdown(s.experiment, records));
+  for (const training::ExperimentBase& base : s.experiment.bases)
+    write_text(out / ("curves_" + base.name + ".svg"),
+               io::line_chart_svg(training::curves_chart(s.experiment, records, base.name)));
+  for (const training::RunRecord& r : records)
+    if (r.status == "done" && fs::exists(fs::path(r.folder) / "test.svg"))
+      write_text(out / "heatmaps" / (r.spec.id() + ".svg"), read_text(fs::path(r.folder) / "test.svg"));
+}
+
+// Returns the number of failed runs.
+std::size_t render(const Sweep& s, const std::string& out_docs) {
+  const std::vector<training::RunRecord> records = read_records(s);
+  render_into(s.root, s, records);
+  if (!out_docs.empty()) render_into(out_docs, s, records);
+  return static_cast<std::size_t>(
+      std::count_if(records.begin(), records.end(), [](const auto& r) { return r.status == "failed"; }));
+}
+
+// ---- the command ----
+
+void print_dry_run(const Sweep& s) {
+  for (const RunSpec& run : s.runs) {
+    const fs::path dir = s.run_dir(run);
+    const std::optional<std::int64_t> step = training::trained_steps(dir);
+    std::cout << "# " << run.id()
+              << (fs::exists(dir / "test.json") ? " (done: skipped)"
+                  : step ? cat(" (resumes from step ", *step, ")") : "")
+              << "\n"
+              << training::command_line(kRecordedProgram, training::train_arguments(s.experiment, run, dir.string(),
+                                                                                     false))
+              << "\n"
+              << training::command_line(kRecordedProgram, training::eval_arguments(s.experiment, dir.string()))
+              << "\n";
+  }
+}
+
+void check_configs(const Experiment& e) {
+  for (const training::ExperimentBase& b : e.bases)
+    check(fs::is_regular_file(b.config), e.path, ": base '", b.name, "': config '", b.config,
+          "' not found (paths are relative to the folder hax sweep runs in, the repository root)");
+}
+
+int default_jobs(const Experiment& e) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / e.threads);
+}
+
+// Runs every run, `jobs` at a time, re-rendering the outputs after each.
+void run_all(const Sweep& s, const SweepCommand& c) {
+  const std::string program = fs::read_symlink("/proc/self/exe").string();
+  const int jobs = std::min<int>(c.jobs > 0 ? c.jobs : default_jobs(s.experiment), static_cast<int>(s.runs.size()));
+  std::cerr << "hax sweep: " << s.runs.size() << " runs of " << s.experiment.path << " in " << s.root.string() << ", "
+            << jobs << " at a time, " << s.experiment.threads << " thread(s) each\n";
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  std::size_t done = 0;
+  Progress bar("sweep", s.runs.size(), "runs");
+  auto worker = [&] {
+    for (std::size_t i; (i = next.fetch_add(1)) < s.runs.size();) {
+      execute_run_safely(s, s.runs[i], program);
+      const std::lock_guard lock(mutex);
+      render(s, c.out_docs);
+      bar.update(++done, s.runs[i].id() + " " + training::read_sweep_state(s.run_dir(s.runs[i])).status);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int j = 0; j < jobs; ++j) threads.emplace_back(worker);
+  for (std::thread& t : threads) t.join();
+  bar.finish();
+}
+
+void run_sweep(const SweepCommand& c) {
+  Sweep s;
+  s.experiment = training::load_experiment(c.experiment_path);
+  s.root = (c.runs_dir.empty() ? default_runs_dir() : fs::path(c.runs_dir)) / s.experiment.name;
+  s.runs = training::expand_runs(s.experiment);
+  check(!s.runs.empty(), s.experiment.path,
+        ": the grid has no runs (only sparse archs, and every base \"sparse\": false)");
+  if (c.dry_run) return print_dry_run(s);
+  if (!c.render_only) {
+    check_configs(s.experiment);
+    fs::create_directories(s.root);
+    run_all(s, c);
+  }
+  const std::size_t failed = render(s, c.out_docs);
+  std::cerr << "hax sweep: results in " << (s.root / "results.md").string()
+            << (c.out_docs.empty() ? "" : " and " + c.out_docs) << "\n";
+  check(failed == 0 || c.render_only, failed, " of ", s.runs.size(), " runs failed (status \"failed\" in ",
+        (s.root / "results.json").string(), ", logs beside their folders)");
+}
+
+void register_sweep(CLI::App& app) {
+  auto* command = app.add_subcommand("sweep", "Run an experiment's grid of train + eval runs and render the results");
+  command->footer(
+      "The experiment file (JSON) lists bases (model configs), sparse archs, semantics, seeds, training and task\n"
+      "settings, and the paper's numbers; src/hax/training/experiment.h documents it. Each run gets a folder\n"
+      "RUNS_DIR/NAME/<base>__<arch>__<semantics>__seed<S>; an interrupted run resumes, a finished one is skipped.\n"
+      "Writes results.json, results.md and curves_<base>.svg in RUNS_DIR/NAME (and --out-docs).");
+  auto c = std::make_shared<SweepCommand>();
+  command->add_option("experiment", c->experiment_path, "Experiment file (JSON)")->required();
+  command->add_option("--runs-dir", c->runs_dir, "Where run folders live (default: $HOME/hax-runs)");
+  command->add_option("--out-docs", c->out_docs, "Also write results.json, results.md and the SVGs here");
+  command->add_option("--jobs,-j", c->jobs, "Runs at once (default: cores / threads per run)")
+      ->check(CLI::NonNegativeNumber);
+  command->add_flag("--dry-run", c->dry_run, "Print each run's train and eval commands; run nothing");
+  command->add_flag("--render-only", c->render_only, "Render the outputs from the run folders; run nothing");
+  command->callback([c] { run_sweep(*c); });
+}
+
+}  // namespace
+
+void register_sweep_commands(CLI::App& app) { register_sweep(app); }
+
+}  // namespace hax::cli

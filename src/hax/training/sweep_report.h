@@ -1,0 +1,57 @@
+// What `hax sweep` knows about each run, read back from its folder (so a sweep's outputs can be rendered again at
+// any time from the folders alone), and the outputs rendered from it: results.json (one object per run),
+// results.md (our table beside the paper's, and every run's steps, accuracy and wall time) and the
+// validation-accuracy curves of each base as an SVG line chart.
+//
+// A run folder holds what `hax train` and `hax eval` write (last/trainer_state.json, metrics.jsonl, test.json,
+// test.svg) and the sweep's own sweep_run.json: {"train_seconds", "eval_seconds", "status", "error"}, the wall
+// seconds summed over every attempt, and the last attempt's outcome.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hax/io/svg_lines.h"
+#include "hax/training/experiment.h"
+
+namespace hax::training {
+
+struct SweepRunState {
+  double train_seconds = 0, eval_seconds = 0;
+  std::string status;  // "", "running", "done" or "failed"
+  std::string error;   // a failed run: the last line of its log
+};
+
+SweepRunState read_sweep_state(const std::filesystem::path& run_dir);
+void write_sweep_state(const std::filesystem::path& run_dir, const SweepRunState& state);  // atomically
+
+// The step of the run's last/ checkpoint; nullopt if it has none.
+std::optional<std::int64_t> trained_steps(const std::filesystem::path& run_dir);
+
+struct RunRecord {
+  RunSpec spec;
+  std::string command, eval_command;  // runnable from the repository root
+  std::string folder;                 // the run folder
+  std::int64_t steps = 0;             // reached
+  std::optional<double> test_accuracy, best_valid_accuracy;  // fractions
+  SweepRunState state;
+  int threads = 1;
+  std::string status;  // done (evaluated), failed, or pending
+  std::vector<std::pair<double, double>> curve;  // (update, validation accuracy in %)
+};
+
+// `program` is the name commands are recorded with ("build/hax").
+RunRecord read_run(const Experiment& e, const RunSpec& run, const std::filesystem::path& run_dir,
+                   const std::string& program);
+
+nlohmann::json results_json(const std::vector<RunRecord>& runs);
+std::string results_markdown(const Experiment& e, const std::vector<RunRecord>& runs);
+io::LineChart curves_chart(const Experiment& e, const std::vector<RunRecord>& runs, const std::string& base);
+
+}  // namespace hax::training

@@ -1,0 +1,150 @@
+// `hax sweep` end to end through the built binary: a 2-base x {plain, sliding_window} x causal x 1-seed grid of a
+// tiny Mamba, 3 updates each, 2 runs at once. It writes one results object per run and the rendered outputs, a
+// second sweep re-runs nothing, a half-trained run is resumed, and a bad experiment file is a one-line error.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+
+namespace hax::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+json tiny_experiment(const fs::path& config) {
+  return {{"name", "tiny"},
+          {"bases",
+           {{{"name", "alpha"}, {"config", config.string()}}, {{"name", "beta"}, {"config", config.string()}}}},
+          {"sparse_archs", {"", "sliding_window"}},
+          {"semantics", {"causal"}},
+          {"seeds", {1}},
+          {"train", {{"steps", 3}, {"batch_size", 4}, {"lr", 0.01}, {"warmup", 1}, {"eval_every", 3}, {"threads", 1}}},
+          {"task",
+           {{"min_contexts", 2}, {"max_contexts", 3}, {"min_keys", 2}, {"max_keys", 3}, {"values", 4},
+            {"train_per_cell", 32}, {"eval_per_cell", 4}}},
+          {"paper", {{"alpha", {{"", 16.3}, {"sliding_window", 18.7}}}}}};
+}
+
+class CliSweep : public ::testing::Test {
+ protected:
+  fs::path write_experiment(const json& j, const std::string& file = "experiment.json") const {
+    const fs::path path = dir_ / file;
+    write_file(path, j.dump(2));
+    return path;
+  }
+  CommandResult sweep(const fs::path& experiment, const std::string& flags = "") const {
+    return run_hax(cat("sweep ", quoted(experiment), " --runs-dir ", quoted(runs()), " ", flags));
+  }
+  fs::path runs() const { return dir_ / "runs"; }
+  fs::path config() const { return write_tiny_config(dir_); }
+
+  ScratchDir dir_;
+};
+
+TEST_F(CliSweep, RunsTheGridThenRerunsNothing) {
+  const fs::path experiment = write_experiment(tiny_experiment(config()));
+  const CommandResult first = sweep(experiment, cat("--jobs 2 --out-docs ", quoted(dir_ / "docs")));
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+
+  const json results = json::parse(read_file(runs() / "tiny/results.json"));
+  ASSERT_EQ(results.size(), 4u) << results.dump(2);
+  std::set<std::string> variants;
+  for (const json& r : results) {
+    for (const char* key : {"base", "sparse_arch", "semantics", "seed", "steps", "test_accuracy", "best_valid_accuracy",
+                            "wall_seconds", "threads", "command", "eval_command", "status"})
+      EXPECT_TRUE(r.contains(key)) << key << " in " << r.dump();
+    EXPECT_EQ(r.at("status"), "done") << r.dump();
+    EXPECT_EQ(r.at("steps"), 3);
+    EXPECT_EQ(r.at("threads"), 1);
+    const double accuracy = r.at("test_accuracy").get<double>();
+    EXPECT_GE(accuracy, 0.0);
+    EXPECT_LE(accuracy, 1.0);
+    EXPECT_GT(r.at("wall_seconds").get<double>(), 0.0);
+    EXPECT_TRUE(r.at("command").get<std::string>().starts_with("build/hax train --config ")) << r.at("command");
+    EXPECT_TRUE(r.at("eval_command").get<std::string>().starts_with("build/hax eval --checkpoint "))
+        << r.at("eval_command");
+    EXPECT_EQ(r.at("semantics"), r.at("sparse_arch") == "" ? "none" : "causal");
+    variants.insert(r.at("base").get<std::string>() + "/" + r.at("sparse_arch").get<std::string>());
+  }
+  EXPECT_EQ(variants, (std::set<std::string>{"alpha/", "alpha/sliding_window", "beta/", "beta/sliding_window"}));
+  EXPECT_TRUE(fs::is_regular_file(runs() / "tiny/alpha__sliding_window__causal__seed1/sweep_run.json"));
+
+  for (const fs::path out : {runs() / "tiny", dir_ / "docs"}) {
+    const std::string md = read_file(out / "results.md");
+    for (const char* text : {"alpha (ours)", "beta (paper)", "| plain | none |", "| sliding_window | causal |", "16.3"})
+      EXPECT_NE(md.find(text), std::string::npos) << text << " in\n" << md;
+    for (const char* base : {"alpha", "beta"}) {
+      const std::string svg = read_file(out / cat("curves_", base, ".svg"));
+      const std::vector<std::string> elements = xml_elements(svg);
+      EXPECT_EQ(std::count(elements.begin(), elements.end(), "polyline"), 2) << base;
+      EXPECT_NE(svg.find(base), std::string::npos);
+    }
+  }
+
+  const auto log = runs() / "tiny/beta__plain__none__seed1.train.log";
+  const std::string log_before = read_file(log);
+  const CommandResult second = sweep(experiment, "--jobs 2");
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(read_file(log), log_before);
+  EXPECT_EQ(json::parse(read_file(runs() / "tiny/results.json")), results);
+}
+
+TEST_F(CliSweep, ResumesAHalfTrainedRun) {
+  json j = tiny_experiment(config());
+  j["bases"] = json::array({j["bases"][0]});
+  j["sparse_archs"] = {""};
+  j["paper"] = {{"alpha", {{"", 16.3}}}};
+  const fs::path experiment = write_experiment(j);
+  const fs::path run = runs() / "tiny/alpha__plain__none__seed1";
+  const CommandResult dry = sweep(experiment, "--dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  // The recorded command, with 2 steps instead of 3 and the real binary: the run's first two updates.
+  std::string command = dry.out.substr(dry.out.find("build/hax train"));
+  command = command.substr(std::string("build/hax ").size(), command.find('\n') - std::string("build/hax ").size());
+  const CommandResult half = run_hax(command.replace(command.find("--steps 3"), 9, "--steps 2"));
+  ASSERT_EQ(half.exit_code, 0) << half.err;
+
+  const CommandResult resumed = sweep(experiment);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(read_file(run.string() + ".train.log").find("--resume"), std::string::npos);
+  const json results = json::parse(read_file(runs() / "tiny/results.json"));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].at("steps"), 3);
+  EXPECT_EQ(results[0].at("status"), "done");
+}
+
+TEST_F(CliSweep, DryRunPrintsTheCommandsAndRunsNothing) {
+  const CommandResult dry = sweep(write_experiment(tiny_experiment(config())), "--dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  for (const char* text : {"# alpha__plain__none__seed1", "# beta__sliding_window__causal__seed1",
+                           "build/hax train --config ", "--sparse-arch sliding_window --semantics causal --seed 1",
+                           "--steps 3 --batch-size 4 --lr 0.01 --warmup 1 --eval-every 3 --threads 1",
+                           "build/hax eval --checkpoint ", "--json ", "--heatmap "})
+    EXPECT_NE(dry.out.find(text), std::string::npos) << text << " in\n" << dry.out;
+  EXPECT_FALSE(fs::exists(runs()));
+}
+
+TEST_F(CliSweep, ABadExperimentIsAOneLineErrorNamingTheKey) {
+  json top = tiny_experiment(config());
+  top["trian"] = top["train"];
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(top, "top.json"), "--dry-run"), "did you mean 'train'"));
+
+  json nested = tiny_experiment(config());
+  nested["train"]["stepz"] = 3;
+  const CommandResult r = sweep(write_experiment(nested, "nested.json"), "--dry-run");
+  EXPECT_TRUE(FailsWithOneErrorLine(r, "'train.stepz'"));
+  EXPECT_TRUE(FailsWithOneErrorLine(r, "nested.json"));
+
+  json value = tiny_experiment(config());
+  value["semantics"] = {"strict"};
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(value, "value.json"), "--dry-run"), "semantics[0]"));
+  EXPECT_FALSE(fs::exists(runs()));
+}
+
+}  // namespace
+}  // namespace hax::testing
