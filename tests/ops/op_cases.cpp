@@ -374,12 +374,7 @@ namespace {
 class OpTest : public ::testing::TestWithParam<OpCasePtr> {};
 
 TEST_P(OpTest, PassesAllChecks) {
-  const OpCase& op = *GetParam();
-  check_fast_against_reference(op);
-  if (!op.has_gradient()) return;
-  check_gradients_against_finite_differences(op);
-  check_backward_accumulates(op);
-  check_null_gradients_are_skipped(op);
+  check_all(*GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, OpTest, ::testing::ValuesIn(all_op_cases()),

@@ -124,11 +124,7 @@ std::vector<OpCasePtr> mamba2_op_cases() {
 class Mamba2OpTest : public ::testing::TestWithParam<OpCasePtr> {};
 
 TEST_P(Mamba2OpTest, PassesAllChecks) {
-  const OpCase& op = *GetParam();
-  check_fast_against_reference(op);
-  check_gradients_against_finite_differences(op);
-  check_backward_accumulates(op);
-  check_null_gradients_are_skipped(op);
+  check_all(*GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Mamba2Ops, Mamba2OpTest, ::testing::ValuesIn(mamba2_op_cases()),

@@ -205,12 +205,7 @@ std::vector<OpCasePtr> samba_op_cases() {
 class SambaOpTest : public ::testing::TestWithParam<OpCasePtr> {};
 
 TEST_P(SambaOpTest, PassesAllChecks) {
-  const OpCase& op = *GetParam();
-  check_fast_against_reference(op);
-  if (!op.has_gradient()) return;
-  check_gradients_against_finite_differences(op);
-  check_backward_accumulates(op);
-  check_null_gradients_are_skipped(op);
+  check_all(*GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(SambaOps, SambaOpTest, ::testing::ValuesIn(samba_op_cases()),

@@ -213,4 +213,12 @@ void check_null_gradients_are_skipped(const OpCase& op) {
   check_null_gradients_in<double>(op);
 }
 
+void check_all(const OpCase& op) {
+  check_fast_against_reference(op);
+  if (!op.has_gradient()) return;
+  check_gradients_against_finite_differences(op);
+  check_backward_accumulates(op);
+  check_null_gradients_are_skipped(op);
+}
+
 }  // namespace hax::ops::testing

@@ -109,5 +109,7 @@ void check_gradients_against_finite_differences(const OpCase& op);
 void check_fast_against_reference(const OpCase& op);
 void check_backward_accumulates(const OpCase& op);
 void check_null_gradients_are_skipped(const OpCase& op);
+// All of the above (the gradient checks only for a case with gradients): what each op suite's test runs per case.
+void check_all(const OpCase& op);
 
 }  // namespace hax::ops::testing

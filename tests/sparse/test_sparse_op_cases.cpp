@@ -246,12 +246,7 @@ std::vector<OpCasePtr> sparse_op_cases() {
 class SparseOpTest : public ::testing::TestWithParam<OpCasePtr> {};
 
 TEST_P(SparseOpTest, PassesAllChecks) {
-  const ops::testing::OpCase& op = *GetParam();
-  ops::testing::check_fast_against_reference(op);
-  if (!op.has_gradient()) return;
-  ops::testing::check_gradients_against_finite_differences(op);
-  ops::testing::check_backward_accumulates(op);
-  ops::testing::check_null_gradients_are_skipped(op);
+  ops::testing::check_all(*GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Sparse, SparseOpTest, ::testing::ValuesIn(sparse_op_cases()),

@@ -78,17 +78,7 @@ def mixer(u, p, cfg, padded_length=0, candidates=None):
 def model_logits(tokens, params, cfg, padded_length=0, candidates=None):
     """Logits (T, V) of one sequence, and per layer its gate terms (or None). candidates: layer -> positions.
     The block is Mamba-1's (pre-norm residual, final norm_f, tied output), only the mixer differs."""
-    eps = cfg.get("layer_norm_epsilon", 1e-5)
-    h = params["embeddings.weight"][tokens]
-    gates = []
-    for l in range(cfg["num_hidden_layers"]):
-        prefix = f"layers.{l}.mixer."
-        p = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-        cand = None if candidates is None else candidates.get(l)
-        out, gate = mixer(mt.rmsnorm(h, params[f"layers.{l}.norm.weight"], eps), p, cfg, padded_length, cand)
-        h = h + out
-        gates.append(gate)
-    return mt.rmsnorm(h, params["norm_f.weight"], eps) @ params["embeddings.weight"].T, gates
+    return mt.model_logits(tokens, params, cfg, padded_length, candidates, layer_mixer=mixer)
 
 
 if __name__ == "__main__":

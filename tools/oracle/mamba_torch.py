@@ -223,8 +223,10 @@ def mixer(u, p, cfg, padded_length=0, candidates=None):
     return out, gate
 
 
-def model_logits(tokens, params, cfg, padded_length=0, candidates=None):
-    """Logits (T, V) of one sequence, and per layer its gate terms (or None). candidates: layer -> positions."""
+def model_logits(tokens, params, cfg, padded_length=0, candidates=None, layer_mixer=None):
+    """Logits (T, V) of one sequence, and per layer its gate terms (or None). candidates: layer -> positions.
+    layer_mixer: the mixer function of each block (default Mamba-1's); Mamba2's blocks differ only there."""
+    layer_mixer = layer_mixer or mixer
     eps = cfg.get("layer_norm_epsilon", 1e-5)
     h = params["embeddings.weight"][tokens]
     gates = []
@@ -232,7 +234,7 @@ def model_logits(tokens, params, cfg, padded_length=0, candidates=None):
         prefix = f"layers.{l}.mixer."
         p = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
         cand = None if candidates is None else candidates.get(l)
-        out, gate = mixer(rmsnorm(h, params[f"layers.{l}.norm.weight"], eps), p, cfg, padded_length, cand)
+        out, gate = layer_mixer(rmsnorm(h, params[f"layers.{l}.norm.weight"], eps), p, cfg, padded_length, cand)
         h = h + out
         gates.append(gate)
     return rmsnorm(h, params["norm_f.weight"], eps) @ params["embeddings.weight"].T, gates
