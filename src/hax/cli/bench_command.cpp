@@ -176,6 +176,10 @@ GemmRate gemm_rate(const std::vector<Step>& steps) {
   return {seconds > 0 ? flop / seconds * 1e-9 : 0, total > 0 ? seconds / total : 0};
 }
 
+json gemm_rate_json(const GemmRate& r, double peak) {
+  return {{"gflops", r.gflops}, {"share_of_step", r.share_of_step}, {"peak_fraction", r.gflops / peak}};
+}
+
 json step_json(const Step& s) {
   return {{"seconds", s.seconds}, {"forward", s.forward}, {"backward", s.backward}, {"optimizer", s.optimizer},
           {"cpu_seconds", s.cpu}, {"loss", s.loss}};
@@ -482,9 +486,7 @@ json report_json(const BenchOptions& o, const models::ModelConfig& config, const
                    {"attention_flop_estimate", w.attention_flop},
                    {"scan_state_elements", w.state_elements}, {"scan_flop_per_state_element", kScanFlopPerState}}},
          {"hax", column_json(h, hax_steps)},
-         {"hax_projection_gemms", {{"gflops", gemm_rate(hax_steps).gflops},
-                                   {"share_of_step", gemm_rate(hax_steps).share_of_step},
-                                   {"peak_fraction", gemm_rate(hax_steps).gflops / m.peak_gflops()}}},
+         {"hax_projection_gemms", gemm_rate_json(gemm_rate(hax_steps), m.peak_gflops())},
          {"warmup_steps", o.warmup_steps},
          {"baseline_warmup_steps", o.baseline_warmup_steps}};
   j["baseline"] = p ? column_json(*p, base.steps) : json{{"ran", false}};

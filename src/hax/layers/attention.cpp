@@ -103,9 +103,7 @@ void Attention::forward_chunk(float* out, const float* u, int T, MixerState& sta
   float* o = arena.alloc_uninitialized(rows_times(T, D_), "attention chunk out").data();
   std::copy(state.window_k.begin(), state.window_k.end(), k);
   std::copy(state.window_v.begin(), state.window_v.end(), v);
-  PackedBatch one;
-  one.add_sequence(T);
-  project(q, k + rows_times(cached, D_), v + rows_times(cached, D_), u, one, state.position);
+  project(q, k + rows_times(cached, D_), v + rows_times(cached, D_), u, PackedBatch::of_one(T), state.position);
   const ops::WindowAttentionShape shape{T, keys, cached, H_, P_, window_};
   ops::window_attention_forward(shape, o, nullptr, q, k, v);
   ops::linear_forward(out, o, o_proj_.value, nullptr, T, D_, D_);

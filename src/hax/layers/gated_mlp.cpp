@@ -46,18 +46,13 @@ Mixer::ArenaNeeds GatedMlp::arena_floats(const PackedBatch& batch, int) const {
 }
 
 void GatedMlp::forward_chunk(float* out, const float* u, int T, MixerState&, Arena& arena) const {
-  PackedBatch one;
-  one.add_sequence(T);
-  Saved saved;
-  const std::size_t mark = arena.mark();
-  forward(out, u, one, SparseStep{}, arena, saved);
-  arena.release(mark);
+  run_as_chunk<Saved>(T, arena, [&](const PackedBatch& one, Saved& saved) {
+    forward(out, u, one, SparseStep{}, arena, saved);
+  });
 }
 
 std::size_t GatedMlp::chunk_arena_floats(int T, int) const {
-  PackedBatch one;
-  one.add_sequence(T);
-  return arena_floats(one, 0).kept;
+  return arena_floats(PackedBatch::of_one(T), 0).kept;
 }
 
 }  // namespace hax::layers

@@ -80,18 +80,13 @@ MixerState Mamba2Mixer::start_state() const {
 }
 
 void Mamba2Mixer::forward_chunk(float* out, const float* u, int T, MixerState& state, Arena& arena) const {
-  PackedBatch one;
-  one.add_sequence(T);
-  Saved saved;
-  const std::size_t mark = arena.mark();
-  forward_impl(out, u, one, SparseStep{}, arena, saved, &state);
-  arena.release(mark);
+  run_as_chunk<Saved>(T, arena, [&](const PackedBatch& one, Saved& saved) {
+    forward_impl(out, u, one, SparseStep{}, arena, saved, &state);
+  });
 }
 
 std::size_t Mamba2Mixer::chunk_arena_floats(int T, int position) const {
-  PackedBatch one;
-  one.add_sequence(T);
-  return arena_floats(one, 0).kept + state_floats() + AlignedBuffer::kAlignFloats +
+  return arena_floats(PackedBatch::of_one(T), 0).kept + state_floats() + AlignedBuffer::kAlignFloats +
          (sparse_ ? sparse_->chunk_arena_floats(T, position) : 0);
 }
 

@@ -61,9 +61,7 @@ Mixer::ArenaNeeds MambaMixer::arena_floats(const PackedBatch& batch, int padded_
 }
 
 std::size_t MambaMixer::chunk_arena_floats(int T, int position) const {
-  PackedBatch one;
-  one.add_sequence(T);
-  const Mixer::ArenaNeeds needs = arena_floats(one, 0);
+  const Mixer::ArenaNeeds needs = arena_floats(PackedBatch::of_one(T), 0);
   // Plus the final scan state, and the sparse branch's chunk scratch (its attention weights grow with the position
   // for `full` and `dilated`).
   return needs.kept + std::size_t(I_) * N_ + AlignedBuffer::kAlignFloats +
@@ -84,12 +82,9 @@ MixerState MambaMixer::start_state() const {
 }
 
 void MambaMixer::forward_chunk(float* out, const float* u, int T, MixerState& state, Arena& arena) const {
-  PackedBatch one;
-  one.add_sequence(T);
-  Saved saved;
-  const std::size_t mark = arena.mark();
-  forward_impl(out, u, one, SparseStep{}, arena, saved, &state);
-  arena.release(mark);
+  run_as_chunk<Saved>(T, arena, [&](const PackedBatch& one, Saved& saved) {
+    forward_impl(out, u, one, SparseStep{}, arena, saved, &state);
+  });
 }
 
 void MambaMixer::forward_impl(float* out, const float* u, const PackedBatch& batch, const SparseStep& step,

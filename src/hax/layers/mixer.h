@@ -50,6 +50,17 @@ class Mixer {
   virtual const std::vector<std::vector<std::int32_t>>* gate_candidates() const { return nullptr; }
 };
 
+// A streaming call's chunk of T rows run as a batch of one sequence: fn(batch, saved) with a fresh Saved; everything
+// fn allocates in the arena is released afterwards (a chunk keeps nothing for a backward).
+template <class Saved, class Fn>
+void run_as_chunk(int T, Arena& arena, Fn&& fn) {
+  const PackedBatch one = PackedBatch::of_one(T);
+  Saved saved;
+  const std::size_t mark = arena.mark();
+  fn(one, saved);
+  arena.release(mark);
+}
+
 // Impl: forward(out, u, batch, step, arena, saved) const, backward(du, dout, batch, saved, gate_weight, arena) const,
 // arena_floats, start_state, forward_chunk, chunk_arena_floats, and a `Saved` type (with a SparseBranch::Saved
 // `sparse` member when Impl has a sparse() accessor).
@@ -93,8 +104,6 @@ class MixerOf final : public Mixer {
     else
       return nullptr;
   }
-
-  const Impl& impl() const { return impl_; }
 
  private:
   Impl impl_;

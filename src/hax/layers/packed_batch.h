@@ -13,6 +13,13 @@ namespace hax::layers {
 struct PackedBatch {
   std::vector<int> offsets{0};  // size num_sequences + 1; offsets.back() = total rows
 
+  // A batch of one sequence of `length` rows (a streamed chunk, a single sequence).
+  static PackedBatch of_one(int length) {
+    PackedBatch batch;
+    batch.add_sequence(length);
+    return batch;
+  }
+
   int num_sequences() const { return static_cast<int>(offsets.size()) - 1; }
   int rows() const { return offsets.back(); }
   int start(int s) const { return offsets[s]; }

@@ -13,7 +13,6 @@
 #include "hax/ops/linear.h"
 #include "hax/ops/residual.h"
 #include "hax/ops/rmsnorm.h"
-#include "hax/ops/selective_scan.h"
 
 namespace hax::models {
 namespace {
@@ -30,12 +29,6 @@ Model::Model(const ModelConfig& config, bool initialize) : config_(config) {
   buffers_.allocate();
   if (initialize) init_parameters(params_, config_), init_buffers(buffers_, config_);
   blocks_ = build_blocks(config_, params_, buffers_);
-}
-
-const layers::SparseBranch* Model::sparse() const {
-  for (const Block& block : blocks_)
-    if (const layers::SparseBranch* branch = block.mixer->sparse()) return branch;
-  return nullptr;
 }
 
 const std::vector<std::vector<std::int32_t>>& Model::gate_candidates(int block) const {
@@ -200,8 +193,7 @@ void Model::prefill(float* logits, ModelState& state, std::span<const std::int32
   if (tokens.empty()) return;
   arena.reset();
   training_ = false;
-  layers::PackedBatch one;
-  one.add_sequence(int(tokens.size()));
+  const layers::PackedBatch one = layers::PackedBatch::of_one(int(tokens.size()));
   forward_body(tokens, one, {}, 0, arena, &state);
   output_logits(logits, one.rows(), arena);
   state.position += int(tokens.size());

@@ -100,8 +100,6 @@ class Model {
   // The gate-loss candidates of the last training forward, per sequence (positions within it), for block b (empty
   // when the block has no key selection).
   const std::vector<std::vector<std::int32_t>>& gate_candidates(int block) const;
-  // The first block's sparse branch, if any (every sparse model has one in each SSM block).
-  const layers::SparseBranch* sparse() const;
 
  private:
   // Runs embedding and layers; leaves the last hidden state in hidden_.back().
