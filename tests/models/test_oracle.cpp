@@ -222,6 +222,21 @@ TEST(SparseOracle, HaxMatchesPyTorchInPaperSemantics) {
       {sparse_config("sign_bin_lsh+key_selection", ops::sparse::Semantics::paper), {13, 29, 7}, true, 40});
 }
 
+// The ablations of `paper` (hax_paper_without): each ingredient turned off alone, on the padded layout. The uniform
+// fallback only acts where a query has no key, so it is checked on LSH alone (key selection always gives one); the
+// gate targets' padding only where a sequence is shorter than the budget (the 2-token one).
+class PaperAblationOracle : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PaperAblationOracle, MatchesPyTorch) {
+  const std::string arch = GetParam() == "uniform_fallback" ? "sign_bin_lsh" : "sign_bin_lsh+key_selection";
+  ModelConfig c = sparse_config(arch, ops::sparse::Semantics::paper);
+  c.paper_without = {GetParam()};
+  check_against_torch({c, {13, 2, 29, 7}, true, 40});
+}
+
+INSTANTIATE_TEST_SUITE_P(Ingredients, PaperAblationOracle,
+                         ::testing::ValuesIn(ops::sparse::PaperIngredients::names()));
+
 TEST(SparseOracle, DilatedMatchesPyTorchInPaperSemantics) {
   check_against_torch({sparse_config("dilated", ops::sparse::Semantics::paper), {13, 29, 7}, true, 0});
 }

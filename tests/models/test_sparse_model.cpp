@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/expect_error.h"
 #include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/engine/rng.h"
@@ -226,6 +227,62 @@ TEST(SparseModel, LshResamplingFollowsTheConfig) {
   Model fresh = perturbed_model(c);
   EXPECT_NE(logits_of(fresh, tb, {false, 1}), logits_of(fresh, tb, {false, 2}));
   EXPECT_EQ(logits_of(fresh, tb, {false, 1}), logits_of(fresh, tb, {false, 1}));
+}
+
+// Each ingredient of `paper` that an ablation can turn off changes the training objective on its own (the oracle
+// checks what it changes to: test_oracle.cpp). The uniform fallback needs queries with no key, which key selection
+// never leaves (a query always ranks among its own prefix), so it is checked on LSH alone. The gate targets' padding
+// adds the same 0.5 per padded query to every real candidate, which changes no ranking; it matters only through the
+// padded positions ranked when a sequence is shorter than the budget, as the 2-token one here.
+class PaperIngredient : public ::testing::TestWithParam<std::string> {};
+
+std::string ingredient_arch(const std::string& ingredient) {
+  return ingredient == "uniform_fallback" ? "sign_bin_lsh" : "sign_bin_lsh+key_selection";
+}
+
+TEST_P(PaperIngredient, TurningItOffChangesTheObjective) {
+  ModelConfig c = sparse_config(ingredient_arch(GetParam()), Semantics::paper);
+  TokenBatch tb = random_batch(c, {30, 2, 19}, 21);
+  tb.padded_length = 40;
+  Model full = perturbed_model(c);
+  c.paper_without = {GetParam()};
+  Model ablated = perturbed_model(c);
+  ASSERT_EQ(std::vector<float>(full.params().params().begin(), full.params().params().end()),
+            std::vector<float>(ablated.params().params().begin(), ablated.params().params().end()));
+  EXPECT_NE(objective(full, tb).total(), objective(ablated, tb).total());
+}
+
+INSTANTIATE_TEST_SUITE_P(Ingredients, PaperIngredient, ::testing::ValuesIn(ops::sparse::PaperIngredients::names()));
+
+TEST(SparseModel, PaperWithoutEveryIngredientEqualsCausalOnOneUnpaddedSequence) {
+  // One sequence at its own length has no padding: with every ingredient off, `paper` computes what `causal` does.
+  ModelConfig c = sparse_config("sign_bin_lsh+key_selection", Semantics::paper);
+  c.paper_without = ops::sparse::PaperIngredients::names();
+  const TokenBatch tb = random_batch(c, {37}, 22);
+  Model ablated = perturbed_model(c);
+  c.semantics = Semantics::causal;
+  c.paper_without.clear();
+  Model causal = perturbed_model(c);
+  const Objective a = objective(ablated, tb), b = objective(causal, tb);
+  EXPECT_NEAR(a.ce, b.ce, 1e-6 * std::abs(b.ce));
+  EXPECT_NEAR(a.gate, b.gate, 1e-6 * std::abs(b.gate) + 1e-9);
+}
+
+TEST(SparseModel, PaperWithoutIsCheckedAndRoundTrips) {
+  ModelConfig c = sparse_config("sign_bin_lsh+key_selection", Semantics::paper);
+  c.paper_without = {"lsh_statistics", "gate_padding"};
+  const ModelConfig back = ModelConfig::from_json(c.to_json(), "test");
+  EXPECT_EQ(back.paper_without, c.paper_without);
+  EXPECT_FALSE(back.paper_ingredients().lsh_statistics);
+  EXPECT_TRUE(back.paper_ingredients().ks_normalization);
+  auto j = c.to_json();
+  j["hax_paper_without"] = {"lsh_stats"};
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"cfg.json", "lsh_stats", "lsh_statistics"});
+  j["hax_paper_without"] = "lsh_statistics";
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"hax_paper_without", "list of strings"});
+  j["hax_paper_without"] = {"lsh_statistics"};
+  j["hax_semantics"] = "causal";
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"hax_paper_without", "causal"});
 }
 
 TEST(SparseModel, ConfigRoundTripsAndRejectsBadFields) {

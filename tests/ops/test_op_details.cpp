@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "../support/expect_error.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
 #include "hax/ops/accuracy.h"
@@ -22,7 +23,6 @@
 namespace hax::ops {
 namespace {
 
-using ::testing::HasSubstr;
 
 std::vector<float> random_floats(std::size_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::vector<float> v(n);
@@ -30,16 +30,7 @@ std::vector<float> random_floats(std::size_t n, std::uint64_t seed, float lo = -
   return v;
 }
 
-// Runs `call`, expecting a hax::Error whose message contains every one of `parts`.
-template <class Call>
-void expect_error_naming(Call call, std::initializer_list<const char*> parts) {
-  try {
-    call();
-    ADD_FAILURE() << "no hax::Error thrown";
-  } catch (const Error& e) {
-    for (const char* part : parts) EXPECT_THAT(e.what(), HasSubstr(part));
-  }
-}
+using testing::expect_error_naming;
 
 TEST(Embedding, OutOfRangeIdNamesTheIdAndItsPosition) {
   const std::vector<float> table(10 * 4, 1.0f);

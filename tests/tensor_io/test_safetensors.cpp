@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/expect_error.h"
 #include "../support/test_support.h"
 #include "hax/engine/error.h"
 #include "hax/engine/params.h"
@@ -112,14 +113,7 @@ TEST(SafetensorsParams, SaveThenLoadRestoresEveryParameter) {
   EXPECT_EQ(file.names().size(), 4u);
 }
 
-void expect_error_mentions(const std::function<void()>& f, const std::vector<std::string>& words) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& w : words) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
-  }
-}
+using testing::expect_error_naming;
 
 TEST(SafetensorsParams, LoadNamesTheMissingMisshapenOrUnexpectedTensor) {
   const ScratchDir dir;
@@ -129,20 +123,20 @@ TEST(SafetensorsParams, LoadNamesTheMissingMisshapenOrUnexpectedTensor) {
   auto without_D = views;
   without_D.erase(without_D.begin() + 2);
   save_safetensors(dir / "missing.safetensors", without_D);
-  expect_error_mentions([&] { load_params(dir / "missing.safetensors", store); },
+  expect_error_naming([&] { load_params(dir / "missing.safetensors", store); },
                         {"missing.safetensors", "missing tensor 'layers.0.mixer.D'"});
 
   auto transposed = views;
   transposed[1].shape = {2, 3};
   save_safetensors(dir / "shape.safetensors", transposed);
-  expect_error_mentions([&] { load_params(dir / "shape.safetensors", store); },
+  expect_error_naming([&] { load_params(dir / "shape.safetensors", store); },
                         {"'layers.0.mixer.A_log' has shape (2, 3), expected (3, 2)"});
 
   auto extra = views;
   const std::vector<float> one = {1.0f};
   extra.push_back({"layers.0.mixer.E", {1}, one});
   save_safetensors(dir / "extra.safetensors", extra);
-  expect_error_mentions([&] { load_params(dir / "extra.safetensors", store); },
+  expect_error_naming([&] { load_params(dir / "extra.safetensors", store); },
                         {"'layers.0.mixer.E' is not a parameter"});
 
   ParamStore unallocated;
@@ -265,9 +259,9 @@ TEST(Safetensors, RejectsMalformedFilesNamingFileAndProblem) {
     SCOPED_TRACE(c.what);
     const auto path = dir / "bad.safetensors";
     hax::testing::write_file(path, c.bytes);
-    expect_error_mentions([&] { SafetensorsFile{path}; }, {path.string(), c.expected});
+    expect_error_naming([&] { SafetensorsFile{path}; }, {path.string(), c.expected});
   }
-  expect_error_mentions([&] { SafetensorsFile{dir / "nothing-here.safetensors"}; }, {"nothing-here.safetensors"});
+  expect_error_naming([&] { SafetensorsFile{dir / "nothing-here.safetensors"}; }, {"nothing-here.safetensors"});
 }
 
 TEST(Safetensors, TruncatedCopyOfAGoodFileIsRejected) {
@@ -275,7 +269,7 @@ TEST(Safetensors, TruncatedCopyOfAGoodFileIsRejected) {
   save_safetensors(dir / "good.safetensors", std::vector<TensorData>{{"a", {100}, iota_values(100, 0.0f)}});
   const std::string bytes = hax::testing::read_file(dir / "good.safetensors");
   hax::testing::write_file(dir / "cut.safetensors", bytes.substr(0, bytes.size() - 7));
-  expect_error_mentions([&] { SafetensorsFile{dir / "cut.safetensors"}; }, {"cut.safetensors", "truncated"});
+  expect_error_naming([&] { SafetensorsFile{dir / "cut.safetensors"}; }, {"cut.safetensors", "truncated"});
 }
 
 TEST(Safetensors, OtherDtypesOpenButCannotBeReadAsFloats) {
@@ -285,7 +279,7 @@ TEST(Safetensors, OtherDtypesOpenButCannotBeReadAsFloats) {
       file_bytes(R"({"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0')));
   const SafetensorsFile file(dir / "i.safetensors");
   EXPECT_EQ(file.dtype("ids"), "I64");
-  expect_error_mentions([&] { file.read("ids"); }, {"'ids' is I64", "F32, F16 and BF16"});
+  expect_error_naming([&] { file.read("ids"); }, {"'ids' is I64", "F32, F16 and BF16"});
 }
 
 }  // namespace

@@ -83,6 +83,21 @@ def sparse_settings(cfg):
     return patterns, w, cfg.get("data_max_length", 2048) // w, cfg.get("hax_semantics", "causal")
 
 
+PAPER_INGREDIENTS = ("lsh_statistics", "ks_normalization", "uniform_fallback", "gate_padding")
+
+
+def paper_ingredients(cfg):
+    """The set of `paper`'s ingredients in effect: all of them under paper, less those "hax_paper_without" lists (an
+    ablation); none under causal."""
+    if cfg.get("hax_semantics", "causal") != "paper":
+        return set()
+    without = set(cfg.get("hax_paper_without", []))
+    unknown = without - set(PAPER_INGREDIENTS)
+    if unknown:
+        raise SystemExit(f"unknown hax_paper_without ingredient(s) {sorted(unknown)}")
+    return set(PAPER_INGREDIENTS) - without
+
+
 def lsh_inputs(Q, K, paper):
     """What the hash projects: raw (causal) or centred and scaled per feature over time (paper)."""
     if not paper:
@@ -121,8 +136,8 @@ def cumulative_topk(score, w):
 
 
 def allowed_mask(Q, K, p, cfg, T):
-    patterns, w, dilation, semantics = sparse_settings(cfg)
-    paper = semantics == "paper"
+    patterns, w, dilation, _ = sparse_settings(cfg)
+    ingredients = paper_ingredients(cfg)
     t = torch.arange(T)[:, None]
     s = torch.arange(T)[None, :]
     causal = s <= t
@@ -139,7 +154,7 @@ def allowed_mask(Q, K, p, cfg, T):
             m = (s % dilation == dilation - 1).expand(T, T)
         elif name in ("sign_bin_lsh", "argmax_lsh"):
             H = p["lsh_projection"].detach()
-            XQ, XK = lsh_inputs(Q.detach(), K.detach(), paper)
+            XQ, XK = lsh_inputs(Q.detach(), K.detach(), "lsh_statistics" in ingredients)
             pq, pk = XQ @ H, XK @ H
             if name == "sign_bin_lsh":
                 weights = 2 ** torch.arange(H.shape[1])
@@ -148,7 +163,7 @@ def allowed_mask(Q, K, p, cfg, T):
                 bq, bk = pq.argmax(1), pk.argmax(1)
             m = most_recent((bq[:, None] == bk[None, :]) & causal, w)
         elif name == "key_selection":
-            score = key_scores(Q, K, p, paper)
+            score = key_scores(Q, K, p, "ks_normalization" in ingredients)
             m = cumulative_topk(score, w)
         else:
             raise SystemExit(f"unknown sparse pattern {name!r}")
@@ -160,7 +175,8 @@ def sparse_branch(xc, p, cfg, padded_length, candidates):
     """attn (T, I) for the real rows of xc (T, I), and (sum of the gate BCE terms, k^2) or None."""
     N = cfg["state_size"]
     _, _, _, semantics = sparse_settings(cfg)
-    paper = semantics == "paper"
+    paper = semantics == "paper"  # the padded layout; each quirk of it is an ingredient (paper_ingredients)
+    ingredients = paper_ingredients(cfg)
     T_real = xc.shape[0]
     KQ = xc @ p["xx_proj.weight"].T
     K, Q, V = KQ[:, :N] / math.sqrt(N), KQ[:, N:], xc
@@ -173,7 +189,7 @@ def sparse_branch(xc, p, cfg, padded_length, candidates):
     logits = torch.where(allowed, Q @ K.T, torch.tensor(-math.inf, dtype=Q.dtype))
     logits = torch.where(empty[:, None], torch.zeros((), dtype=Q.dtype), logits)  # constant: uniform, no gradient
     probs = torch.softmax(logits, 1)
-    if not paper:
+    if "uniform_fallback" not in ingredients:
         probs = probs * (~empty)[:, None].to(probs.dtype)  # a query with no key attends to nothing
     attn = (probs @ V)[:T_real]
 
@@ -182,7 +198,7 @@ def sparse_branch(xc, p, cfg, padded_length, candidates):
         cand = torch.tensor(candidates, dtype=torch.long)
         k = len(candidates)
         with torch.no_grad():
-            queries = torch.arange(T if paper else T_real)
+            queries = torch.arange(T if "gate_padding" in ingredients else T_real)
             a = torch.sigmoid(Q[queries] @ K[cand].T) * (queries[:, None] >= cand[None, :])
             target = a.sum(0)
             y = ((target[:, None] > target[None, :]).double() + (target[:, None] >= target[None, :]).double()) / 2

@@ -3,7 +3,7 @@
 namespace hax::cli {
 
 bool SparseOverrides::any() const {
-  return sparse_arch || semantics || lsh_resample || sparse_keys || num_hash || data_max_length;
+  return sparse_arch || semantics || lsh_resample || sparse_keys || num_hash || data_max_length || paper_without;
 }
 
 void SparseOverrides::apply(models::ModelConfig& config, const std::string& where) const {
@@ -13,6 +13,7 @@ void SparseOverrides::apply(models::ModelConfig& config, const std::string& wher
   if (data_max_length) config.data_max_length = *data_max_length;
   if (semantics) config.semantics = models::parse_semantics(*semantics, "--semantics");
   if (lsh_resample) config.lsh_resample = *lsh_resample;
+  if (paper_without) config.paper_without = *paper_without;
   config.validate(any() ? where + " with the command-line flags" : where);
 }
 
@@ -33,6 +34,11 @@ void add_sparse_options(CLI::App& command, SparseOverrides& o) {
                      "When the LSH projection is drawn: never (the checkpoint's), training (every step), "
                      "every_forward (the reference; default under paper)")
       ->check(CLI::IsMember({"never", "training", "every_forward"}));
+  command.add_option("--paper-without", o.paper_without,
+                     "Ablation, paper semantics only: ingredients of `paper` replaced by causal's, comma-separated: "
+                     "lsh_statistics, ks_normalization, uniform_fallback, gate_padding")
+      ->delimiter(',')
+      ->check(CLI::IsMember(ops::sparse::PaperIngredients::names()));
 }
 
 }  // namespace hax::cli

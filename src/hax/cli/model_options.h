@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -14,6 +15,7 @@ namespace hax::cli {
 struct SparseOverrides {
   std::optional<std::string> sparse_arch, semantics, lsh_resample;
   std::optional<int> sparse_keys, num_hash, data_max_length;
+  std::optional<std::vector<std::string>> paper_without;
 
   bool any() const;
   // Writes the flags given into `config` and validates it; errors name `where` (the config's path) and the flag.

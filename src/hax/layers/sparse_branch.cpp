@@ -65,6 +65,7 @@ SparseBranch::SparseBranch(const SparseConfig& c, ParamStore& store, ParamStore&
       num_hash_(c.num_hash),
       arch_(c.arch),
       semantics_(c.semantics),
+      ingredients_(c.paper_ingredients),
       lsh_resample_(c.lsh_resample) {
   auto bind = [&](const std::string& name) { return bind_tensor(store, name); };
   xx_proj_ = bind(p + "xx_proj.weight");
@@ -130,8 +131,8 @@ void SparseBranch::lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::i
                               const float* Q, const float* K, int T, const float* H) const {
   const int H_cols = num_hash_;
   std::vector<float> proj_q(rows_times(T, H_cols)), proj_k(rows_times(T, H_cols));
-  ops::sparse::lsh_projections(proj_q.data(), Q, H, T, N_, H_cols, semantics_);
-  ops::sparse::lsh_projections(proj_k.data(), K, H, T, N_, H_cols, semantics_);
+  ops::sparse::lsh_projections(proj_q.data(), Q, H, T, N_, H_cols, lsh_semantics());
+  ops::sparse::lsh_projections(proj_k.data(), K, H, T, N_, H_cols, lsh_semantics());
   for (auto& b : buckets) b.resize(T);
   if (uses(Pattern::sign_bin_lsh)) {
     ops::sparse::sign_bin_buckets(buckets[0].data(), proj_q.data(), T, H_cols);
@@ -172,7 +173,7 @@ void SparseBranch::forward(float* attn, const float* xc, const PackedBatch& batc
     for_each_sequence(s.layout, [&](int q) {
       const std::size_t at = s.layout.start(q);
       ops::sparse::key_selection_features(s.features + at * F, s.Q + at * N, s.K + at * N, s.layout.length(q), N,
-                                          semantics_);
+                                          ks_semantics());
     });
     ops::sparse::key_scorer_forward(s.score, s.hidden1, s.hidden2, s.features, scorer_weights(), P, N);
   }
@@ -203,7 +204,7 @@ void SparseBranch::select_and_attend(float* attn_layout, Saved& s, const SparseS
     if (uses(Pattern::key_selection)) in.key_score = {s.score + at, std::size_t(T)};
     s.keys[q] = ops::sparse::build_sparse_keys(arch_, T, in);
     ops::sparse::sparse_attention_forward(attn_layout + at * I, s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N,
-                                          s.V + at * I, s.keys[q], N, I, semantics_);
+                                          s.V + at * I, s.keys[q], N, I, attention_semantics());
   });
 }
 
@@ -257,7 +258,7 @@ void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseStat
 
 int SparseBranch::ranked_candidates(int real_length, int layout_length) const {
   // The reference ranks budget-many positions of the padded row (padding last); `causal` ranks real ones only.
-  return std::min(arch_.budget, paper() ? layout_length : real_length);
+  return std::min(arch_.budget, gate_counts_padding() ? layout_length : real_length);
 }
 
 void SparseBranch::gate_loss_forward(Saved& s, const PackedBatch& batch, const SparseStep& step) const {
@@ -274,9 +275,10 @@ void SparseBranch::gate_loss_forward(Saved& s, const PackedBatch& batch, const S
     s.candidates[q] = draw_candidates(k, real, rng);
     s.targets[q].resize(k);
     const std::size_t at = s.layout.start(q);
-    // `paper` counts every padded query (0.5 each, Q = 0 there); `causal` the real ones only.
+    // `paper` counts every padded query (0.5 each, Q = 0 there); `causal` (and `paper` without gate_padding) the
+    // real ones only.
     ops::sparse::gate_loss_targets(s.targets[q].data(), s.Q + at * N, s.K + at * N, s.candidates[q].data(), k,
-                                   paper() ? T : real, N);
+                                   gate_counts_padding() ? T : real, N);
     std::vector<float> pred(k);
     for (int j = 0; j < k; ++j) pred[j] = s.score[at + s.candidates[q][j]];
     sum += double(ops::sparse::gate_loss_forward(pred.data(), s.targets[q].data(), k)) * k * k;
@@ -304,7 +306,7 @@ void SparseBranch::backward(float* dxc, const float* dattn, const PackedBatch& b
     const std::size_t at = s.layout.start(q);
     ops::sparse::sparse_attention_backward(dQ + at * N, dK + at * N, dV + at * I, dattn_layout + at * I,
                                            s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N, s.V + at * I,
-                                           s.keys[q], N, I, semantics_);
+                                           s.keys[q], N, I, attention_semantics());
   });
   if (paper()) add_rows(dxc, batch, dV, s.layout, I);  // padding rows of xc are masked to zero: drop theirs
   float* dKQ = alloc(rows_times(M, F), "sparse d xx_proj out");

@@ -37,6 +37,8 @@ struct SparseConfig {
   int num_hash = 8;  // LSH hyperplanes
   ops::sparse::Semantics semantics = ops::sparse::Semantics::causal;
   std::string lsh_resample = "never";  // "never", "training" or "every_forward" (models::ModelConfig)
+  // Under `paper`: which of its ingredients are on (all, unless an ablation turns some off). Ignored under `causal`.
+  ops::sparse::PaperIngredients paper_ingredients;
 };
 
 // The name of the per-layer LSH projection buffer, beside the branch's parameters.
@@ -95,6 +97,12 @@ class SparseBranch {
 
  private:
   bool paper() const { return semantics_ == ops::sparse::Semantics::paper; }
+  // The semantics each op runs under: `paper` only where the semantics is `paper` and the ingredient is on.
+  ops::sparse::Semantics lsh_semantics() const { return ingredient(ingredients_.lsh_statistics); }
+  ops::sparse::Semantics ks_semantics() const { return ingredient(ingredients_.ks_normalization); }
+  ops::sparse::Semantics attention_semantics() const { return ingredient(ingredients_.uniform_fallback); }
+  bool gate_counts_padding() const { return paper() && ingredients_.gate_padding; }
+  ops::sparse::Semantics ingredient(bool on) const { return ops::sparse::ingredient_semantics(paper() && on); }
   bool uses(ops::sparse::Pattern p) const { return arch_.has(p); }
   PackedBatch layout_of(const PackedBatch& batch, int padded_length) const;
   // H (N, num_hash) for this forward: the saved one, or a fresh draw.
@@ -115,6 +123,7 @@ class SparseBranch {
   int I_, N_, num_hash_;
   ops::sparse::SparseArch arch_;
   ops::sparse::Semantics semantics_;
+  ops::sparse::PaperIngredients ingredients_;
   std::string lsh_resample_;
   BoundTensor xx_proj_, E_, w1_, b1_, w2_, b2_, w3_, b3_;
   const float* saved_lsh_projection_ = nullptr;

@@ -20,6 +20,9 @@ void read_field(const nlohmann::json& j, const char* key, T& out, const std::str
       check(it->is_number_integer(), "expected an integer");
     } else if constexpr (std::is_floating_point_v<T>) {
       check(it->is_number(), "expected a number");
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      check(it->is_array() && std::all_of(it->begin(), it->end(), [](const auto& e) { return e.is_string(); }),
+            "expected a list of strings");
     } else {
       check(it->is_string(), "expected a string");
     }
@@ -42,6 +45,13 @@ std::string semantics_name(ops::sparse::Semantics s) { return s == ops::sparse::
 std::string ModelConfig::lsh_resample_mode() const {
   if (!lsh_resample.empty()) return lsh_resample;
   return semantics == ops::sparse::Semantics::paper ? "every_forward" : "never";
+}
+
+ops::sparse::PaperIngredients ModelConfig::paper_ingredients() const {
+  if (semantics != ops::sparse::Semantics::paper) return ops::sparse::PaperIngredients::none();
+  ops::sparse::PaperIngredients on;
+  for (const std::string& name : paper_without) on.turn_off(name);  // names checked by validate()
+  return on;
 }
 
 ops::sparse::SparseArch ModelConfig::parsed_sparse_arch() const {
@@ -136,6 +146,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   read_field(j, "hax_semantics", semantics, where);
   c.semantics = parse_semantics(semantics, where);
   read_field(j, "hax_lsh_resample", c.lsh_resample, where);
+  read_field(j, "hax_paper_without", c.paper_without, where);
   c.validate(where);
   return c;
 }
@@ -183,6 +194,20 @@ void ModelConfig::validate(const std::string& where) const {
   const std::string mode = lsh_resample_mode();
   check(mode == "never" || mode == "training" || mode == "every_forward", where, ": \"hax_lsh_resample\" \"", mode,
         "\" is not known (known: never, training, every_forward)");
+  validate_paper_without(where);
+}
+
+void ModelConfig::validate_paper_without(const std::string& where) const {
+  if (paper_without.empty()) return;
+  check(semantics == ops::sparse::Semantics::paper, where, ": \"hax_paper_without\" turns off ingredients of `paper` "
+        "semantics, but the semantics is causal");
+  const auto& known = ops::sparse::PaperIngredients::names();
+  for (const std::string& name : paper_without) {
+    std::string list;
+    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+    check(std::find(known.begin(), known.end(), name) != known.end(), where, ": \"hax_paper_without\": \"", name,
+          "\" is not an ingredient of `paper` (known: ", list, ")");
+  }
 }
 
 void ModelConfig::validate_mamba2(const std::string& where) const {
@@ -250,6 +275,7 @@ nlohmann::json ModelConfig::to_json() const {
   j["data_max_length"] = data_max_length;
   j["hax_semantics"] = semantics_name(semantics);
   j["hax_lsh_resample"] = lsh_resample_mode();
+  if (!paper_without.empty()) j["hax_paper_without"] = paper_without;
   return j;
 }
 

@@ -65,6 +65,9 @@ struct ModelConfig {
   // draws one every forward, evaluation included, as the reference does. Default: "every_forward" for `paper`,
   // "never" for `causal`.
   std::string lsh_resample;
+  // `paper` only, for ablations ("hax_paper_without"): the ingredients of `paper` to replace by `causal`'s
+  // (ops::sparse::PaperIngredients::names()). Empty: the reference's behaviour throughout.
+  std::vector<std::string> paper_without;
 
   bool is_mamba() const { return model_type == "mamba"; }
   bool is_mamba2() const { return model_type == "mamba2"; }
@@ -79,6 +82,8 @@ struct ModelConfig {
   bool has_lsh() const;            // carries fixed LSH projections
   // lsh_resample with its default filled in.
   std::string lsh_resample_mode() const;
+  // The ingredients of `paper` that are on (none under `causal`).
+  ops::sparse::PaperIngredients paper_ingredients() const;
 
   // Parses a config object. `where` names the source (a path) for error messages.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
@@ -88,6 +93,7 @@ struct ModelConfig {
 
  private:
   void validate_mamba2(const std::string& where) const;
+  void validate_paper_without(const std::string& where) const;
   void validate_samba(const std::string& where) const;
 };
 
