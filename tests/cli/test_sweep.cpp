@@ -129,6 +129,26 @@ TEST_F(CliSweep, DryRunPrintsTheCommandsAndRunsNothing) {
   EXPECT_FALSE(fs::exists(runs()));
 }
 
+// A base's own "extra" flags (an ablation variant of a config) go to its runs only, after the experiment's.
+TEST_F(CliSweep, ABasesExtraFlagsGoToItsRunsOnly) {
+  json j = tiny_experiment(config());
+  j["bases"][1]["extra"] = {"--lsh-resample", "training"};
+  j["train"]["extra"] = {"--log-every", "1"};
+  const CommandResult dry = sweep(write_experiment(j), "--dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  for (const std::string run : {"alpha__sliding_window__causal__seed1", "beta__sliding_window__causal__seed1"}) {
+    const std::size_t at = dry.out.find("# " + run);
+    ASSERT_NE(at, std::string::npos) << dry.out;
+    const std::string train = dry.out.substr(at, dry.out.find("build/hax eval", at) - at);
+    const bool beta = run.starts_with("beta");
+    EXPECT_EQ(train.find("--log-every 1 --lsh-resample training") != std::string::npos, beta) << train;
+    EXPECT_NE(train.find("--log-every 1"), std::string::npos) << train;
+  }
+  json bad = tiny_experiment(config());
+  bad["bases"][0]["extra"] = {"--steps", 4};
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(bad, "bad.json"), "--dry-run"), "bases[0].extra[1]"));
+}
+
 TEST_F(CliSweep, ABadExperimentIsAOneLineErrorNamingTheKey) {
   json top = tiny_experiment(config());
   top["trian"] = top["train"];

@@ -18,7 +18,7 @@ using nlohmann::json;
 
 const std::vector<std::string> kTopKeys = {"name", "bases", "sparse_archs", "semantics", "seeds", "train", "task",
                                            "paper"};
-const std::vector<std::string> kBaseKeys = {"name", "config", "sparse"};
+const std::vector<std::string> kBaseKeys = {"name", "config", "sparse", "extra"};
 // The optional settings of "train" that become flags, in the order they are written (after --steps).
 const std::vector<std::string> kTrainFlags = {"batch_size", "lr", "warmup", "eval_every"};
 const std::vector<std::string> kTrainKeys = {"steps", "batch_size", "lr", "warmup", "eval_every", "threads", "extra"};
@@ -126,6 +126,14 @@ std::string flag(const std::string& key) {
   return f;
 }
 
+// A list of strings (train flags), each error naming `where`[i].
+std::vector<std::string> read_texts(const Reader& r, const json& list, const std::string& where) {
+  const json& items = r.array(list, where);
+  std::vector<std::string> texts;
+  for (std::size_t i = 0; i < items.size(); ++i) texts.push_back(r.text(items[i], cat(where, "[", i, "]")));
+  return texts;
+}
+
 void read_bases(const Reader& r, const json& j, Experiment& e) {
   const json& bases = r.array(r.required(j, "", "bases"), "bases");
   if (bases.empty()) r.fail("bases", "must list at least one base");
@@ -140,6 +148,7 @@ void read_bases(const Reader& r, const json& j, Experiment& e) {
       if (!bases[i]["sparse"].is_boolean()) r.fail(key + ".sparse", "must be true or false");
       b.sparse = bases[i]["sparse"].get<bool>();
     }
+    if (bases[i].contains("extra")) b.extra = read_texts(r, bases[i]["extra"], key + ".extra");
     e.bases.push_back(b);
   }
   std::vector<std::string> names;
@@ -191,10 +200,7 @@ void read_train(const Reader& r, const json& j, Experiment& e) {
     e.train_flags.emplace_back(flag(key), value.str());
   }
   if (train.contains("threads")) e.threads = static_cast<int>(r.integer(train["threads"], "train.threads", 1));
-  if (train.contains("extra")) {
-    const json& extra = r.array(train["extra"], "train.extra");
-    for (std::size_t i = 0; i < extra.size(); ++i) e.extra.push_back(r.text(extra[i], cat("train.extra[", i, "]")));
-  }
+  if (train.contains("extra")) e.extra = read_texts(r, train["extra"], "train.extra");
 }
 
 void read_task(const Reader& r, const json& j, Experiment& e) {
@@ -276,7 +282,7 @@ std::vector<RunSpec> expand_runs(const Experiment& e) {
       if (!arch.empty() && !base.sparse) continue;
       const std::vector<std::string> semantics = arch.empty() ? std::vector<std::string>{"none"} : e.semantics;
       for (const std::string& s : semantics)
-        for (std::int64_t seed : e.seeds) runs.push_back({base.name, base.config, arch, s, seed});
+        for (std::int64_t seed : e.seeds) runs.push_back({base.name, base.config, arch, s, seed, base.extra});
     }
   return runs;
 }
@@ -295,8 +301,10 @@ std::vector<std::string> train_arguments(const Experiment& e, const RunSpec& run
   append(args, e.train_flags);
   args.insert(args.end(), {"--threads", std::to_string(e.threads)});
   append(args, e.task_flags);
-  const std::vector<std::string> extra = resume ? without_model_flags(e.extra) : e.extra;
-  args.insert(args.end(), extra.begin(), extra.end());
+  for (const std::vector<std::string>* flags : {&e.extra, &run.extra}) {
+    const std::vector<std::string> extra = resume ? without_model_flags(*flags) : *flags;
+    args.insert(args.end(), extra.begin(), extra.end());
+  }
   return args;
 }
 

@@ -3,7 +3,9 @@
 //
 //   {"name": "pilot",                                   run folders go to RUNS_DIR/pilot/ ([A-Za-z0-9_.-])
 //    "bases": [{"name": "mamba", "config": "configs/mamba.json"},          config paths: from the repository root
-//              {"name": "samba", "config": "configs/samba.json", "sparse": false}],   "sparse": false: plain only
+//              {"name": "samba", "config": "configs/samba.json", "sparse": false},   "sparse": false: plain only
+//              {"name": "mamba_fixed_lsh", "config": "configs/mamba.json",          a base's own train flags, after
+//               "extra": ["--lsh-resample", "never"]}],                              train.extra (ablations)
 //    "sparse_archs": ["", "sliding_window", "sign_bin_lsh+key_selection"],  "": the plain model (no --sparse-arch)
 //    "semantics": ["paper", "causal"],                   for the sparse archs; plain runs record "none"
 //    "seeds": [1, 2],                                    --seed of each run
@@ -28,7 +30,8 @@ namespace hax::training {
 
 struct ExperimentBase {
   std::string name, config;
-  bool sparse = true;  // false: only the plain run (Samba)
+  bool sparse = true;              // false: only the plain run (Samba)
+  std::vector<std::string> extra;  // train flags of this base's runs only, appended after the experiment's
 };
 
 struct Experiment {
@@ -54,6 +57,7 @@ struct RunSpec {
   std::string sparse_arch;  // "" for the plain model
   std::string semantics;    // "paper", "causal", or "none" for plain runs
   std::int64_t seed = 0;
+  std::vector<std::string> extra;  // the base's own train flags
 
   // The run's folder name: <base>__<arch or plain>__<semantics>__seed<S>, '+' replaced by '_'.
   std::string id() const;
@@ -64,7 +68,7 @@ struct RunSpec {
 std::vector<RunSpec> expand_runs(const Experiment& e);
 
 // The arguments after the program name. A resumed train drops the flags that fix the model (the checkpoint has
-// them): --config, --seed, --sparse-arch, --semantics and the sparse knobs of "extra".
+// them): --config, --seed, --sparse-arch, --semantics and the sparse knobs of the "extra" flags.
 std::vector<std::string> train_arguments(const Experiment& e, const RunSpec& run, const std::string& out_dir,
                                          bool resume);
 std::vector<std::string> eval_arguments(const Experiment& e, const std::string& out_dir);
