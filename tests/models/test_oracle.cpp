@@ -237,6 +237,13 @@ TEST_P(PaperAblationOracle, MatchesPyTorch) {
 INSTANTIATE_TEST_SUITE_P(Ingredients, PaperAblationOracle,
                          ::testing::ValuesIn(ops::sparse::PaperIngredients::names()));
 
+// `causal` with the running LSH statistics (each row centred and scaled over its own prefix).
+TEST(SparseOracle, HaxWithRunningLshStatisticsMatchesPyTorch) {
+  ModelConfig c = sparse_config("sign_bin_lsh+key_selection", ops::sparse::Semantics::causal);
+  c.lsh_statistics = "running";
+  check_against_torch({c, {13, 29, 7}, true});
+}
+
 TEST(SparseOracle, DilatedMatchesPyTorchInPaperSemantics) {
   check_against_torch({sparse_config("dilated", ops::sparse::Semantics::paper), {13, 29, 7}, true, 0});
 }

@@ -285,6 +285,23 @@ TEST(SparseModel, PaperWithoutIsCheckedAndRoundTrips) {
   testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"hax_paper_without", "causal"});
 }
 
+TEST(SparseModel, RunningLshStatisticsAreACausalOptionThatChangesTheBuckets) {
+  ModelConfig c = sparse_config("sign_bin_lsh");
+  const TokenBatch tb = random_batch(c, {40}, 23);
+  Model raw = perturbed_model(c);
+  c.lsh_statistics = "running";
+  Model running = perturbed_model(c);
+  EXPECT_NE(logits_of(raw, tb), logits_of(running, tb));
+  const ModelConfig back = ModelConfig::from_json(c.to_json(), "test");
+  EXPECT_EQ(back.lsh_statistics, "running");
+  auto j = c.to_json();
+  j["hax_lsh_statistics"] = "prefix";
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"cfg.json", "prefix", "running"});
+  j["hax_lsh_statistics"] = "running";
+  j["hax_semantics"] = "paper";
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"causal", "--paper-without"});
+}
+
 TEST(SparseModel, ConfigRoundTripsAndRejectsBadFields) {
   ModelConfig c = sparse_config("sign_bin_lsh+key_selection", Semantics::paper);
   const ModelConfig back = ModelConfig::from_json(c.to_json(), "test");

@@ -192,6 +192,39 @@ class LshProjectionCase : public OpCaseOf<LshProjectionCase> {
   Semantics semantics_;
 };
 
+// LSH projections with running (prefix) statistics: the fast path in chunks of `chunk` rows carrying its sums, as a
+// stream does, against the reference that recomputes every prefix's statistics from scratch.
+class LshRunningCase : public OpCaseOf<LshRunningCase> {
+ public:
+  LshRunningCase(std::uint64_t seed, int T, int N, int num_hash, int chunk)
+      : OpCaseOf(cat("lsh_projections_running_T", T, "_N", N, "_h", num_hash, "_chunk", chunk, "_seed", seed), seed),
+        T_(T),
+        N_(N),
+        num_hash_(num_hash),
+        chunk_(chunk) {
+    add_input({.name = "x", .size = std::size_t(T) * N, .lo = -1.0f, .hi = 2.0f, .differentiable = false});
+    add_input({.name = "H", .size = std::size_t(N) * num_hash, .differentiable = false});
+    set_out_size(std::size_t(T) * num_hash);
+  }
+  template <class Real>
+  void run_forward(Buffers<Real>& b) const {
+    if constexpr (std::is_same_v<Real, float>) {
+      std::vector<double> sums(2 * std::size_t(N_), 0.0);
+      for (int t = 0; t < T_; t += chunk_)
+        lsh_projections_running(b.out.data() + std::size_t(t) * num_hash_, b.input(0) + std::size_t(t) * N_,
+                                b.input(1), std::min(chunk_, T_ - t), N_, num_hash_, sums.data(), t);
+    } else {
+      ref::lsh_projections_running(b.out.data(), b.input(0), b.input(1), T_, N_, num_hash_);
+    }
+  }
+  template <class Real>
+  void run_backward(Buffers<Real>&) const {}
+  double tolerance() const override { return 1e-4; }
+
+ private:
+  int T_, N_, num_hash_, chunk_;
+};
+
 // How attention enters the mixer: y += E * attn * silu(z) (Mamba), or y += E * attn with no z (Mamba2).
 // Inputs attn (M, I), E (I), z (M, I).
 class AttentionGateCase : public OpCaseOf<AttentionGateCase> {
@@ -236,6 +269,9 @@ std::vector<OpCasePtr> sparse_op_cases() {
     cases.push_back(std::make_shared<SparseAttentionCase>(4, arch, 6, 7, 3, 5, Semantics::causal, 16));
     cases.push_back(std::make_shared<SparseAttentionCase>(5, arch, 6, 1, 3, 5, Semantics::causal, 30));
   }
+  cases.push_back(std::make_shared<LshRunningCase>(1, 17, 5, 8, 17));
+  cases.push_back(std::make_shared<LshRunningCase>(2, 40, 6, 4, 7));  // in chunks of 7 rows
+  cases.push_back(std::make_shared<LshRunningCase>(3, 300, 16, 8, 1));  // one row at a time, as decoding
   cases.push_back(std::make_shared<AttentionGateCase>(1, 7, 13));
   cases.push_back(std::make_shared<AttentionGateCase>(2, 300, 128));  // threaded, vector-width rows
   cases.push_back(std::make_shared<AttentionGateCase>(3, 7, 13, false));

@@ -37,7 +37,7 @@ inline const std::vector<std::string>& all_sparse_archs() {
 // "sliding_window+sink" -> "sliding_window_sink": gtest names allow [A-Za-z0-9_] only.
 inline std::string arch_identifier(std::string arch) {
   for (char& c : arch)
-    if (c == '+') c = '_';
+    if (c == '+' || c == '@') c = '_';
   return arch.empty() ? "plain" : arch;
 }
 
@@ -63,12 +63,18 @@ inline models::ModelConfig tiny_sparse_config(const std::string& arch,
   return c;
 }
 
+// A sparse arch of the suites may end in "@running": the arch with the running LSH statistics (hax_lsh_statistics).
+inline constexpr const char* kRunningStatistics = "@running";
+
 // The tiny config of tiny_sparse_config with another base model: "mamba", "mamba2" (4 heads of 4 channels in 2
 // groups, so that B and C are shared by pairs of heads) or "samba" (attention at layer 1 with a window of 5 keys;
 // no sparse arch, which Samba does not take).
-inline models::ModelConfig tiny_config(const std::string& base, const std::string& arch = "",
+inline models::ModelConfig tiny_config(const std::string& base, std::string arch = "",
                                        ops::sparse::Semantics semantics = ops::sparse::Semantics::causal) {
+  const bool running = arch.ends_with(kRunningStatistics);
+  if (running) arch.resize(arch.size() - std::string(kRunningStatistics).size());
   models::ModelConfig c = tiny_sparse_config(arch, semantics);
+  if (running) c.lsh_statistics = "running";
   c.model_type = base;
   if (base == "mamba2") {
     c.num_heads = 4;
@@ -99,6 +105,7 @@ inline const std::vector<BaseArch>& all_base_archs() {
     for (const char* base : {"mamba", "mamba2"}) {
       all.push_back({base, ""});
       for (const std::string& arch : all_sparse_archs()) all.push_back({base, arch});
+      all.push_back({base, std::string("sign_bin_lsh+key_selection") + kRunningStatistics});
     }
     all.push_back({"samba", ""});
     return all;

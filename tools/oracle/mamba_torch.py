@@ -98,15 +98,20 @@ def paper_ingredients(cfg):
     return set(PAPER_INGREDIENTS) - without
 
 
-def lsh_inputs(Q, K, paper):
-    """What the hash projects: raw (causal) or centred and scaled per feature over time (paper)."""
-    if not paper:
+def centred_scaled(X):
+    """X (T, N) centred per feature over time, then divided by the L2 norm over time (F.normalize over dim 1)."""
+    X = X - X.mean(0)
+    return X / X.norm(dim=0).clamp_min(1e-12)
+
+
+def lsh_inputs(Q, K, statistics):
+    """What the hash projects: raw ("none", causal), centred and scaled per feature over the whole sequence
+    ("sequence", paper), or each row by the statistics of its own prefix ("running", a causal option)."""
+    if statistics == "none":
         return Q, K
-    out = []
-    for X in (Q, K):
-        X = X - X.mean(0)
-        out.append(X / X.norm(dim=0).clamp_min(1e-12))
-    return out
+    if statistics == "sequence":
+        return centred_scaled(Q), centred_scaled(K)
+    return [torch.stack([centred_scaled(X[:t + 1])[t] for t in range(X.shape[0])]) for X in (Q, K)]
 
 
 def most_recent(match, w):
@@ -154,7 +159,8 @@ def allowed_mask(Q, K, p, cfg, T):
             m = (s % dilation == dilation - 1).expand(T, T)
         elif name in ("sign_bin_lsh", "argmax_lsh"):
             H = p["lsh_projection"].detach()
-            XQ, XK = lsh_inputs(Q.detach(), K.detach(), "lsh_statistics" in ingredients)
+            statistics = "sequence" if "lsh_statistics" in ingredients else cfg.get("hax_lsh_statistics", "none")
+            XQ, XK = lsh_inputs(Q.detach(), K.detach(), statistics)
             pq, pk = XQ @ H, XK @ H
             if name == "sign_bin_lsh":
                 weights = 2 ** torch.arange(H.shape[1])

@@ -3,7 +3,8 @@
 namespace hax::cli {
 
 bool SparseOverrides::any() const {
-  return sparse_arch || semantics || lsh_resample || sparse_keys || num_hash || data_max_length || paper_without;
+  return sparse_arch || semantics || lsh_resample || sparse_keys || num_hash || data_max_length || paper_without ||
+         lsh_statistics;
 }
 
 void SparseOverrides::apply(models::ModelConfig& config, const std::string& where) const {
@@ -14,6 +15,7 @@ void SparseOverrides::apply(models::ModelConfig& config, const std::string& wher
   if (semantics) config.semantics = models::parse_semantics(*semantics, "--semantics");
   if (lsh_resample) config.lsh_resample = *lsh_resample;
   if (paper_without) config.paper_without = *paper_without;
+  if (lsh_statistics) config.lsh_statistics = *lsh_statistics;
   config.validate(any() ? where + " with the command-line flags" : where);
 }
 
@@ -34,6 +36,10 @@ void add_sparse_options(CLI::App& command, SparseOverrides& o) {
                      "When the LSH projection is drawn: never (the checkpoint's), training (every step), "
                      "every_forward (the reference; default under paper)")
       ->check(CLI::IsMember({"never", "training", "every_forward"}));
+  command.add_option("--lsh-statistics", o.lsh_statistics,
+                     "causal only: none (default) hashes raw vectors; running centres and scales them by their "
+                     "prefix's statistics (a causal stand-in for paper's whole-sequence ones)")
+      ->check(CLI::IsMember({"none", "running"}));
   command.add_option("--paper-without", o.paper_without,
                      "Ablation, paper semantics only: ingredients of `paper` replaced by causal's, comma-separated: "
                      "lsh_statistics, ks_normalization, uniform_fallback, gate_padding")

@@ -66,6 +66,7 @@ SparseBranch::SparseBranch(const SparseConfig& c, ParamStore& store, ParamStore&
       arch_(c.arch),
       semantics_(c.semantics),
       ingredients_(c.paper_ingredients),
+      lsh_running_(c.lsh_running_statistics),
       lsh_resample_(c.lsh_resample) {
   auto bind = [&](const std::string& name) { return bind_tensor(store, name); };
   xx_proj_ = bind(p + "xx_proj.weight");
@@ -128,11 +129,12 @@ int SparseBranch::num_buckets() const {
 }
 
 void SparseBranch::lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::int32_t> (&buckets)[4],
-                              const float* Q, const float* K, int T, const float* H) const {
+                              const float* Q, const float* K, int T, const float* H, double* lsh_sums,
+                              std::int64_t before) const {
   const int H_cols = num_hash_;
   std::vector<float> proj_q(rows_times(T, H_cols)), proj_k(rows_times(T, H_cols));
-  ops::sparse::lsh_projections(proj_q.data(), Q, H, T, N_, H_cols, lsh_semantics());
-  ops::sparse::lsh_projections(proj_k.data(), K, H, T, N_, H_cols, lsh_semantics());
+  project(proj_q.data(), Q, T, H, lsh_sums, before);
+  project(proj_k.data(), K, T, H, lsh_sums + 2 * N_, before);
   for (auto& b : buckets) b.resize(T);
   if (uses(Pattern::sign_bin_lsh)) {
     ops::sparse::sign_bin_buckets(buckets[0].data(), proj_q.data(), T, H_cols);
@@ -145,6 +147,14 @@ void SparseBranch::lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::i
     in.argmax_query_bucket = buckets[2], in.argmax_key_bucket = buckets[3];
   }
   in.num_buckets = num_buckets();
+}
+
+void SparseBranch::project(float* proj, const float* x, int T, const float* H, double* sums,
+                           std::int64_t before) const {
+  if (lsh_running_)
+    ops::sparse::lsh_projections_running(proj, x, H, T, N_, num_hash_, sums, before);
+  else
+    ops::sparse::lsh_projections(proj, x, H, T, N_, num_hash_, lsh_semantics());
 }
 
 void SparseBranch::forward(float* attn, const float* xc, const PackedBatch& batch, const SparseStep& step,
@@ -200,7 +210,8 @@ void SparseBranch::select_and_attend(float* attn_layout, Saved& s, const SparseS
     const std::size_t at = s.layout.start(q);
     ops::sparse::PatternInputs in;
     std::vector<std::int32_t> buckets[4];
-    if (lsh) lsh_inputs(in, buckets, s.Q + at * N, s.K + at * N, T, H.data());
+    std::vector<double> lsh_sums(lsh_running_ ? 4 * std::size_t(N) : 0, 0.0);  // each sequence from its start
+    if (lsh) lsh_inputs(in, buckets, s.Q + at * N, s.K + at * N, T, H.data(), lsh_sums.data(), 0);
     if (uses(Pattern::key_selection)) in.key_score = {s.score + at, std::size_t(T)};
     s.keys[q] = ops::sparse::build_sparse_keys(arch_, T, in);
     ops::sparse::sparse_attention_forward(attn_layout + at * I, s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N,
@@ -216,6 +227,7 @@ SparseState SparseBranch::start_state() const {
         "every_forward); use \"never\" or \"training\"");
   SparseState state{ops::sparse::SparseKeyStream(arch_, num_buckets()), {}, {}, {}};
   state.query_sum.assign(N_, 0.0);
+  if (lsh_running_) state.lsh_sums.assign(4 * std::size_t(N_), 0.0);
   return state;
 }
 
@@ -240,7 +252,8 @@ void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseStat
   st.V.insert(st.V.end(), xc, xc + rows_times(T, I));
   ops::sparse::PatternInputs in;
   std::vector<std::int32_t> buckets[4];
-  if (num_buckets() > 0) lsh_inputs(in, buckets, Q, K, T, lsh_projection(SparseStep{}).data());
+  if (num_buckets() > 0)
+    lsh_inputs(in, buckets, Q, K, T, lsh_projection(SparseStep{}).data(), st.lsh_sums.data(), first);
   if (uses(Pattern::key_selection)) {
     float* features = alloc(rows_times(T, F), "chunk key selection features");
     float* hidden1 = alloc(rows_times(T, F), "chunk key scorer hidden 1");

@@ -39,6 +39,8 @@ struct SparseConfig {
   std::string lsh_resample = "never";  // "never", "training" or "every_forward" (models::ModelConfig)
   // Under `paper`: which of its ingredients are on (all, unless an ablation turns some off). Ignored under `causal`.
   ops::sparse::PaperIngredients paper_ingredients;
+  // `causal` only: LSH inputs centred and scaled by the statistics of their prefix (hax_lsh_statistics "running").
+  bool lsh_running_statistics = false;
 };
 
 // The name of the per-layer LSH projection buffer, beside the branch's parameters.
@@ -112,8 +114,12 @@ class SparseBranch {
   int num_buckets() const;
   // The LSH buckets of queries Q and keys K (T, N) under projection H, into `in` (spans into `buckets`: sign-bin
   // query, key; argmax query, key).
+  // lsh_sums (4N): the running statistics' sums of Q then K over the `before` earlier positions (advanced); unused
+  // otherwise.
   void lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::int32_t> (&buckets)[4], const float* Q,
-                  const float* K, int T, const float* H) const;
+                  const float* K, int T, const float* H, double* lsh_sums, std::int64_t before) const;
+  // proj (T, num_hash) of x (T, N) under this branch's statistics.
+  void project(float* proj, const float* x, int T, const float* H, double* sums, std::int64_t before) const;
   void select_and_attend(float* attn_layout, Saved& s, const SparseStep& step) const;
   void gate_loss_forward(Saved& s, const PackedBatch& batch, const SparseStep& step) const;
   void gate_loss_backward(const Saved& s, float gate_weight, Arena& arena) const;
@@ -124,6 +130,7 @@ class SparseBranch {
   ops::sparse::SparseArch arch_;
   ops::sparse::Semantics semantics_;
   ops::sparse::PaperIngredients ingredients_;
+  bool lsh_running_;
   std::string lsh_resample_;
   BoundTensor xx_proj_, E_, w1_, b1_, w2_, b2_, w3_, b3_;
   const float* saved_lsh_projection_ = nullptr;

@@ -147,6 +147,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   c.semantics = parse_semantics(semantics, where);
   read_field(j, "hax_lsh_resample", c.lsh_resample, where);
   read_field(j, "hax_paper_without", c.paper_without, where);
+  read_field(j, "hax_lsh_statistics", c.lsh_statistics, where);
   c.validate(where);
   return c;
 }
@@ -195,6 +196,11 @@ void ModelConfig::validate(const std::string& where) const {
   check(mode == "never" || mode == "training" || mode == "every_forward", where, ": \"hax_lsh_resample\" \"", mode,
         "\" is not known (known: never, training, every_forward)");
   validate_paper_without(where);
+  check(lsh_statistics == "none" || lsh_statistics == "running", where, ": \"hax_lsh_statistics\" \"", lsh_statistics,
+        "\" is not known (known: none, running)");
+  check(lsh_statistics == "none" || semantics == ops::sparse::Semantics::causal, where,
+        ": \"hax_lsh_statistics\" \"running\" is a `causal` option (`paper` has its own whole-sequence statistics; "
+        "--paper-without lsh_statistics turns them off)");
 }
 
 void ModelConfig::validate_paper_without(const std::string& where) const {
@@ -276,6 +282,7 @@ nlohmann::json ModelConfig::to_json() const {
   j["hax_semantics"] = semantics_name(semantics);
   j["hax_lsh_resample"] = lsh_resample_mode();
   if (!paper_without.empty()) j["hax_paper_without"] = paper_without;
+  if (lsh_statistics != "none") j["hax_lsh_statistics"] = lsh_statistics;
   return j;
 }
 

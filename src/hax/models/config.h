@@ -68,6 +68,9 @@ struct ModelConfig {
   // `paper` only, for ablations ("hax_paper_without"): the ingredients of `paper` to replace by `causal`'s
   // (ops::sparse::PaperIngredients::names()). Empty: the reference's behaviour throughout.
   std::vector<std::string> paper_without;
+  // `causal` only ("hax_lsh_statistics"): "none" (the default) hashes the raw vectors; "running" centres and scales
+  // them by the statistics of their prefix, a causal stand-in for `paper`'s whole-sequence statistics.
+  std::string lsh_statistics = "none";
 
   bool is_mamba() const { return model_type == "mamba"; }
   bool is_mamba2() const { return model_type == "mamba2"; }
