@@ -237,12 +237,22 @@ TEST_P(PaperAblationOracle, MatchesPyTorch) {
 INSTANTIATE_TEST_SUITE_P(Ingredients, PaperAblationOracle,
                          ::testing::ValuesIn(ops::sparse::PaperIngredients::names()));
 
-// `causal` with the running LSH statistics (each row centred and scaled over its own prefix).
-TEST(SparseOracle, HaxWithRunningLshStatisticsMatchesPyTorch) {
+// `causal` with the running statistics: LSH inputs centred and scaled over their prefix, key-selection features
+// normalized over their prefix; each alone and both.
+class RunningStatisticsOracle : public ::testing::TestWithParam<std::pair<bool, bool>> {};
+
+TEST_P(RunningStatisticsOracle, HaxMatchesPyTorch) {
   ModelConfig c = sparse_config("sign_bin_lsh+key_selection", ops::sparse::Semantics::causal);
-  c.lsh_statistics = "running";
+  if (GetParam().first) c.lsh_statistics = "running";
+  if (GetParam().second) c.ks_normalization = "running";
   check_against_torch({c, {13, 29, 7}, true});
 }
+
+INSTANTIATE_TEST_SUITE_P(Options, RunningStatisticsOracle,
+                         ::testing::Values(std::pair{true, false}, std::pair{false, true}, std::pair{true, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.first ? "lsh" : "") + (info.param.second ? "ks" : "");
+                         });
 
 TEST(SparseOracle, DilatedMatchesPyTorchInPaperSemantics) {
   check_against_torch({sparse_config("dilated", ops::sparse::Semantics::paper), {13, 29, 7}, true, 0});

@@ -285,21 +285,26 @@ TEST(SparseModel, PaperWithoutIsCheckedAndRoundTrips) {
   testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"hax_paper_without", "causal"});
 }
 
-TEST(SparseModel, RunningLshStatisticsAreACausalOptionThatChangesTheBuckets) {
-  ModelConfig c = sparse_config("sign_bin_lsh");
-  const TokenBatch tb = random_batch(c, {40}, 23);
-  Model raw = perturbed_model(c);
-  c.lsh_statistics = "running";
-  Model running = perturbed_model(c);
-  EXPECT_NE(logits_of(raw, tb), logits_of(running, tb));
-  const ModelConfig back = ModelConfig::from_json(c.to_json(), "test");
-  EXPECT_EQ(back.lsh_statistics, "running");
-  auto j = c.to_json();
-  j["hax_lsh_statistics"] = "prefix";
-  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"cfg.json", "prefix", "running"});
-  j["hax_lsh_statistics"] = "running";
-  j["hax_semantics"] = "paper";
-  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"causal", "--paper-without"});
+// The running statistics (causal options): each changes what the model computes, round-trips through the config,
+// and is refused with an unknown value or under `paper`.
+TEST(SparseModel, RunningStatisticsAreCausalOptionsThatChangeTheModel) {
+  for (const char* key : {"hax_lsh_statistics", "hax_ks_normalization"}) {
+    const bool lsh = std::string(key) == "hax_lsh_statistics";
+    ModelConfig c = sparse_config(lsh ? "sign_bin_lsh" : "key_selection");
+    const TokenBatch tb = random_batch(c, {40}, 23);
+    Model plain = perturbed_model(c);
+    (lsh ? c.lsh_statistics : c.ks_normalization) = "running";
+    Model running = perturbed_model(c);
+    EXPECT_NE(logits_of(plain, tb), logits_of(running, tb)) << key;
+    const ModelConfig back = ModelConfig::from_json(c.to_json(), "test");
+    EXPECT_EQ(lsh ? back.lsh_statistics : back.ks_normalization, "running") << key;
+    auto j = c.to_json();
+    j[key] = "prefix";
+    testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"cfg.json", key, "prefix", "running"});
+    j[key] = "running";
+    j["hax_semantics"] = "paper";
+    testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {key, "causal", "--paper-without"});
+  }
 }
 
 TEST(SparseModel, ConfigRoundTripsAndRejectsBadFields) {

@@ -192,29 +192,46 @@ class LshProjectionCase : public OpCaseOf<LshProjectionCase> {
   Semantics semantics_;
 };
 
-// LSH projections with running (prefix) statistics: the fast path in chunks of `chunk` rows carrying its sums, as a
-// stream does, against the reference that recomputes every prefix's statistics from scratch.
-class LshRunningCase : public OpCaseOf<LshRunningCase> {
+// The running (prefix) statistics of a causal option, no gradient: the fast path in chunks of `chunk` rows carrying
+// its sums, as a stream does, against the reference that recomputes every prefix's statistics from scratch.
+//   lsh: LSH projections (T, h) of x (T, N) with running centring and scaling, H (N, h);
+//   key_selection: key-selection features (T, 2N) of Q, K (T, N) with the running normalization.
+class RunningStatisticsCase : public OpCaseOf<RunningStatisticsCase> {
  public:
-  LshRunningCase(std::uint64_t seed, int T, int N, int num_hash, int chunk)
-      : OpCaseOf(cat("lsh_projections_running_T", T, "_N", N, "_h", num_hash, "_chunk", chunk, "_seed", seed), seed),
+  enum class Op { lsh, key_selection };
+  RunningStatisticsCase(std::uint64_t seed, Op op, int T, int N, int num_hash, int chunk)
+      : OpCaseOf(cat(op == Op::lsh ? "lsh_projections" : "key_selection_features", "_running_T", T, "_N", N, "_h",
+                     num_hash, "_chunk", chunk, "_seed", seed),
+                 seed),
+        op_(op),
         T_(T),
         N_(N),
         num_hash_(num_hash),
         chunk_(chunk) {
     add_input({.name = "x", .size = std::size_t(T) * N, .lo = -1.0f, .hi = 2.0f, .differentiable = false});
-    add_input({.name = "H", .size = std::size_t(N) * num_hash, .differentiable = false});
-    set_out_size(std::size_t(T) * num_hash);
+    const bool lsh = op == Op::lsh;
+    add_input({.name = lsh ? "H" : "K", .size = std::size_t(lsh ? num_hash : T) * N, .differentiable = false});
+    set_out_size(std::size_t(T) * (lsh ? num_hash : 2 * N));
   }
   template <class Real>
   void run_forward(Buffers<Real>& b) const {
+    const Real *x = b.input(0), *other = b.input(1);
     if constexpr (std::is_same_v<Real, float>) {
       std::vector<double> sums(2 * std::size_t(N_), 0.0);
-      for (int t = 0; t < T_; t += chunk_)
-        lsh_projections_running(b.out.data() + std::size_t(t) * num_hash_, b.input(0) + std::size_t(t) * N_,
-                                b.input(1), std::min(chunk_, T_ - t), N_, num_hash_, sums.data(), t);
+      for (int t = 0; t < T_; t += chunk_) {
+        const int rows = std::min(chunk_, T_ - t);
+        const float* x_rows = x + std::size_t(t) * N_;
+        if (op_ == Op::lsh)
+          lsh_projections_running(b.out.data() + std::size_t(t) * num_hash_, x_rows, other, rows, N_, num_hash_,
+                                  sums.data(), t);
+        else
+          key_selection_features_running(b.out.data() + std::size_t(t) * 2 * N_, x_rows,
+                                         other + std::size_t(t) * N_, rows, N_, sums.data(), sums.data() + N_);
+      }
+    } else if (op_ == Op::lsh) {
+      ref::lsh_projections_running(b.out.data(), x, other, T_, N_, num_hash_);
     } else {
-      ref::lsh_projections_running(b.out.data(), b.input(0), b.input(1), T_, N_, num_hash_);
+      ref::key_selection_features_running(b.out.data(), x, other, T_, N_);
     }
   }
   template <class Real>
@@ -222,6 +239,7 @@ class LshRunningCase : public OpCaseOf<LshRunningCase> {
   double tolerance() const override { return 1e-4; }
 
  private:
+  Op op_;
   int T_, N_, num_hash_, chunk_;
 };
 
@@ -269,9 +287,11 @@ std::vector<OpCasePtr> sparse_op_cases() {
     cases.push_back(std::make_shared<SparseAttentionCase>(4, arch, 6, 7, 3, 5, Semantics::causal, 16));
     cases.push_back(std::make_shared<SparseAttentionCase>(5, arch, 6, 1, 3, 5, Semantics::causal, 30));
   }
-  cases.push_back(std::make_shared<LshRunningCase>(1, 17, 5, 8, 17));
-  cases.push_back(std::make_shared<LshRunningCase>(2, 40, 6, 4, 7));  // in chunks of 7 rows
-  cases.push_back(std::make_shared<LshRunningCase>(3, 300, 16, 8, 1));  // one row at a time, as decoding
+  for (auto op : {RunningStatisticsCase::Op::lsh, RunningStatisticsCase::Op::key_selection}) {
+    cases.push_back(std::make_shared<RunningStatisticsCase>(1, op, 17, 5, 8, 17));
+    cases.push_back(std::make_shared<RunningStatisticsCase>(2, op, 40, 6, 4, 7));    // in chunks of 7 rows
+    cases.push_back(std::make_shared<RunningStatisticsCase>(3, op, 300, 16, 8, 1));  // one row at a time (decoding)
+  }
   cases.push_back(std::make_shared<AttentionGateCase>(1, 7, 13));
   cases.push_back(std::make_shared<AttentionGateCase>(2, 300, 128));  // threaded, vector-width rows
   cases.push_back(std::make_shared<AttentionGateCase>(3, 7, 13, false));

@@ -63,7 +63,8 @@ inline models::ModelConfig tiny_sparse_config(const std::string& arch,
   return c;
 }
 
-// A sparse arch of the suites may end in "@running": the arch with the running LSH statistics (hax_lsh_statistics).
+// A sparse arch of the suites may end in "@running": the arch with the running LSH statistics and key-selection
+// normalization (hax_lsh_statistics, hax_ks_normalization), the causal stand-ins for `paper`'s.
 inline constexpr const char* kRunningStatistics = "@running";
 
 // The tiny config of tiny_sparse_config with another base model: "mamba", "mamba2" (4 heads of 4 channels in 2
@@ -74,7 +75,7 @@ inline models::ModelConfig tiny_config(const std::string& base, std::string arch
   const bool running = arch.ends_with(kRunningStatistics);
   if (running) arch.resize(arch.size() - std::string(kRunningStatistics).size());
   models::ModelConfig c = tiny_sparse_config(arch, semantics);
-  if (running) c.lsh_statistics = "running";
+  if (running) c.lsh_statistics = c.ks_normalization = "running";
   c.model_type = base;
   if (base == "mamba2") {
     c.num_heads = 4;

@@ -120,10 +120,17 @@ def most_recent(match, w):
     return match & (from_right <= w)
 
 
-def key_scores(Q, K, p, paper):
-    """Key-selection MLP score per position, from detached features [K, normalize(cumsum Q)]."""
+def key_scores(Q, K, p, normalization):
+    """Key-selection MLP score per position, from detached features [K, normalize(cumsum Q)]: normalized per feature
+    over the whole sequence ("sequence", paper), per position over the features ("position", causal), or per feature
+    over each row's prefix ("running", a causal option)."""
     c = torch.cumsum(Q.detach(), 0)
-    c = c / (c.norm(dim=0, keepdim=True) if paper else c.norm(dim=1, keepdim=True)).clamp_min(1e-12)
+    if normalization == "sequence":
+        c = c / c.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    elif normalization == "position":
+        c = c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    else:
+        c = c / torch.sqrt(torch.cumsum(c * c, 0)).clamp_min(1e-12)
     f = torch.cat([K.detach(), c], 1)
     f = F.relu(F.linear(f, p["dx_proj_1.weight"], p["dx_proj_1.bias"]))
     f = F.relu(F.linear(f, p["dx_proj_2.weight"], p["dx_proj_2.bias"]))
@@ -169,7 +176,9 @@ def allowed_mask(Q, K, p, cfg, T):
                 bq, bk = pq.argmax(1), pk.argmax(1)
             m = most_recent((bq[:, None] == bk[None, :]) & causal, w)
         elif name == "key_selection":
-            score = key_scores(Q, K, p, "ks_normalization" in ingredients)
+            normalization = ("sequence" if "ks_normalization" in ingredients
+                             else cfg.get("hax_ks_normalization", "position"))
+            score = key_scores(Q, K, p, normalization)
             m = cumulative_topk(score, w)
         else:
             raise SystemExit(f"unknown sparse pattern {name!r}")

@@ -4,7 +4,7 @@ namespace hax::cli {
 
 bool SparseOverrides::any() const {
   return sparse_arch || semantics || lsh_resample || sparse_keys || num_hash || data_max_length || paper_without ||
-         lsh_statistics;
+         lsh_statistics || ks_normalization;
 }
 
 void SparseOverrides::apply(models::ModelConfig& config, const std::string& where) const {
@@ -16,6 +16,7 @@ void SparseOverrides::apply(models::ModelConfig& config, const std::string& wher
   if (lsh_resample) config.lsh_resample = *lsh_resample;
   if (paper_without) config.paper_without = *paper_without;
   if (lsh_statistics) config.lsh_statistics = *lsh_statistics;
+  if (ks_normalization) config.ks_normalization = *ks_normalization;
   config.validate(any() ? where + " with the command-line flags" : where);
 }
 
@@ -40,6 +41,10 @@ void add_sparse_options(CLI::App& command, SparseOverrides& o) {
                      "causal only: none (default) hashes raw vectors; running centres and scales them by their "
                      "prefix's statistics (a causal stand-in for paper's whole-sequence ones)")
       ->check(CLI::IsMember({"none", "running"}));
+  command.add_option("--ks-normalization", o.ks_normalization,
+                     "causal only: position (default) normalizes the key-selection feature per position; running "
+                     "divides each feature by its norm over the prefix (a causal stand-in for paper's)")
+      ->check(CLI::IsMember({"position", "running"}));
   command.add_option("--paper-without", o.paper_without,
                      "Ablation, paper semantics only: ingredients of `paper` replaced by causal's, comma-separated: "
                      "lsh_statistics, ks_normalization, uniform_fallback, gate_padding")

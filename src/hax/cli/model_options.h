@@ -13,7 +13,7 @@
 namespace hax::cli {
 
 struct SparseOverrides {
-  std::optional<std::string> sparse_arch, semantics, lsh_resample, lsh_statistics;
+  std::optional<std::string> sparse_arch, semantics, lsh_resample, lsh_statistics, ks_normalization;
   std::optional<int> sparse_keys, num_hash, data_max_length;
   std::optional<std::vector<std::string>> paper_without;
 

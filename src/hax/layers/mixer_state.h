@@ -17,7 +17,7 @@ struct SparseState {
   ops::sparse::SparseKeyStream keys;  // LSH ring buffers, the top-w set, the position
   std::vector<float> K;               // (t, N) every past key, already / sqrt(N)
   std::vector<float> V;               // (t, I) every past value (the conv output xc)
-  std::vector<double> query_sum;      // (N) sum of Q over the past positions (key selection)
+  std::vector<double> query_sum;      // (2N) sum of Q, then of c^2 (running normalization), over the past positions
   std::vector<double> lsh_sums;       // (4N) sum and sum of squares of Q, then of K (running LSH statistics only)
 
   int position() const { return keys.position(); }

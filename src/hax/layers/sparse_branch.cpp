@@ -67,6 +67,7 @@ SparseBranch::SparseBranch(const SparseConfig& c, ParamStore& store, ParamStore&
       semantics_(c.semantics),
       ingredients_(c.paper_ingredients),
       lsh_running_(c.lsh_running_statistics),
+      ks_running_(c.ks_running_normalization),
       lsh_resample_(c.lsh_resample) {
   auto bind = [&](const std::string& name) { return bind_tensor(store, name); };
   xx_proj_ = bind(p + "xx_proj.weight");
@@ -157,6 +158,15 @@ void SparseBranch::project(float* proj, const float* x, int T, const float* H, d
     ops::sparse::lsh_projections(proj, x, H, T, N_, num_hash_, lsh_semantics());
 }
 
+void SparseBranch::ks_features(float* features, const float* Q, const float* K, int T, double* sums) const {
+  if (ks_running_)
+    ops::sparse::key_selection_features_running(features, Q, K, T, N_, sums, sums + N_);
+  else if (ks_semantics() == ops::sparse::Semantics::causal)
+    ops::sparse::key_selection_features_continued(features, Q, K, T, N_, sums);
+  else
+    ops::sparse::key_selection_features(features, Q, K, T, N_, ops::sparse::Semantics::paper);
+}
+
 void SparseBranch::forward(float* attn, const float* xc, const PackedBatch& batch, const SparseStep& step,
                            Arena& arena, Saved& s) const {
   const int M = batch.rows(), N = N_, I = I_, F = 2 * N;
@@ -182,8 +192,8 @@ void SparseBranch::forward(float* attn, const float* xc, const PackedBatch& batc
     s.score = alloc(P, "key scores");
     for_each_sequence(s.layout, [&](int q) {
       const std::size_t at = s.layout.start(q);
-      ops::sparse::key_selection_features(s.features + at * F, s.Q + at * N, s.K + at * N, s.layout.length(q), N,
-                                          ks_semantics());
+      std::vector<double> sums(2 * std::size_t(N), 0.0);  // each sequence from its start
+      ks_features(s.features + at * F, s.Q + at * N, s.K + at * N, s.layout.length(q), sums.data());
     });
     ops::sparse::key_scorer_forward(s.score, s.hidden1, s.hidden2, s.features, scorer_weights(), P, N);
   }
@@ -226,7 +236,7 @@ SparseState SparseBranch::start_state() const {
         "streaming inference needs fixed LSH projections: this model redraws them every forward (lsh_resample "
         "every_forward); use \"never\" or \"training\"");
   SparseState state{ops::sparse::SparseKeyStream(arch_, num_buckets()), {}, {}, {}};
-  state.query_sum.assign(N_, 0.0);
+  state.query_sum.assign(2 * std::size_t(N_), 0.0);
   if (lsh_running_) state.lsh_sums.assign(4 * std::size_t(N_), 0.0);
   return state;
 }
@@ -259,7 +269,7 @@ void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseStat
     float* hidden1 = alloc(rows_times(T, F), "chunk key scorer hidden 1");
     float* hidden2 = alloc(rows_times(T, F), "chunk key scorer hidden 2");
     float* score = alloc(T, "chunk key scores");
-    ops::sparse::key_selection_features_continued(features, Q, K, T, N, st.query_sum.data());
+    ks_features(features, Q, K, T, st.query_sum.data());
     ops::sparse::key_scorer_forward(score, hidden1, hidden2, features, scorer_weights(), T, N);
     in.key_score = {score, std::size_t(T)};
   }

@@ -41,6 +41,8 @@ struct SparseConfig {
   ops::sparse::PaperIngredients paper_ingredients;
   // `causal` only: LSH inputs centred and scaled by the statistics of their prefix (hax_lsh_statistics "running").
   bool lsh_running_statistics = false;
+  // `causal` only: key-selection features normalized over their prefix (hax_ks_normalization "running").
+  bool ks_running_normalization = false;
 };
 
 // The name of the per-layer LSH projection buffer, beside the branch's parameters.
@@ -121,6 +123,9 @@ class SparseBranch {
   // proj (T, num_hash) of x (T, N) under this branch's statistics.
   void project(float* proj, const float* x, int T, const float* H, double* sums, std::int64_t before) const;
   void select_and_attend(float* attn_layout, Saved& s, const SparseStep& step) const;
+  // features (T, 2N) of the rows Q, K (T, N) that follow `before` positions; sums (2N): the running sums of Q and of
+  // c^2 (the latter for the running normalization), advanced.
+  void ks_features(float* features, const float* Q, const float* K, int T, double* sums) const;
   void gate_loss_forward(Saved& s, const PackedBatch& batch, const SparseStep& step) const;
   void gate_loss_backward(const Saved& s, float gate_weight, Arena& arena) const;
   int ranked_candidates(int real_length, int layout_length) const;
@@ -130,7 +135,7 @@ class SparseBranch {
   ops::sparse::SparseArch arch_;
   ops::sparse::Semantics semantics_;
   ops::sparse::PaperIngredients ingredients_;
-  bool lsh_running_;
+  bool lsh_running_, ks_running_;
   std::string lsh_resample_;
   BoundTensor xx_proj_, E_, w1_, b1_, w2_, b2_, w3_, b3_;
   const float* saved_lsh_projection_ = nullptr;

@@ -9,7 +9,7 @@ namespace hax::models {
 layers::SparseConfig sparse_config(const ModelConfig& c) {
   return {c.intermediate_size, c.state_size,         c.parsed_sparse_arch(),
           c.num_hash,          c.semantics,          c.lsh_resample_mode(), c.paper_ingredients(),
-          c.lsh_statistics == "running"};
+          c.lsh_statistics == "running", c.ks_normalization == "running"};
 }
 
 layers::MambaMixerConfig mamba_mixer_config(const ModelConfig& c) {

@@ -148,6 +148,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   read_field(j, "hax_lsh_resample", c.lsh_resample, where);
   read_field(j, "hax_paper_without", c.paper_without, where);
   read_field(j, "hax_lsh_statistics", c.lsh_statistics, where);
+  read_field(j, "hax_ks_normalization", c.ks_normalization, where);
   c.validate(where);
   return c;
 }
@@ -196,11 +197,18 @@ void ModelConfig::validate(const std::string& where) const {
   check(mode == "never" || mode == "training" || mode == "every_forward", where, ": \"hax_lsh_resample\" \"", mode,
         "\" is not known (known: never, training, every_forward)");
   validate_paper_without(where);
-  check(lsh_statistics == "none" || lsh_statistics == "running", where, ": \"hax_lsh_statistics\" \"", lsh_statistics,
-        "\" is not known (known: none, running)");
-  check(lsh_statistics == "none" || semantics == ops::sparse::Semantics::causal, where,
-        ": \"hax_lsh_statistics\" \"running\" is a `causal` option (`paper` has its own whole-sequence statistics; "
-        "--paper-without lsh_statistics turns them off)");
+  validate_causal_option(where, "hax_lsh_statistics", lsh_statistics, "none", "lsh_statistics");
+  validate_causal_option(where, "hax_ks_normalization", ks_normalization, "position", "ks_normalization");
+}
+
+// A `causal` option that is either `fallback` (the default) or "running".
+void ModelConfig::validate_causal_option(const std::string& where, const char* key, const std::string& value,
+                                         const std::string& fallback, const char* paper_ingredient) const {
+  check(value == fallback || value == "running", where, ": \"", key, "\" \"", value, "\" is not known (known: ",
+        fallback, ", running)");
+  check(value == fallback || semantics == ops::sparse::Semantics::causal, where, ": \"", key,
+        "\" \"running\" is a `causal` option (`paper` has its own whole-sequence statistics; --paper-without ",
+        paper_ingredient, " turns them off)");
 }
 
 void ModelConfig::validate_paper_without(const std::string& where) const {
@@ -283,6 +291,7 @@ nlohmann::json ModelConfig::to_json() const {
   j["hax_lsh_resample"] = lsh_resample_mode();
   if (!paper_without.empty()) j["hax_paper_without"] = paper_without;
   if (lsh_statistics != "none") j["hax_lsh_statistics"] = lsh_statistics;
+  if (ks_normalization != "position") j["hax_ks_normalization"] = ks_normalization;
   return j;
 }
 

@@ -71,6 +71,10 @@ struct ModelConfig {
   // `causal` only ("hax_lsh_statistics"): "none" (the default) hashes the raw vectors; "running" centres and scales
   // them by the statistics of their prefix, a causal stand-in for `paper`'s whole-sequence statistics.
   std::string lsh_statistics = "none";
+  // `causal` only ("hax_ks_normalization"): "position" (the default) divides the key-selection feature cumsum(Q)_t
+  // by its norm over the features; "running" divides each feature by its norm over the prefix, a causal stand-in for
+  // `paper`'s norm over the whole sequence.
+  std::string ks_normalization = "position";
 
   bool is_mamba() const { return model_type == "mamba"; }
   bool is_mamba2() const { return model_type == "mamba2"; }
@@ -97,6 +101,8 @@ struct ModelConfig {
  private:
   void validate_mamba2(const std::string& where) const;
   void validate_paper_without(const std::string& where) const;
+  void validate_causal_option(const std::string& where, const char* key, const std::string& value,
+                              const std::string& fallback, const char* paper_ingredient) const;
   void validate_samba(const std::string& where) const;
 };
 

@@ -27,7 +27,8 @@ const std::vector<std::string> kTaskKeys = {"min_contexts",   "max_contexts",  "
 // The train flags that fix the model: a resumed run takes them from its checkpoint, and train refuses them then.
 const std::set<std::string> kModelFlags = {"--config",   "--seed",     "--sparse-arch",    "--semantics",
                                            "--lsh-resample", "--sparse-keys", "--num-hash", "--data-max-length",
-                                           "--paper-without", "--lsh-statistics"};
+                                           "--paper-without", "--lsh-statistics",
+                                           "--ks-normalization"};
 
 std::size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<std::size_t> row(b.size() + 1);

@@ -71,6 +71,19 @@ void key_selection_features_continued(float* features, const float* Q, const flo
   for (int t = 0; t < T; ++t) normalize_row(features + std::size_t(t) * 2 * N + N, N);
 }
 
+void key_selection_features_running(float* features, const float* Q, const float* K, int T, int N, double* running,
+                                    double* squares) {
+  for (int t = 0; t < T; ++t) {
+    float* f = features + std::size_t(t) * 2 * N;
+    for (int n = 0; n < N; ++n) {
+      running[n] += Q[std::size_t(t) * N + n];
+      squares[n] += running[n] * running[n];
+      f[n] = K[std::size_t(t) * N + n];
+      f[N + n] = float(running[n] / std::max(std::sqrt(squares[n]), 1e-12));
+    }
+  }
+}
+
 void key_scorer_forward(float* score, float* hidden1, float* hidden2, const float* features,
                         const ScorerWeights<float>& w, int T, int N) {
   const int F = 2 * N;

@@ -18,6 +18,12 @@ void key_selection_features(float* features, const float* Q, const float* K, int
 // features bit for bit.
 void key_selection_features_continued(float* features, const float* Q, const float* K, int T, int N, double* running);
 
+// Running normalization (`causal`, hax_ks_normalization "running"): `paper`'s per-feature division by the L2 norm
+// over time, taken over the prefix: c_{t,n} / max(sqrt(sum_{p <= t} c_{p,n}^2), 1e-12). running (N) is the sum of
+// Q and squares (N) the sum of c^2 over the positions before the chunk, both advanced (zeros for a whole sequence).
+void key_selection_features_running(float* features, const float* Q, const float* K, int T, int N, double* running,
+                                    double* squares);
+
 // W1, W2 (2N, 2N), b1, b2 (2N), W3 (1, 2N), b3 (1).
 template <class Real>
 struct ScorerWeights {

@@ -33,6 +33,24 @@ void key_selection_features(Real* features, const Real* Q, const Real* K, int T,
   }
 }
 
+// The running normalization of a whole sequence: row t's c divided per feature by the norm of c over rows 0..t,
+// recomputed from scratch for every t.
+template <class Real>
+void key_selection_features_running(Real* features, const Real* Q, const Real* K, int T, int N) {
+  const int F = 2 * N;
+  std::vector<Real> c(std::size_t(T) * N);
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < N; ++n)
+      c[std::size_t(t) * N + n] = Q[std::size_t(t) * N + n] + (t > 0 ? c[std::size_t(t - 1) * N + n] : Real(0));
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < N; ++n) {
+      Real sum_sq = 0;
+      for (int p = 0; p <= t; ++p) sum_sq += c[std::size_t(p) * N + n] * c[std::size_t(p) * N + n];
+      features[std::size_t(t) * F + n] = K[std::size_t(t) * N + n];
+      features[std::size_t(t) * F + N + n] = c[std::size_t(t) * N + n] / std::max(Real(std::sqrt(sum_sq)), Real(1e-12));
+    }
+}
+
 template <class Real>
 void relu(Real* x, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) x[i] = std::max(x[i], Real(0));
