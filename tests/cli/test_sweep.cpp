@@ -76,7 +76,8 @@ TEST_F(CliSweep, RunsTheGridThenRerunsNothing) {
 
   for (const fs::path out : {runs() / "tiny", dir_ / "docs"}) {
     const std::string md = read_file(out / "results.md");
-    for (const char* text : {"alpha (ours)", "beta (paper)", "| plain | none |", "| sliding_window | causal |", "16.3"})
+    for (const char* text : {"alpha (ours)", "beta (paper)", "| plain | none |", "| sliding_window | causal |", "16.3",
+                             "## Validation accuracy (%) by update\n\n| run | 3 |", "| beta__plain__none__seed1 | "})
       EXPECT_NE(md.find(text), std::string::npos) << text << " in\n" << md;
     for (const char* base : {"alpha", "beta"}) {
       const std::string svg = read_file(out / cat("curves_", base, ".svg"));

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "hax/engine/error.h"
@@ -139,6 +140,26 @@ void write_runs(std::ostream& md, const std::vector<RunRecord>& runs) {
         "root.\n";
 }
 
+// Validation accuracy (%) of each run at each evaluated update: how soon a run leaves a plateau, which the final
+// accuracy alone does not show. Columns: every update at which any run was evaluated.
+void write_curves(std::ostream& md, const std::vector<RunRecord>& runs) {
+  std::set<double> updates;
+  for (const RunRecord& r : runs)
+    for (const auto& [update, accuracy] : r.curve) updates.insert(update);
+  if (updates.empty()) return;
+  md << "\n## Validation accuracy (%) by update\n\n| run |";
+  for (double u : updates) md << " " << fixed(u, 0) << " |";
+  md << "\n|---|";
+  for (std::size_t i = 0; i < updates.size(); ++i) md << "---:|";
+  md << "\n";
+  for (const RunRecord& r : runs) {
+    md << "| " << r.spec.id() << " |";
+    const std::map<double, double> at(r.curve.begin(), r.curve.end());
+    for (double u : updates) md << " " << (at.contains(u) ? fixed(at.at(u), 1) : "–") << " |";
+    md << "\n";
+  }
+}
+
 }  // namespace
 
 SweepRunState read_sweep_state(const fs::path& run_dir) {
@@ -212,6 +233,7 @@ std::string results_markdown(const Experiment& e, const std::vector<RunRecord>& 
   write_summary(md, e, runs);
   write_table(md, e, runs);
   write_runs(md, runs);
+  write_curves(md, runs);
   return md.str();
 }
 
