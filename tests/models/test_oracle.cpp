@@ -10,6 +10,7 @@
 #include <map>
 
 #include "../support/model_fixtures.h"
+#include "../support/oracle_skip.h"
 #include "../support/test_support.h"
 #include "hax/engine/rng.h"
 #include "hax/io/npy.h"
@@ -98,7 +99,7 @@ void write_batch(const std::filesystem::path& path, const TokenBatch& tb) {
 
 void check_against_torch(const OracleCase& c) {
   if (testing::run_command("/usr/bin/python3 -c 'import torch, numpy'").exit_code != 0)
-    GTEST_SKIP() << "/usr/bin/python3 with torch and numpy is not available (scripts/install-deps.sh installs it)";
+    HAX_ORACLE_UNAVAILABLE("/usr/bin/python3 with torch and numpy is not available (scripts/install-deps.sh installs it)");
   Model model(c.config);
   Rng rng(17);  // move every parameter off its initial constant, so every path carries gradient
   for (float& v : model.params().params()) v += 0.05f * static_cast<float>(rng.normal());

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/oracle_skip.h"
 #include "../support/test_support.h"
 #include "hax/io/npy.h"
 #include "hax/io/safetensors.h"
@@ -57,7 +58,7 @@ TEST(Interop, PythonReadsOurSafetensorsAndWritesF32Bf16F16ThatWeRead) {
   save_safetensors(dir / "ours.safetensors", tensors, {{"format", "pt"}});
 
   const OracleRun run = run_oracle("safetensors", dir / "ours.safetensors", dir / "theirs.safetensors");
-  if (!run.ran) GTEST_SKIP() << kPython << " has no numpy or torch";
+  if (!run.ran) HAX_ORACLE_UNAVAILABLE(kPython << " has no numpy or torch");
   const nlohmann::json& summary = run.summary;
   EXPECT_EQ(summary["metadata"]["format"], "pt");
   for (const TensorData& t : tensors) {
@@ -92,7 +93,7 @@ TEST(Interop, NumpyLoadsOurNpyAndWeLoadNumpysByteForByte) {
   const std::vector<float> f = {0.5f, -1.25f, 3.0f, 1e-20f, -7.5f, 2.0f};
   save_npy(dir / "f.npy", f, {2, 1, 3});
   OracleRun run = run_oracle("npy", dir / "f.npy", dir / "f_out.npy");
-  if (!run.ran) GTEST_SKIP() << kPython << " has no numpy";
+  if (!run.ran) HAX_ORACLE_UNAVAILABLE(kPython << " has no numpy");
   nlohmann::json seen = run.summary;
   EXPECT_EQ(seen["dtype"], "<f4");
   EXPECT_EQ(seen["shape"].get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{2, 1, 3}));

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/oracle_skip.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
 #include "hax/training/adamw.h"
@@ -167,7 +168,7 @@ TEST(AdamW, MatchesTorchOptimAdamWWithTheWarmupSchedule) {
   const int status = std::system(command.c_str());
   ASSERT_TRUE(WIFEXITED(status)) << command;
   // 77: the script could not import torch; 127: the shell found no /usr/bin/python3.
-  if (WEXITSTATUS(status) == 77 || WEXITSTATUS(status) == 127) GTEST_SKIP() << "no torch for /usr/bin/python3";
+  if (WEXITSTATUS(status) == 77 || WEXITSTATUS(status) == 127) HAX_ORACLE_UNAVAILABLE("no torch for /usr/bin/python3");
   ASSERT_EQ(WEXITSTATUS(status), 0) << command;
   const std::vector<float> trajectory = read_floats(dir.path / "trajectory.f32", n * steps);
 
