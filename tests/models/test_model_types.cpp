@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "../support/expect_error.h"
 #include "../support/model_fixtures.h"
 #include "hax/models/config.h"
 #include "hax/models/model.h"
@@ -101,6 +102,31 @@ TEST(ModelTypes, ConfigsRoundTripAndRejectWhatIsNotImplemented) {
   j = load_config("mamba2.json").to_json();
   j["head_dim"] = 15;
   EXPECT_THROW(ModelConfig::from_json(j, "mamba2 heads"), Error);
+}
+
+// Every key of a config is known: a typo is an error pointing at the key meant, and a reference key that hax does
+// not read is accepted only at a value whose meaning hax computes.
+TEST(ModelTypes, UnknownConfigKeysAndUnimplementedValuesAreErrors) {
+  for (const char* name : {"mamba.json", "mamba_double_size.json", "mamba2.json", "mamba2_double_size.json",
+                           "samba.json"})
+    EXPECT_NO_THROW(ModelConfig::load(cat(HAX_SHARED_DIR, "/spec/configs/", name))) << "the paper's " << name;
+  nlohmann::json j = testing::tiny_sparse_config("sign_bin_lsh", Semantics::paper).to_json();
+  j["hax_semantic"] = "paper";
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); },
+                               {"cfg.json", "\"hax_semantic\"", "did you mean 'hax_semantics'"});
+  j.erase("hax_semantic");
+  j["rms_norm"] = false;
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"\"rms_norm\" is false", "true"});
+  j["rms_norm"] = true;
+  j["hidden_act"] = "gelu";
+  testing::expect_error_naming([&] { ModelConfig::from_json(j, "cfg.json"); }, {"hidden_act", "gelu", "silu"});
+  j["hidden_act"] = "silu";
+  j["residual_in_fp32"] = false;
+  EXPECT_NO_THROW(ModelConfig::from_json(j, "cfg.json"));
+  nlohmann::json samba = load_config("samba.json").to_json();
+  samba["attn"]["window"] = 64;
+  testing::expect_error_naming([&] { ModelConfig::from_json(samba, "samba.json"); },
+                               {"attn.window", "did you mean 'window_size'"});
 }
 
 // Whole-model gradients (CE + 0.1 gate loss) against central differences, for each base with positional patterns

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "hax/engine/error.h"
+#include "hax/io/known_keys.h"
 
 namespace hax::models {
 namespace {
@@ -79,6 +80,59 @@ int ModelConfig::mlp_intermediate_size() const {
 
 namespace {
 
+// Every key hax reads from a config.
+const std::vector<std::string> kConfigKeys = {
+    "model_type", "vocab_size", "hidden_size", "expand", "intermediate_size", "state_size", "time_step_rank",
+    "conv_kernel", "num_hidden_layers", "layer_norm_epsilon", "norm_eps", "num_heads", "head_dim", "n_groups",
+    "chunk_size", "rescale_prenorm_residual", "attn", "hidden_ratio", "max_position_embeddings", "use_bias",
+    "use_conv_bias", "initializer_range", "time_step_min", "time_step_max", "time_step_floor", "time_step_scale",
+    "pad_token_id", "bos_token_id", "eos_token_id", "hax_seed", "sparse_arch", "sparse_keys", "num_hash",
+    "data_max_length", "hax_semantics", "hax_lsh_resample", "hax_paper_without", "hax_lsh_statistics",
+    "hax_ks_normalization"};
+const std::vector<std::string> kAttentionKeys = {"layers", "num_heads", "num_kv_heads", "window_size", "rope_theta",
+                                                 "qkv_bias"};
+
+// Keys of the reference's configs that change nothing hax computes, with the values at which that holds (none
+// listed: any value) and why.
+struct InertKey {
+  const char* name;
+  std::vector<nlohmann::json> values;
+};
+const std::vector<InertKey> kInertKeys = {
+    {"transformers_version", {}},  // provenance
+    {"use_cache", {}},             // an inference-time cache switch of Hugging Face's; hax streams with ModelState
+    {"fuse_cross_entropy", {}},    // fused kernels of the same math
+    {"fuse_norm", {}},
+    {"fuse_swiglu", {}},
+    {"tie_word_embeddings", {}},   // the reference's trainer multiplies by Emb^T whatever it says, as hax does
+    {"residual_in_fp32", {}},      // hax keeps every activation in fp32 (README: precision)
+    {"hidden_act", {"silu", "swish"}},
+    {"time_step_init_scheme", {"random"}},
+    {"rms_norm", {true}},
+};
+
+// Unknown keys, and inert keys at a value hax does not implement, are errors naming the key and the closest one.
+void check_config_keys(const nlohmann::json& j, const std::string& where) {
+  std::vector<std::string> known = kConfigKeys;
+  for (const InertKey& k : kInertKeys) known.push_back(k.name);
+  for (const auto& item : j.items()) {
+    check(std::find(known.begin(), known.end(), item.key()) != known.end(), where, ": \"", item.key(),
+          "\" is not a config key hax knows", io::closest_key_hint(item.key(), known));
+    for (const InertKey& k : kInertKeys) {
+      if (item.key() != k.name || k.values.empty()) continue;
+      std::string accepted;
+      for (const auto& v : k.values) accepted += (accepted.empty() ? "" : " or ") + v.dump();
+      check(std::find(k.values.begin(), k.values.end(), item.value()) != k.values.end(), where, ": \"", k.name,
+            "\" is ", item.value().dump(), ", which hax does not implement (it computes ", accepted, ")");
+    }
+  }
+  if (auto attn = j.find("attn"); attn != j.end() && attn->is_object())
+    for (const auto& item : attn->items())
+      check(std::find(kAttentionKeys.begin(), kAttentionKeys.end(), item.key()) != kAttentionKeys.end(), where,
+            ": \"attn.", item.key(), "\" is not a key of Samba's attention",
+            io::closest_key_hint(item.key(), kAttentionKeys));
+}
+
 // Samba's "attn" object.
 void read_attention(const nlohmann::json& j, ModelConfig& c, const std::string& where) {
   auto it = j.find("attn");
@@ -105,6 +159,7 @@ void read_attention(const nlohmann::json& j, ModelConfig& c, const std::string& 
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {
   check(j.is_object(), where, ": a model config must be a JSON object");
+  check_config_keys(j, where);
   ModelConfig c;
   read_field(j, "model_type", c.model_type, where);
   read_field(j, "vocab_size", c.vocab_size, where);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hax/engine/error.h"
+#include "hax/io/known_keys.h"
 #include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::training {
@@ -30,32 +31,6 @@ const std::set<std::string> kModelFlags = {"--config",   "--seed",     "--sparse
                                            "--paper-without", "--lsh-statistics",
                                            "--ks-normalization"};
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string hint(const std::string& key, const std::vector<std::string>& known) {
-  const auto closest = std::min_element(known.begin(), known.end(), [&](const auto& x, const auto& y) {
-    return edit_distance(key, x) < edit_distance(key, y);
-  });
-  if (closest != known.end() && edit_distance(key, *closest) <= std::max<std::size_t>(2, key.size() / 3))
-    return cat(" (did you mean '", *closest, "'?)");
-  std::string list;
-  for (const auto& k : known) list += (list.empty() ? "" : ", ") + (k.empty() ? "\"\"" : k);
-  return cat(" (known: ", list, ")");
-}
-
 // Reads values out of the parsed file; every error names the file and the key path ("train.steps").
 struct Reader {
   const std::string& file;
@@ -70,7 +45,7 @@ struct Reader {
     if (!object.is_object()) fail(key.empty() ? "(top level)" : key, "must be a JSON object");
     for (const auto& item : object.items())
       if (std::find(known.begin(), known.end(), item.key()) == known.end())
-        fail(child(key, item.key()), "is not a known key" + hint(item.key(), known));
+        fail(child(key, item.key()), "is not a known key" + io::closest_key_hint(item.key(), known));
   }
   const json& required(const json& object, const std::string& key, const std::string& name) const {
     if (!object.contains(name)) fail(child(key, name), "is missing");
