@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 
 #include "../support/model_fixtures.h"
 #include "../support/test_support.h"
@@ -109,6 +110,44 @@ TEST(Trainer, ANonFiniteLossStopsTheRunAndKeepsTheCheckpoints) {
     EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
   }
   EXPECT_EQ(testing::read_file(dir / "run/last/model.safetensors"), before);
+}
+
+// With --skip-nonfinite a diverged update is logged and skipped, and the run goes on to its last update.
+TEST(Trainer, SkipNonfiniteSkipsTheUpdatesAndFinishes) {
+  const testing::ScratchDir dir;
+  auto train_data = joint_recall_source(small_task(), data::Split::train);
+  TrainOptions o = options(dir / "run", 6);
+  o.lr = 1e30;
+  o.warmup_steps = 0;
+  o.skip_nonfinite = true;
+  train(testing::tiny_mamba_config(), o, *train_data, nullptr, false);
+  std::ifstream metrics(dir / "run/metrics.jsonl");
+  int skipped = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.at("event") != "skipped") continue;
+    ++skipped;
+    EXPECT_NE(j.at("reason").get<std::string>().find("non-finite"), std::string::npos) << line;
+    EXPECT_NE(j.at("reason").get<std::string>().find(cat("at update ", j.at("step").get<int>())), std::string::npos);
+  }
+  EXPECT_GT(skipped, 0);
+  const auto state = nlohmann::json::parse(testing::read_file(dir / "run/last/trainer_state.json"));
+  EXPECT_EQ(state.at("step"), 6);
+}
+
+TEST(Checkpoint, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const testing::ScratchDir dir;
+  models::Model model(testing::tiny_mamba_config());
+  model.params().param("layers.1.mixer.out_proj.weight")[5] = std::numeric_limits<float>::quiet_NaN();
+  save_model(dir / "ckpt", model);
+  try {
+    load_model(dir / "ckpt");
+    FAIL() << "a NaN weight loaded";
+  } catch (const Error& e) {
+    for (const char* part : {"model.safetensors", "'layers.1.mixer.out_proj.weight'", "index 5", "nan"})
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << part << " in " << e.what();
+  }
+  EXPECT_FALSE(first_nonfinite(model.params(), models::Model(testing::tiny_mamba_config()).params().params()));
 }
 
 TEST(Trainer, RefusesToOverwriteARunWithoutResume) {

@@ -82,6 +82,8 @@ void register_train(CLI::App& app) {
   command->add_option("--eval-every", o.eval_every, "Validate and checkpoint every this many updates (0: at the "
                                                    "end only)")->check(CLI::NonNegativeNumber);
   command->add_option("--valid-samples", o.valid_samples, "Validation samples per evaluation (0: all)");
+  command->add_flag("--skip-nonfinite", o.skip_nonfinite,
+                    "Skip an update whose loss or gradient is NaN or infinite (logged) instead of stopping");
   command->add_option("--log-every", o.log_every, "Write a metrics line every this many updates")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--seed", c->seed, "Initialization seed (default: the config's hax_seed, else 1)");

@@ -1,8 +1,19 @@
 #include "hax/engine/params.h"
 
+#include <cmath>
+
 #include "hax/engine/error.h"
 
 namespace hax {
+
+std::optional<NonFinite> first_nonfinite(const ParamStore& layout, std::span<const float> values) {
+  for (const TensorInfo& t : layout.tensors()) {
+    const float* v = values.data() + t.offset;
+    for (std::size_t i = 0; i < t.numel; ++i)
+      if (!std::isfinite(v[i])) return NonFinite{t.name, i, v[i]};
+  }
+  return std::nullopt;
+}
 
 std::size_t shape_numel(const std::vector<std::int64_t>& shape) {
   std::size_t n = 1;

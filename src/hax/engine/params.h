@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,6 +25,18 @@ struct TensorInfo {
 
 std::size_t shape_numel(const std::vector<std::int64_t>& shape);
 std::string shape_string(const std::vector<std::int64_t>& shape);  // "(2, 3, 4)"
+
+// Where a buffer laid out as a ParamStore holds its first NaN or infinity: the tensor and the flat index within it.
+struct NonFinite {
+  std::string tensor;
+  std::size_t index = 0;
+  float value = 0;
+};
+
+class ParamStore;
+// The first non-finite value of `values` (the params() or grads() buffer of `layout`, or one laid out like it, such
+// as an optimizer moment), in the order of the tensors; none when every value is finite.
+std::optional<NonFinite> first_nonfinite(const ParamStore& layout, std::span<const float> values);
 
 class ParamStore {
  public:

@@ -62,6 +62,10 @@ std::unique_ptr<models::Model> read_model_files(const fs::path& dir) {
   const auto config = models::ModelConfig::from_json(read_json(config_path), config_path.string());
   auto model = std::make_unique<models::Model>(config, /*initialize=*/false);
   io::load_params(dir / "model.safetensors", {&model->params(), &model->buffers()});
+  for (const ParamStore* store : {&model->params(), &model->buffers()})
+    if (const auto bad = first_nonfinite(*store, store->params()))
+      fail((dir / "model.safetensors").string(), ": tensor '", bad->tensor, "' holds ", bad->value, " at flat index ",
+           bad->index, ": a checkpoint with non-finite weights would only produce NaN");
   return model;
 }
 

@@ -111,13 +111,23 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     const models::ForwardOptions options{
         true, Rng(model->config().seed).fork(kTrainingNoise).fork(state.step).next_u64()};
     const models::BatchResult r = model->forward(tb, arena, options);
-    check(std::isfinite(r.loss) && std::isfinite(r.gate_loss), "non-finite training loss (", r.loss, ", gate loss ",
-          r.gate_loss, ") at update ", state.step + 1,
-          ", training samples ", state.data_position, "..", state.data_position + o.batch_size - 1,
-          ": stopping; the checkpoints in '", out.string(), "' are from before this update");
-    model->backward(tb, arena);
+    std::string nonfinite;
+    if (!std::isfinite(r.loss) || !std::isfinite(r.gate_loss)) {
+      nonfinite = cat("non-finite training loss (", r.loss, ", gate loss ", r.gate_loss, ")");
+    } else {
+      model->backward(tb, arena);
+      if (const auto bad = first_nonfinite(model->params(), model->params().grads()))
+        nonfinite = cat("non-finite gradient (", bad->value, " in '", bad->tensor, "' at flat index ", bad->index, ")");
+    }
+    const std::string where = cat(" at update ", state.step + 1, ", training samples ", state.data_position, "..",
+                                  state.data_position + o.batch_size - 1);
+    check(nonfinite.empty() || o.skip_nonfinite, nonfinite, where, ": stopping; the checkpoints in '", out.string(),
+          "' are from before this update (--skip-nonfinite skips such updates instead)");
     const double lr = schedule.lr(state.step + 1);
-    optimizer->step(model->params().params(), model->params().grads(), lr);
+    if (nonfinite.empty())
+      optimizer->step(model->params().params(), model->params().grads(), lr);
+    else
+      log.write({{"event", "skipped"}, {"step", state.step + 1}, {"reason", nonfinite + where}});
     ++state.step;
     state.data_position += o.batch_size;
     window_tokens += tb.batch.rows();

@@ -29,6 +29,9 @@ struct TrainOptions {
   std::uint64_t valid_samples = 0;   // 0: the whole validation source
   std::int64_t log_every = 10;       // metrics.jsonl line every this many updates
   int padded_length = 0;             // `paper` semantics: model rows the reference pads to (0: the batch's longest)
+  // A non-finite loss or gradient stops training (naming the update and the first tensor affected); with this set
+  // the update is skipped instead (logged as event "skipped"), and training goes on with the next batch.
+  bool skip_nonfinite = false;
 };
 
 struct TrainerState {
