@@ -102,5 +102,47 @@ TEST(AtomicFile, UnwritablePathsAreNamedInTheError) {
   }
 }
 
+// A symlinked output is written through: the link stays a link, the file it points to gets the bytes, and the temp
+// file went beside that file (nothing is left in either folder).
+TEST(AtomicFile, WritesThroughASymlink) {
+  const testing::ScratchDir dir;
+  std::filesystem::create_directories(dir / "real");
+  testing::write_file(dir / "real" / "out.txt", "old");
+  std::filesystem::create_symlink(dir / "real" / "out.txt", dir / "link.txt");
+  AtomicFile file(dir / "link.txt");
+  file.stream() << "new";
+  file.commit();
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "link.txt"));
+  EXPECT_EQ(testing::read_file(dir / "real" / "out.txt"), "new");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir / "real"), {}), 1);
+}
+
+// A destination that is not a regular file is written directly and stays what it was: /dev/null takes the bytes,
+// and /dev/full (directly or through a link) is a write error naming the path given, never a silent success.
+TEST(AtomicFile, DevicesAreWrittenDirectlyAndAFullOneIsAnError) {
+  const testing::ScratchDir dir;
+  {
+    AtomicFile file("/dev/null");
+    file.stream() << "discarded";
+    file.commit();
+  }
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
+  if (!std::filesystem::is_character_file("/dev/full")) GTEST_SKIP() << "no /dev/full here";
+  std::filesystem::create_symlink("/dev/full", dir / "full-link");
+  for (const std::filesystem::path& path : {std::filesystem::path("/dev/full"), dir / "full-link"}) {
+    try {
+      AtomicFile file(path);
+      file.stream() << std::string(4 << 20, 'x');  // past the stream buffer, so the device sees writes
+      file.commit();
+      FAIL() << path << ": a write to a full device succeeded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("write failed"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(std::filesystem::is_character_file("/dev/full"));
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "full-link"));
+}
+
 }  // namespace
 }  // namespace hax::io

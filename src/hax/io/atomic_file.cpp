@@ -54,10 +54,14 @@ AtomicFile::AtomicFile(std::filesystem::path path) : path_(std::move(path)) {
   check(!path_.empty(), "empty output path");
   std::error_code error;
   check(!std::filesystem::is_directory(path_, error), "cannot write '", path_.string(), "': it is a directory");
-  temp_path_ = create_temp_beside(path_);
+  target_ = std::filesystem::weakly_canonical(path_, error);
+  if (error) target_ = path_;
+  const std::filesystem::file_status status = std::filesystem::status(target_, error);
+  direct_ = std::filesystem::exists(status) && !std::filesystem::is_regular_file(status);
+  if (!direct_) temp_path_ = create_temp_beside(target_);
   buffer_.resize(kBufferBytes);
   out_.rdbuf()->pubsetbuf(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
-  out_.open(temp_path_, std::ios::binary | std::ios::trunc);
+  out_.open(direct_ ? target_ : temp_path_, std::ios::binary | std::ios::trunc);
   if (!out_.is_open()) {
     discard();
     fail("cannot write '", path_.string(), "'");
@@ -70,6 +74,7 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::discard() noexcept {
   if (out_.is_open()) out_.close();
+  if (direct_) return;
   std::error_code ignored;
   std::filesystem::remove(temp_path_, ignored);
 }
@@ -80,10 +85,14 @@ void AtomicFile::commit() {
   const bool written = out_.good();
   out_.close();
   check(written && !out_.fail(), "cannot write '", path_.string(), "': write failed (disk full?)");
+  if (direct_) {  // a device or FIFO: nothing to sync or rename
+    committed_ = true;
+    return;
+  }
   fsync_path(temp_path_, O_RDONLY, path_);
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) fail_on(path_, "replace");
+  if (::rename(temp_path_.c_str(), target_.c_str()) != 0) fail_on(path_, "replace");
   committed_ = true;
-  fsync_path(directory_of(path_), O_RDONLY | O_DIRECTORY, path_);  // makes the rename itself durable
+  fsync_path(directory_of(target_), O_RDONLY | O_DIRECTORY, path_);  // makes the rename itself durable
 }
 
 }  // namespace hax::io

@@ -2,6 +2,11 @@
 // rename stays on one filesystem and is atomic); commit() flushes, fsyncs and renames it over the target. If
 // commit() never runs (an error, an exception, a crash) the temp file is removed or at worst left under its
 // hidden temp name: a partial output never appears under the target's name.
+//
+// A symlinked target is resolved first, so the temp file and the rename go beside the file it points to and the link
+// stays a link. A target that exists and is not a regular file (a character device such as /dev/stdout or
+// /dev/full, a FIFO) is written directly, never renamed over: every write is checked at commit(), so a full device
+// is an error, never a "wrote".
 #pragma once
 
 #include <filesystem>
@@ -28,8 +33,10 @@ class AtomicFile {
  private:
   void discard() noexcept;
 
-  std::filesystem::path path_;
-  std::filesystem::path temp_path_;
+  std::filesystem::path path_;       // as given, for messages
+  std::filesystem::path target_;     // path_ with its symlinks resolved: where the bytes go
+  std::filesystem::path temp_path_;  // empty when writing directly
+  bool direct_ = false;              // target_ exists and is not a regular file
   std::vector<char> buffer_;  // a larger stream buffer than the default: outputs here run to gigabytes
   std::ofstream out_;
   bool committed_ = false;
