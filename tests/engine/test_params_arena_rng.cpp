@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -39,6 +40,21 @@ TEST(ParamStore, RejectsDuplicatesUnknownNamesAndLateDeclarations) {
   store.allocate();
   EXPECT_THROW(store.add("b", {1}), Error);
   EXPECT_THROW(store.param("missing"), Error);
+}
+
+// A buffer larger than the machine is one error that names it, the size needed and the memory there is.
+TEST(AlignedBuffer, TooLargeForTheMachineIsAnErrorSayingHowMuch) {
+  const std::size_t available = available_memory_bytes();
+  ASSERT_GT(available, 0u) << "/proc/meminfo unreadable";
+  const std::size_t floats = available / sizeof(float) * 4;  // four times what there is
+  try {
+    AlignedBuffer buffer(floats, "the model's parameters");
+    FAIL() << "allocated " << floats << " floats";
+  } catch (const Error& e) {
+    for (const char* part : {"the model's parameters", "needs", "GiB", "available"})
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << part << " in " << e.what();
+  }
+  EXPECT_THROW(AlignedBuffer(std::numeric_limits<std::size_t>::max(), "absurd"), Error);
 }
 
 TEST(Arena, BumpAllocatesAlignedZeroedBlocksAndReleasesToMarks) {

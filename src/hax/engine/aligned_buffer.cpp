@@ -2,17 +2,44 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <fstream>
+#include <iomanip>
+#include <limits>
+#include <string>
+
+#include "hax/engine/error.h"
 
 namespace hax {
 
 void AlignedBuffer::Free::operator()(float* p) const { std::free(p); }
 
-AlignedBuffer::AlignedBuffer(std::size_t count) : size_(count) {
+namespace {
+
+std::string gib(std::size_t bytes) { return cat(std::fixed, std::setprecision(2), double(bytes) / (1 << 30), " GiB"); }
+
+}  // namespace
+
+std::size_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::size_t total_kb = 0;
+  std::string key;
+  std::size_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit)
+    if (key == "MemAvailable:" || key == "SwapFree:") total_kb += kb;
+  return total_kb * 1024;
+}
+
+AlignedBuffer::AlignedBuffer(std::size_t count, const char* what) : size_(count) {
   if (count == 0) return;
+  check(count <= std::numeric_limits<std::size_t>::max() / sizeof(float) - kAlignFloats, what, " of ", count,
+        " floats is larger than any memory");
   const std::size_t bytes = round_up_to_alignment(count) * sizeof(float);
+  const std::size_t available = available_memory_bytes();
+  check(available == 0 || bytes <= available, "allocating ", what, " needs ", gib(bytes), " (", count,
+        " floats), but this machine has ", gib(available), " available (memory + swap)");
   void* p = std::aligned_alloc(kAlignBytes, bytes);
-  if (p == nullptr) throw std::bad_alloc();
+  check(p != nullptr, "cannot allocate ", gib(bytes), " for ", what);
   std::memset(p, 0, bytes);
   data_.reset(static_cast<float*>(p));
 }

@@ -13,7 +13,10 @@ class AlignedBuffer {
   static constexpr std::size_t kAlignFloats = kAlignBytes / sizeof(float);
 
   AlignedBuffer() = default;
-  explicit AlignedBuffer(std::size_t count);
+  // `what` names the buffer in the error when the machine cannot hold it: the size is checked against the memory
+  // available (MemAvailable + free swap) before allocating, so a model too large ends in one line that says how much
+  // it needs and how much there is, not in std::bad_alloc or the OOM killer.
+  explicit AlignedBuffer(std::size_t count, const char* what = "a buffer");
 
   float* data() { return data_.get(); }
   const float* data() const { return data_.get(); }
@@ -29,6 +32,9 @@ class AlignedBuffer {
   std::unique_ptr<float[], Free> data_;
   std::size_t size_ = 0;
 };
+
+// Bytes of memory available to a new allocation: MemAvailable + SwapFree from /proc/meminfo; 0 if unknown.
+std::size_t available_memory_bytes();
 
 // Rounds a float count up so that the next block starts on a 64-byte boundary.
 constexpr std::size_t round_up_to_alignment(std::size_t count) {

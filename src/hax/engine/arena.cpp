@@ -8,7 +8,8 @@
 
 namespace hax {
 
-Arena::Arena(std::size_t capacity_floats) : buffer_(round_up_to_alignment(capacity_floats)) {}
+Arena::Arena(std::size_t capacity_floats)
+    : buffer_(round_up_to_alignment(capacity_floats), "the activation arena") {}
 
 std::span<float> Arena::alloc(std::size_t count, const char* what) {
   const std::span<float> block = alloc_uninitialized(count, what);

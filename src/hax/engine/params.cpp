@@ -44,8 +44,8 @@ std::size_t ParamStore::add(std::string name, std::vector<std::int64_t> shape) {
 
 void ParamStore::allocate() {
   check(!allocated_, "parameter buffer allocated twice");
-  params_ = AlignedBuffer(total_);
-  grads_ = AlignedBuffer(total_);
+  params_ = AlignedBuffer(total_, "the model's parameters");
+  grads_ = AlignedBuffer(total_, "the model's gradients");
   allocated_ = true;
 }
 
