@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/metrics.h"
 #include "cli_support.h"
 
 namespace hax::testing {
@@ -23,17 +24,9 @@ std::string train_args(const ScratchDir& dir, int steps) {
              " --batch-size 8 --lr 1e-2 --warmup 2 --eval-every 8 --log-every 1 --threads 1 ", kTinyTask);
 }
 
-std::vector<nlohmann::json> metric_lines(const fs::path& run) {
-  std::ifstream in(run / "metrics.jsonl");
-  std::vector<nlohmann::json> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
 std::vector<std::int64_t> train_steps(const fs::path& run) {
   std::vector<std::int64_t> steps;
-  for (const auto& j : metric_lines(run))
-    if (j.at("event") == "train") steps.push_back(j.at("step"));
+  for (const auto& j : read_metrics(run, "train")) steps.push_back(j.at("step"));
   return steps;
 }
 

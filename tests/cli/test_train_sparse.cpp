@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/metrics.h"
 #include "cli_support.h"
 #include "hax/io/safetensors.h"
 
@@ -25,16 +26,12 @@ TEST_P(TrainSparseArch, TrainsLogsAndEvaluates) {
       "' --sparse-keys 8 --num-hash 3 --steps 4 --batch-size 4 --warmup 1 --eval-every 4 --log-every 1 --threads 1 ",
       kTinyTask));
   ASSERT_EQ(train.exit_code, 0) << train.err;
-  std::ifstream metrics(dir / "run/metrics.jsonl");
-  int train_lines = 0;
-  for (std::string line; std::getline(metrics, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.at("event") != "train") continue;
-    ++train_lines;
+  const std::vector<nlohmann::json> train_lines = read_metrics(dir / "run", "train");
+  for (const nlohmann::json& j : train_lines) {
     EXPECT_TRUE(std::isfinite(j.at("loss").get<double>()));
-    EXPECT_EQ(j.contains("gate_loss"), arch.find("key_selection") != std::string::npos) << line;
+    EXPECT_EQ(j.contains("gate_loss"), arch.find("key_selection") != std::string::npos) << j.dump();
   }
-  EXPECT_EQ(train_lines, 4);
+  EXPECT_EQ(train_lines.size(), 4u);
   const auto config = nlohmann::json::parse(read_file(dir / "run/best/config.json"));
   EXPECT_EQ(config.at("sparse_arch"), arch);
   EXPECT_EQ(config.at("hax_semantics"), "causal");

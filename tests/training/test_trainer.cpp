@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 
+#include "../support/metrics.h"
 #include "../support/model_fixtures.h"
 #include "../support/test_support.h"
 #include "hax/engine/error.h"
@@ -41,12 +42,9 @@ TrainOptions options(const std::filesystem::path& out, std::int64_t steps) {
 }
 
 std::vector<std::string> metric_lines(const std::filesystem::path& run) {
-  std::ifstream in(run / "metrics.jsonl");
   std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    // tokens_per_second is a wall-clock figure: drop it before comparing runs.
-    auto j = nlohmann::json::parse(line);
-    j.erase("tokens_per_second");
+  for (nlohmann::json j : testing::read_metrics(run)) {
+    j.erase("tokens_per_second");  // a wall-clock figure: dropped before comparing runs
     lines.push_back(j.dump());
   }
   return lines;
@@ -121,16 +119,12 @@ TEST(Trainer, SkipNonfiniteSkipsTheUpdatesAndFinishes) {
   o.warmup_steps = 0;
   o.skip_nonfinite = true;
   train(testing::tiny_mamba_config(), o, *train_data, nullptr, false);
-  std::ifstream metrics(dir / "run/metrics.jsonl");
-  int skipped = 0;
-  for (std::string line; std::getline(metrics, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.at("event") != "skipped") continue;
-    ++skipped;
-    EXPECT_NE(j.at("reason").get<std::string>().find("non-finite"), std::string::npos) << line;
+  const std::vector<nlohmann::json> skipped = testing::read_metrics(dir / "run", "skipped");
+  for (const nlohmann::json& j : skipped) {
+    EXPECT_NE(j.at("reason").get<std::string>().find("non-finite"), std::string::npos) << j.dump();
     EXPECT_NE(j.at("reason").get<std::string>().find(cat("at update ", j.at("step").get<int>())), std::string::npos);
   }
-  EXPECT_GT(skipped, 0);
+  EXPECT_GT(skipped.size(), 0u);
   const auto state = nlohmann::json::parse(testing::read_file(dir / "run/last/trainer_state.json"));
   EXPECT_EQ(state.at("step"), 6);
 }

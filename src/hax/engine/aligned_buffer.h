@@ -13,9 +13,9 @@ class AlignedBuffer {
   static constexpr std::size_t kAlignFloats = kAlignBytes / sizeof(float);
 
   AlignedBuffer() = default;
-  // `what` names the buffer in the error when the machine cannot hold it: the size is checked against the memory
-  // available (MemAvailable + free swap) before allocating, so a model too large ends in one line that says how much
-  // it needs and how much there is, not in std::bad_alloc or the OOM killer.
+  // `what` names the buffer in the error when the machine cannot hold it: a large size (64 MiB and up) is checked
+  // against the memory available (MemAvailable + free swap) before allocating, so a model too large ends in one line
+  // that says how much it needs and how much there is, not in std::bad_alloc or the OOM killer.
   explicit AlignedBuffer(std::size_t count, const char* what = "a buffer");
 
   float* data() { return data_.get(); }

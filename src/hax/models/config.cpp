@@ -271,12 +271,9 @@ void ModelConfig::validate_paper_without(const std::string& where) const {
   check(semantics == ops::sparse::Semantics::paper, where, ": \"hax_paper_without\" turns off ingredients of `paper` "
         "semantics, but the semantics is causal");
   const auto& known = ops::sparse::PaperIngredients::names();
-  for (const std::string& name : paper_without) {
-    std::string list;
-    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+  for (const std::string& name : paper_without)
     check(std::find(known.begin(), known.end(), name) != known.end(), where, ": \"hax_paper_without\": \"", name,
-          "\" is not an ingredient of `paper` (known: ", list, ")");
-  }
+          "\" is not an ingredient of `paper`", io::closest_key_hint(name, known));
 }
 
 void ModelConfig::validate_mamba2(const std::string& where) const {
