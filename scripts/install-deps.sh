@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package hax needs to build, test and benchmark. Safe to run any number of times:
-# when everything is already installed it does nothing (and needs neither root nor the network).
+# Installs every Debian 12 package hax needs to build, test and benchmark; with the argument `fuzz`, also what the
+# fuzz targets need (scripts/fuzz.sh: clang and its libFuzzer + sanitizer runtimes). Safe to run any number of
+# times: when everything is already installed it does nothing (and needs neither root nor the network).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,11 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-torch   # test oracles only (run under /usr/bin/python3), never linked
 )
+case "${1:-}" in
+  "") ;;
+  fuzz) packages+=(clang libclang-rt-14-dev) ;;  # libclang_rt.fuzzer: only recommended by clang, so named here
+  *) echo "install-deps: unknown argument '$1' (expected nothing or fuzz)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

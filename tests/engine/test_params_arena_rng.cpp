@@ -43,6 +43,22 @@ TEST(ParamStore, RejectsDuplicatesUnknownNamesAndLateDeclarations) {
 }
 
 // A buffer larger than the machine is one error that names it, the size needed and the memory there is.
+TEST(ShapeNumel, CountsElementsAndRefusesNegativeOrWrappingShapes) {
+  EXPECT_EQ(shape_numel({}), 1u);
+  EXPECT_EQ(shape_numel({3, 0, 5}), 0u);
+  EXPECT_EQ(shape_numel({2, 3, 4}), 24u);
+  EXPECT_THROW(shape_numel({2, -3}), Error);
+  // 2^32 x 2^32 wraps to 0 in 64 bits: without the check a file claiming it would pass as empty.
+  try {
+    shape_numel({std::int64_t(1) << 32, std::int64_t(1) << 32});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(4294967296, 4294967296) has more elements than any memory"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(AlignedBuffer, TooLargeForTheMachineIsAnErrorSayingHowMuch) {
   const std::size_t available = available_memory_bytes();
   ASSERT_GT(available, 0u) << "/proc/meminfo unreadable";

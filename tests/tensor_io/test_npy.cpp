@@ -83,7 +83,16 @@ TEST(Npy, RejectsMalformedFilesNamingFileAndProblem) {
       {npy_bytes("{'descr': '<f4', 'shape': (2,), }", eight), "malformed header"},
       {npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,-1), }", eight), "malformed header"},
       {npy_bytes("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,), }", eight), "malformed header"},
-      {std::string("\x93NUMPY\x01\x00\xff\x00{'descr'", 17), "file ends inside the header"},
+      {std::string("\x93NUMPY\x01\x00\xff\x00{'descr'", 17), "header length 255 runs past the end of the file"},
+      {std::string("\x93NUMPY\x01", 7), "file ends inside the magic string"},
+      // Found by fuzz/targets/npy.cpp: a header that claims 4 GiB was allocated before the file was measured; a
+      // shape whose element count wraps around 2^64 (here to 0) matched an empty data section; and a huge shape in
+      // a short file allocated its whole array before the size check.
+      {std::string("\x93NUMPY\x02\x00\xff\xff\xff\xff{", 13), "header length 4294967295 runs past the end"},
+      {npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", ""),
+       "more elements than any memory"},
+      {npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000), }", eight),
+       "needs 4000000000000 bytes of data, the file has 8 (truncated?)"},
   };
   for (const auto& c : cases) {
     const auto path = dir / "bad.npy";

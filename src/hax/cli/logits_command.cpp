@@ -2,18 +2,17 @@
 // .npy array (sequences, positions, vocab) that numpy loads directly: for inspecting a model, and for checking it
 // against other implementations of the same architecture.
 #include <algorithm>
-#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <span>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "hax/cli/commands.h"
 #include "hax/cli/progress.h"
+#include "hax/data/tokens_file.h"
 #include "hax/engine/arena.h"
 #include "hax/engine/blas.h"
 #include "hax/engine/error.h"
@@ -34,35 +33,7 @@ struct LogitsCommand {
   int threads = 0;
 };
 
-using Sequence = std::vector<std::int32_t>;
-
-// One line of the tokens file: ids separated by whitespace. Errors name the file, the line and the token (1-based).
-Sequence parse_sequence(const std::string& text, const std::string& path, std::size_t line, int vocab) {
-  Sequence ids;
-  std::istringstream words(text);
-  for (std::string word; words >> word;) {
-    const std::string where = cat("tokens file '", path, "', line ", line, ", token ", ids.size() + 1);
-    std::int64_t id = 0;
-    const auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), id);
-    check(error == std::errc() && end == word.data() + word.size(), where, ": '", word, "' is not a token id");
-    check(id >= 0 && id < vocab, where, ": id ", id, " is outside the checkpoint's vocabulary [0, ", vocab, ")");
-    ids.push_back(static_cast<std::int32_t>(id));
-  }
-  check(!ids.empty(), "tokens file '", path, "', line ", line, " is blank: every line must hold a sequence");
-  return ids;
-}
-
-std::vector<Sequence> read_sequences(const std::string& path, int vocab) {
-  std::ifstream in(path);
-  check(in.good(), "cannot open tokens file '", path, "'");
-  std::vector<Sequence> sequences;
-  std::string text;
-  for (std::size_t line = 1; std::getline(in, text); ++line)
-    sequences.push_back(parse_sequence(text, path, line, vocab));
-  check(in.eof(), "cannot read tokens file '", path, "'");
-  check(!sequences.empty(), "tokens file '", path, "' holds no sequences");
-  return sequences;
-}
+using Sequence = data::TokenSequence;
 
 std::size_t longest(const std::vector<Sequence>& sequences) {
   std::size_t length = 0;
@@ -134,7 +105,7 @@ void run_logits(const LogitsCommand& c) {
   check(out_folder.empty() || fs::is_directory(out_folder), "cannot write '", c.out_path, "': no folder '",
         out_folder.string(), "'");
   auto model = training::load_model(c.checkpoint);
-  const std::vector<Sequence> sequences = read_sequences(c.tokens_path, model->config().vocab_size);
+  const std::vector<Sequence> sequences = data::read_token_sequences(c.tokens_path, model->config().vocab_size);
   const std::size_t positions = longest(sequences);
   if (c.chunk > 0) model->start_state();  // `paper` cannot stream: say so before any work
   std::cerr << "hax logits: " << c.checkpoint << "\n  " << sequences.size() << " sequences of up to " << positions

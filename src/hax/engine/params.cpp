@@ -1,5 +1,7 @@
 #include "hax/engine/params.h"
 
+#include <limits>
+
 #include <cmath>
 
 #include "hax/engine/error.h"
@@ -19,6 +21,9 @@ std::size_t shape_numel(const std::vector<std::int64_t>& shape) {
   std::size_t n = 1;
   for (std::int64_t d : shape) {
     check(d >= 0, "negative dimension ", d, " in shape ", shape_string(shape));
+    // A product that wraps around would make a huge shape look small (and match a short file).
+    check(d == 0 || n <= std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d), "shape ",
+          shape_string(shape), " has more elements than any memory");
     n *= static_cast<std::size_t>(d);
   }
   return n;

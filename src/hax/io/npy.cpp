@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 
 #include "hax/engine/error.h"
@@ -150,6 +151,21 @@ class HeaderParser {
   std::size_t pos_ = 0;
 };
 
+std::uint64_t size_of_file(const std::filesystem::path& path) {
+  std::error_code error;
+  const std::uint64_t size = std::filesystem::file_size(path, error);
+  if (error) bad_file(path, "cannot read: ", error.message());
+  return size;
+}
+
+std::size_t checked_numel(const std::filesystem::path& path, const std::vector<std::int64_t>& shape) {
+  try {
+    return shape_numel(shape);
+  } catch (const Error& e) {
+    bad_file(path, e.what());
+  }
+}
+
 // Reads `bytes` bytes at the stream's position, or fails naming what was read.
 void read_exactly(std::ifstream& in, const std::filesystem::path& path, void* to, std::size_t bytes, const char* what) {
   if (bytes == 0) return;  // `to` may be the null data() of an empty vector
@@ -182,6 +198,9 @@ NpyHeader read_npy_header(const std::filesystem::path& path) {
   read_exactly(in, path, length_bytes, length_size, "header length");
   std::uint64_t length = 0;
   for (std::size_t i = 0; i < length_size; ++i) length |= std::uint64_t(length_bytes[i]) << (8 * i);
+  const std::uint64_t header_end = kMagicBytes + 2 + length_size + length;
+  if (header_end > size_of_file(path))
+    bad_file(path, "header length ", length, " runs past the end of the file (", size_of_file(path), " bytes)");
   std::string text(length, '\0');
   read_exactly(in, path, text.data(), length, "header");
   NpyHeader header = HeaderParser(path, text).parse();
@@ -193,12 +212,17 @@ template <class T>
 NpyArray<T> load_npy(const std::filesystem::path& path) {
   const NpyHeader header = read_npy_header(path);
   if (header.descr != descr_of<T>()) bad_file(path, "dtype '", header.descr, "', expected '", descr_of<T>(), "'");
-  NpyArray<T> array{header.shape, std::vector<T>(shape_numel(header.shape))};
-  const std::uint64_t want = array.values.size() * sizeof(T);
-  const std::uint64_t have = std::filesystem::file_size(path) - header.data_offset;
-  if (have != want)
-    bad_file(path, "shape ", shape_string(header.shape), " of ", header.descr, " needs ", want,
-             " bytes of data, the file has ", have, have < want ? " (truncated?)" : "");
+  // Sizes are checked before anything is allocated: a short file's header may claim any shape.
+  const std::size_t numel = checked_numel(path, header.shape);
+  const std::uint64_t have = size_of_file(path) - header.data_offset;
+  const bool short_file = numel > have / sizeof(T);
+  if (short_file || have != numel * sizeof(T))
+    bad_file(path, "shape ", shape_string(header.shape), " of ", header.descr, " needs ",
+             numel > std::numeric_limits<std::uint64_t>::max() / sizeof(T) ? std::string("over 2^64")
+                                                                            : std::to_string(numel * sizeof(T)),
+             " bytes of data, the file has ", have, short_file ? " (truncated?)" : "");
+  NpyArray<T> array{header.shape, std::vector<T>(numel)};
+  const std::uint64_t want = numel * sizeof(T);
   std::ifstream in(path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(header.data_offset));
   read_exactly(in, path, array.values.data(), want, "data");

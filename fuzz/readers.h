@@ -1,0 +1,94 @@
+// Every reader of a user file, driven the way hax drives it, for the fuzz targets (fuzz/targets/) and for the
+// replay test of the suite (tests/io/test_fuzz_replay.cpp), which runs each target's seed corpus and regression
+// inputs through the same code in the Release and sanitizer builds. The property checked is the one the README
+// promises for bad input: a reader either succeeds or throws hax::Error naming the file and the problem; anything
+// else that escapes (another exception type, a crash, a sanitizer report, a hang, a huge allocation) is a finding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hax/data/dataset_binary.h"
+#include "hax/data/dataset_text.h"
+#include "hax/data/tokens_file.h"
+#include "hax/engine/error.h"
+#include "hax/io/npy.h"
+#include "hax/io/safetensors.h"
+#include "hax/models/config.h"
+#include "hax/training/experiment.h"
+
+namespace hax::fuzz {
+
+// Runs `read`; a hax::Error is the reader refusing bad input, which is what it should do.
+template <class Read>
+void expect_success_or_error(Read&& read) {
+  try {
+    read();
+  } catch (const hax::Error&) {
+  }
+}
+
+// Opening checks the header; then every tensor is read on its own, so that one tensor of an unreadable dtype does
+// not hide the reading of the others.
+inline void read_safetensors(const std::string& path) {
+  const io::SafetensorsFile file(path);
+  for (const std::string& name : file.names()) expect_success_or_error([&] { (void)file.read(name); });
+}
+
+// config.json of a checkpoint or a --config file, and what is derived from it.
+inline void read_model_config(const std::string& path) {
+  const models::ModelConfig config = models::ModelConfig::load(path);
+  if (config.has_sparse()) (void)config.parsed_sparse_arch();
+  (void)config.paper_ingredients();
+}
+
+// Opening validates the whole file; then every sample is read both ways (padded, as training reads it, and not).
+inline void read_binary_dataset(const std::string& path) {
+  const data::BinaryDataset dataset(path);
+  std::vector<std::int32_t> tokens(dataset.pad_len());
+  std::vector<std::uint8_t> mask(dataset.pad_len());
+  for (std::uint64_t i = 0; i < dataset.size(); ++i) {
+    dataset.read_padded(i, tokens.data(), mask.data());
+    (void)dataset.sample(i);
+    (void)dataset.cell(i);
+  }
+}
+
+// The reference's text format, with the pad id of the paper's joint-recall task.
+inline void read_text_dataset(const std::string& path) { (void)data::read_text_dataset(path, 0); }
+
+// The tokens file of `hax logits`, against the vocabulary of the paper's configs.
+inline void read_tokens_file(const std::string& path) { (void)data::read_token_sequences(path, 100); }
+
+// The header, then the values in the dtype it names (float32 unless it says int32, so other dtypes are refused).
+inline void read_npy(const std::string& path) {
+  if (io::read_npy_header(path).descr == "<i4")
+    (void)io::load_npy<std::int32_t>(path);
+  else
+    (void)io::load_npy<float>(path);
+}
+
+// `hax sweep`'s experiment file: parsed, expanded into runs, each run's command lines built (as --dry-run does).
+inline void read_experiment(const std::string& path) {
+  const training::Experiment experiment = training::load_experiment(path);
+  for (const training::RunSpec& run : training::expand_runs(experiment)) {
+    (void)run.id();
+    for (const bool resume : {false, true})
+      (void)training::command_line("hax", training::train_arguments(experiment, run, "out", resume));
+    (void)training::command_line("hax", training::eval_arguments(experiment, "out"));
+  }
+}
+
+struct Target {
+  const char* name;  // fuzz/targets/<name>.cpp, fuzz/corpus/<name>/, fuzz/regressions/<name>/
+  void (*read)(const std::string& path);
+};
+
+inline constexpr Target kTargets[] = {
+    {"safetensors", read_safetensors},     {"model_config", read_model_config}, {"binary_dataset", read_binary_dataset},
+    {"text_dataset", read_text_dataset},   {"tokens_file", read_tokens_file},   {"npy", read_npy},
+    {"experiment", read_experiment},
+};
+
+}  // namespace hax::fuzz
