@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds, and runs every test, first in the Release build and then
-# in the AddressSanitizer + UBSan build. Usage: scripts/test.sh [release|asan|all] (default: all)
+# in the AddressSanitizer + UBSan build, then fuzzes every reader of user files for 30 s each (scripts/fuzz.sh;
+# HAX_FUZZ_SECONDS changes the time). Usage: scripts/test.sh [release|asan|fuzz|all] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
@@ -13,6 +14,7 @@ run_suite() {
 case "$which" in
   release) run_suite release build ;;
   asan) run_suite asan build-asan ;;
-  all) run_suite release build; run_suite asan build-asan ;;
-  *) echo "test.sh: unknown suite '$which' (expected release, asan or all)" >&2; exit 2 ;;
+  fuzz) scripts/fuzz.sh "${HAX_FUZZ_SECONDS:-30}" ;;
+  all) run_suite release build; run_suite asan build-asan; scripts/fuzz.sh "${HAX_FUZZ_SECONDS:-30}" ;;
+  *) echo "test.sh: unknown suite '$which' (expected release, asan, fuzz or all)" >&2; exit 2 ;;
 esac

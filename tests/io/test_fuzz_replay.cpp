@@ -24,6 +24,8 @@ std::vector<fs::path> inputs(const std::string& kind, const std::string& target)
   return files;
 }
 
+void PrintTo(const Target& target, std::ostream* out) { *out << target.name; }
+
 class FuzzReplay : public ::testing::TestWithParam<Target> {};
 
 TEST_P(FuzzReplay, SeedCorpusReadsWithoutError) {

@@ -8,6 +8,7 @@
 #include "../support/metrics.h"
 #include "../support/model_fixtures.h"
 #include "../support/test_support.h"
+#include "hax/engine/aligned_buffer.h"
 #include "hax/engine/error.h"
 #include "hax/io/safetensors.h"
 #include "hax/training/checkpoint.h"
@@ -108,6 +109,25 @@ TEST(Trainer, ANonFiniteLossStopsTheRunAndKeepsTheCheckpoints) {
     EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
   }
   EXPECT_EQ(testing::read_file(dir / "run/last/model.safetensors"), before);
+}
+
+// A batch whose activations cannot fit stops before the first update with the sum of what training needs.
+TEST(Trainer, ABatchTooLargeForTheMachineStopsBeforeTrainingSayingHowMuch) {
+  if (available_memory_bytes() == 0) GTEST_SKIP() << "this machine does not say how much memory it has";
+  const testing::ScratchDir dir;
+  auto train_data = joint_recall_source(small_task(), data::Split::train);
+  TrainOptions o = options(dir / "run", 4);
+  o.batch_size = 1 << 24;
+  try {
+    train(testing::tiny_mamba_config(), o, *train_data, nullptr, false);
+    FAIL() << "expected the run to stop";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const char* part : {"training this model at batch 16777216 x ", "parameters, gradients and AdamW moments",
+                             "activations up to ", "more available (memory + swap): lower --batch-size"})
+      EXPECT_NE(message.find(part), std::string::npos) << message;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "run/last"));
 }
 
 // With --skip-nonfinite a diverged update is logged and skipped, and the run goes on to its last update.

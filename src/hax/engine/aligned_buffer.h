@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <span>
 
 namespace hax {
@@ -35,6 +36,8 @@ class AlignedBuffer {
 
 // Bytes of memory available to a new allocation: MemAvailable + SwapFree from /proc/meminfo; 0 if unknown.
 std::size_t available_memory_bytes();
+// "1.25 GiB" (or "12.5 MiB" under 1 GiB), for messages about memory.
+std::string format_bytes(std::size_t bytes);
 
 // Rounds a float count up so that the next block starts on a 64-byte boundary.
 constexpr std::size_t round_up_to_alignment(std::size_t count) {

@@ -65,7 +65,7 @@ nlohmann::json parse_header(const std::filesystem::path& path, const std::string
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text, note_top_level_keys);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
     bad_file(path, "invalid JSON header: ", e.what());
   }
   if (!duplicate.empty()) bad_file(path, "tensor '", duplicate, "' appears twice in the header");

@@ -235,7 +235,7 @@ SparseState SparseBranch::start_state() const {
   check(num_buckets() == 0 || lsh_resample_ != "every_forward",
         "streaming inference needs fixed LSH projections: this model redraws them every forward (lsh_resample "
         "every_forward); use \"never\" or \"training\"");
-  SparseState state{ops::sparse::SparseKeyStream(arch_, num_buckets()), {}, {}, {}};
+  SparseState state{ops::sparse::SparseKeyStream(arch_, num_buckets()), {}, {}, {}, {}};
   state.query_sum.assign(2 * std::size_t(N_), 0.0);
   if (lsh_running_) state.lsh_sums.assign(4 * std::size_t(N_), 0.0);
   return state;

@@ -91,7 +91,7 @@ json parse_file(const std::string& path) {
   text << in.rdbuf();
   try {
     return json::parse(text.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number too large
     fail(path, ": not valid JSON: ", e.what());
   }
 }

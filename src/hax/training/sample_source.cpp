@@ -15,6 +15,7 @@ class DatasetSource final : public SampleSource {
   std::uint64_t size() const override { return dataset_.size(); }
   void read(std::uint64_t index, data::Sample& out) override { out = dataset_.sample(index); }
   std::string describe() const override { return cat(path_, " (", dataset_.size(), " samples)"); }
+  std::uint32_t longest() const override { return dataset_.pad_len(); }
 
  private:
   std::string path_;
@@ -38,6 +39,7 @@ class JointRecallSource final : public SampleSource {
     return cat("joint-recall ", data::split_name(split_), " split, seed ", config_.seed, ", generated on the fly (",
                size(), " samples)");
   }
+  std::uint32_t longest() const override { return config_.pad_len(); }
 
  private:
   data::JointRecallConfig config_;

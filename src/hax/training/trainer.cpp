@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hax/engine/aligned_buffer.h"
 #include "hax/engine/rng.h"
 #include "hax/training/batch.h"
 #include "hax/training/checkpoint.h"
@@ -66,6 +67,24 @@ std::vector<data::Sample> next_batch(SampleSource& source, std::uint64_t positio
   return samples;
 }
 
+// The activations of the largest update there can be (every sample at the longest length), checked against the
+// memory available before the first update: a config too large for the machine stops here, with one line that adds
+// up what it needs, rather than in the OOM killer mid-run. Parameters, gradients and moments are already allocated
+// (each checked on its own), so only the activations must still fit.
+void check_training_memory(const models::Model& model, int batch_size, std::uint32_t longest, int padded_length) {
+  layers::PackedBatch worst;
+  for (int i = 0; i < batch_size; ++i) worst.add_sequence(static_cast<int>(longest));
+  const std::size_t floats = model.arena_floats(worst, worst.rows(), padded_length);
+  const std::size_t activations = (floats + floats / 8) * sizeof(float);  // reserve_arena's headroom included
+  const std::size_t parameters = model.params().params().size() * sizeof(float);
+  const std::size_t available = available_memory_bytes();
+  check(available == 0 || activations <= available, "training this model at batch ", batch_size, " x ", longest,
+        " tokens needs ", format_bytes(4 * parameters + activations), ": parameters, gradients and AdamW moments ",
+        format_bytes(4 * parameters), " (allocated) and activations up to ", format_bytes(activations),
+        ", but this machine has ", format_bytes(available), " more available (memory + swap): lower --batch-size or "
+        "the task's lengths, or use a smaller config");
+}
+
 }  // namespace
 
 void train(const models::ModelConfig& config, const TrainOptions& o, SampleSource& train_data,
@@ -92,6 +111,7 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     model = std::make_unique<models::Model>(config);
     optimizer = std::make_unique<AdamW>(model->params().params().size(), o.adamw);
   }
+  check_training_memory(*model, o.batch_size, train_data.longest(), o.padded_length);
   MetricsLog log(out / "metrics.jsonl");
   const bool has_gate_loss = model->config().has_key_selection();
   const WarmupSchedule schedule{o.lr, o.warmup_steps};
