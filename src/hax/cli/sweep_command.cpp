@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -80,8 +81,10 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
 }
 
 // Runs `program args` with stdin from /dev/null and stdout and stderr appended to `log`; returns the exit status
-// (128 + the signal for a child killed by one, -1 if it could not start).
-int run_child(const std::string& program, std::vector<std::string> args, const fs::path& log) {
+// (128 + the signal for a child killed by one, -1 if it could not start). While the child runs, `on_minute` is
+// called about once a minute.
+int run_child(const std::string& program, std::vector<std::string> args, const fs::path& log,
+              const std::function<void()>& on_minute) {
   {
     std::ofstream header(log, std::ios::app);
     header << "== hax sweep: " << training::command_line(program, args) << "\n";
@@ -102,7 +105,12 @@ int run_child(const std::string& program, std::vector<std::string> args, const f
     return -1;
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  for (int tick = 1;; ++tick) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (tick % 60 == 0) on_minute();
+  }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -118,15 +126,25 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Runs one phase (train or eval) as a child; adds its wall time to the run's state, and on failure marks it failed
-// with the last line of its log. Returns whether it succeeded.
+// Runs one phase (train or eval) as a child; adds its wall time to the run's state as it goes (every minute, so a
+// sweep killed at a session's end loses at most a minute of it), and on failure marks it failed with the last line
+// of its log. Returns whether it succeeded.
 bool run_phase(const std::string& program, const std::vector<std::string>& args, const fs::path& dir,
                const char* phase, double training::SweepRunState::*seconds) {
   const fs::path log = dir.string() + "." + phase + ".log";
-  const auto start = std::chrono::steady_clock::now();
-  const int code = run_child(program, args, log);
+  auto counted_until = std::chrono::steady_clock::now();
+  const auto add_elapsed = [&](training::SweepRunState& state) {
+    state.*seconds += seconds_since(counted_until);
+    counted_until = std::chrono::steady_clock::now();
+  };
+  const int code = run_child(program, args, log, [&] {
+    training::SweepRunState state = training::read_sweep_state(dir);
+    add_elapsed(state);
+    state.status = "running";
+    training::write_sweep_state(dir, state);
+  });
   training::SweepRunState state = training::read_sweep_state(dir);
-  state.*seconds += seconds_since(start);
+  add_elapsed(state);
   state.status = code == 0 ? "running" : "failed";
   state.error = code == 0 ? "" : cat(phase, " exited with ", code, ": ", last_line(log));
   training::write_sweep_state(dir, state);
