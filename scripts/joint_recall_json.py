@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+# Writes docs/results/joint_recall.json, one object per finished joint-recall run: the Mamba2 pilot runs made by hand
+# before `hax sweep` existed (kept as they are in the file), then every finished run of the sweeps rendered under
+# docs/results/<experiment>/results.json. Each sweep run records its experiment, base, sparse_arch, semantics, seed,
+# steps, test_accuracy, wall_seconds, threads, command and eval_command. Runs adopted into a sweep from the hand-made
+# ones are left out (they are the hand-made records). A run trained in several attempts that finished before the
+# sweep recorded wall time every minute (2026-12-01 20:50 UTC) has only its last attempt's time: its wall_seconds is
+# null and wall_seconds_last_attempt says what was recorded (attempts are counted from its train log's headers).
+# Usage: scripts/joint_recall_json.py  (reads the run logs from ~/hax-runs, or HAX_RUNS_DIR)
+import datetime, json, os, sys
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+out_path = os.path.join(root, "docs/results/joint_recall.json")
+experiments = ["cpu_pilot", "ablation_paper_mamba", "causal_variants_mamba"]
+per_minute_since = datetime.datetime(2026, 12, 1, 20, 50, tzinfo=datetime.timezone.utc).timestamp()
+
+def attempts(folder):
+    log = folder + ".train.log"
+    if not os.path.exists(log):
+        return None
+    return sum(1 for line in open(log) if line.startswith("== hax sweep: "))
+
+hand_made = [r for r in json.load(open(out_path)) if "experiment" not in r]
+records = list(hand_made)
+for name in experiments:
+    for r in json.load(open(os.path.join(root, "docs/results", name, "results.json"))):
+        if r.get("status") != "done":
+            continue
+        if "adopted_from" in json.load(open(os.path.join(r["folder"], "sweep_run.json"))):
+            continue
+        rec = {"experiment": name, **{k: r[k] for k in ("base", "sparse_arch", "semantics", "seed", "steps",
+                                                          "test_accuracy", "threads", "command", "eval_command")}}
+        rec["wall_seconds"] = r["wall_seconds"]
+        n = attempts(r["folder"])
+        finished = os.path.getmtime(os.path.join(r["folder"], "test.json"))
+        if n is not None and n > 1 and finished < per_minute_since:
+            rec["wall_seconds"] = None
+            rec["wall_seconds_last_attempt"] = r["wall_seconds"]
+            rec["attempts"] = n
+        records.append(rec)
+json.dump(records, open(out_path, "w"), indent=1)
+open(out_path, "a").write("\n")
+print(f"{out_path}: {len(hand_made)} hand-made runs, {len(records) - len(hand_made)} sweep runs")
