@@ -37,6 +37,19 @@ inline std::filesystem::path save_untrained_checkpoint(const ScratchDir& dir) {
 }
 
 // Fails with a non-zero exit and exactly one line on stderr, "hax: error: ...", that mentions `mention`.
+// A tiny HAX (sign_bin_lsh+key_selection) checkpoint under `semantics`, for streaming runs.
+inline std::filesystem::path save_sparse_checkpoint(const ScratchDir& dir, ops::sparse::Semantics semantics) {
+  models::ModelConfig c = tiny_mamba_config();
+  c.sparse_arch = "sign_bin_lsh+key_selection";
+  c.sparse_keys = 8;
+  c.num_hash = 3;
+  c.data_max_length = 32;
+  c.semantics = semantics;
+  const auto path = dir / models::semantics_name(semantics);
+  training::save_model(path, models::Model(c));
+  return path;
+}
+
 inline ::testing::AssertionResult FailsWithOneErrorLine(const CommandResult& r, const std::string& mention) {
   if (r.exit_code == 0) return ::testing::AssertionFailure() << "exit code 0; stderr: " << r.err;
   const bool one_line = !r.err.empty() && r.err.find('\n') == r.err.size() - 1;

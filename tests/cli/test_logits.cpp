@@ -47,19 +47,6 @@ TEST(CliLogits, MatchTheModelInProcessWithZeroPadding) {
   }
 }
 
-// A tiny HAX (sign_bin_lsh+key_selection) checkpoint under `semantics`, for the streaming runs.
-std::filesystem::path save_sparse_checkpoint(const ScratchDir& dir, ops::sparse::Semantics semantics) {
-  models::ModelConfig c = tiny_mamba_config();
-  c.sparse_arch = "sign_bin_lsh+key_selection";
-  c.sparse_keys = 8;
-  c.num_hash = 3;
-  c.data_max_length = 32;
-  c.semantics = semantics;
-  const auto path = dir / models::semantics_name(semantics);
-  training::save_model(path, models::Model(c));
-  return path;
-}
-
 io::NpyArray<float> logits_with(const ScratchDir& dir, const fs::path& checkpoint, const std::string& flags) {
   const fs::path out = dir / "logits.npy";
   const CommandResult r = run_hax(cat("logits --checkpoint ", quoted(checkpoint), " --tokens ",

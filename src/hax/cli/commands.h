@@ -10,6 +10,7 @@ void register_data_commands(CLI::App& app);  // hax data info | cat  (data_comma
 void register_train_commands(CLI::App& app);  // hax train  (train_command.cpp)
 void register_eval_commands(CLI::App& app);  // hax eval  (eval_command.cpp)
 void register_logits_commands(CLI::App& app);  // hax logits  (logits_command.cpp)
+void register_inference_commands(CLI::App& app);  // hax score | generate  (inference_command.cpp)
 void register_sweep_commands(CLI::App& app);  // hax sweep  (sweep_command.cpp)
 void register_bench_commands(CLI::App& app);  // hax bench train-step | sparse-layer  (bench_command.cpp)
 // hax bench sparse-layer (bench_sparse_layer.cpp), registered by register_bench_commands on its `bench` group.

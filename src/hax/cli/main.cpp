@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   hax::cli::register_bench_commands(app);
   hax::cli::register_eval_commands(app);
   hax::cli::register_logits_commands(app);
+  hax::cli::register_inference_commands(app);
   hax::cli::register_sweep_commands(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,63 @@
+#include "hax/inference/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "hax/engine/error.h"
+
+namespace hax::inference {
+
+void validate(const SamplingOptions& o) {
+  check(std::isfinite(o.temperature) && o.temperature >= 0, "--temperature must be a finite number >= 0, got ",
+        o.temperature);
+  check(o.top_k >= 0, "--top-k must be >= 0, got ", o.top_k);
+}
+
+std::int32_t choose_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {
+  const auto most_likely = std::max_element(logits.begin(), logits.end());  // the first of equal maxima
+  if (o.temperature == 0) return static_cast<std::int32_t>(most_likely - logits.begin());
+  // Candidates: every id, or the top k by logit (ties to the lower id), in descending order.
+  std::vector<std::int32_t> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  const std::size_t k = o.top_k > 0 ? std::min<std::size_t>(o.top_k, ids.size()) : ids.size();
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
+                    [&](std::int32_t a, std::int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::vector<double> weights(k);
+  for (std::size_t i = 0; i < k; ++i)
+    weights[i] = std::exp((static_cast<double>(logits[ids[i]]) - *most_likely) / o.temperature);
+  double u = rng.uniform_double() * std::accumulate(weights.begin(), weights.end(), 0.0);
+  for (std::size_t i = 0; i < k; ++i) {
+    if (u < weights[i]) return ids[i];
+    u -= weights[i];
+  }
+  return ids[k - 1];  // u landed on the total by rounding
+}
+
+std::vector<std::int32_t> generate(models::Model& model, std::span<const std::int32_t> prompt, int max_new,
+                                   const SamplingOptions& o, std::uint64_t seed, int chunk,
+                                   const std::function<void(std::int32_t)>& on_token) {
+  validate(o);
+  check(!prompt.empty(), "the prompt must hold at least one token");
+  check(max_new >= 0, "--max-new must be >= 0, got ", max_new);
+  check(chunk > 0, "--chunk must be > 0, got ", chunk);
+  const std::size_t V = static_cast<std::size_t>(model.config().vocab_size);
+  models::ModelState state = model.start_state();
+  std::vector<float> logits;
+  for (std::size_t at = 0; at < prompt.size(); at += static_cast<std::size_t>(chunk)) {
+    const std::size_t T = std::min(prompt.size() - at, static_cast<std::size_t>(chunk));
+    const std::vector<float> part = model.prefill(state, prompt.subspan(at, T));
+    logits.assign(part.end() - static_cast<std::ptrdiff_t>(V), part.end());  // only the last row is needed
+  }
+  Rng rng(seed);
+  std::vector<std::int32_t> tokens;
+  for (int i = 0; i < max_new; ++i) {
+    const std::int32_t token = choose_token(logits, o, rng);
+    tokens.push_back(token);
+    if (on_token) on_token(token);
+    if (i + 1 < max_new) logits = model.decode(state, token);
+  }
+  return tokens;
+}
+
+}  // namespace hax::inference

@@ -1,0 +1,143 @@
+// hax score and hax generate in the library: streaming NLL against the parallel forward's logits, greedy decoding
+// against the argmax of the parallel forward, and sampling against the distribution it draws from.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "../support/model_fixtures.h"
+#include "hax/engine/arena.h"
+#include "hax/engine/error.h"
+#include "hax/inference/generate.h"
+#include "hax/inference/score.h"
+
+namespace hax::inference {
+namespace {
+
+using models::Model;
+
+std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<std::int32_t> tokens(T);
+  for (auto& t : tokens) t = static_cast<std::int32_t>(rng.below(vocab));
+  return tokens;
+}
+
+std::vector<float> parallel_logits(Model& model, const std::vector<std::int32_t>& tokens) {
+  layers::PackedBatch batch;
+  batch.add_sequence(static_cast<int>(tokens.size()));
+  std::vector<float> out(tokens.size() * std::size_t(model.config().vocab_size));
+  Arena arena(model.arena_floats(batch, batch.rows()));
+  model.logits(out.data(), tokens, batch, arena);
+  return out;
+}
+
+// HAX (so the sparse branch streams too), perturbed so that every path carries signal.
+std::unique_ptr<Model> hax_model() {
+  auto model = std::make_unique<Model>(testing::tiny_config("mamba", "sign_bin_lsh+key_selection"));
+  testing::perturb_parameters(*model);
+  return model;
+}
+
+TEST(Score, StreamingNllEqualsTheParallelForwardsAtEveryChunkSizeAndBucket) {
+  auto model = hax_model();
+  const int V = model->config().vocab_size;
+  const std::vector<data::TokenSequence> sequences = {random_tokens(50, V, 1), random_tokens(1, V, 2),
+                                                      random_tokens(23, V, 3)};
+  // Expected: from the parallel logits of each whole sequence.
+  double total = 0;
+  std::map<std::size_t, double> by_bucket;
+  for (const auto& s : sequences) {
+    const std::vector<float> logits = parallel_logits(*model, s);
+    for (std::size_t t = 1; t < s.size(); ++t) {
+      const double nll = token_nll({logits.data() + (t - 1) * V, std::size_t(V)}, s[t]);
+      total += nll;
+      by_bucket[t / 16] += nll;
+    }
+  }
+  for (const int chunk : {1, 7, 64}) {
+    const ScoreResult r = score_sequences(*model, sequences, {chunk, 16});
+    EXPECT_EQ(r.tokens, 49u + 0u + 22u);
+    EXPECT_NEAR(r.nll_sum, total, 1e-4 * total) << "chunk " << chunk;
+    EXPECT_NEAR(r.perplexity(), std::exp(total / 71), 1e-4 * std::exp(total / 71));
+    ASSERT_EQ(r.bucket_nll_sum.size(), 4u);  // positions up to 49
+    EXPECT_EQ(r.bucket_tokens[0], 15u + 15u);
+    for (std::size_t b = 0; b < 4; ++b) EXPECT_NEAR(r.bucket_nll_sum[b], by_bucket[b], 1e-4 * total) << b;
+  }
+}
+
+TEST(Score, TokenNllIsMinusLogSoftmaxEvenForLargeLogits) {
+  const std::vector<float> logits = {1000.f, 1000.f, 0.f};
+  EXPECT_NEAR(token_nll(logits, 0), std::log(2.0), 1e-9);
+  EXPECT_NEAR(token_nll(logits, 2), 1000 + std::log(2.0), 1e-6);
+}
+
+TEST(Score, PaperSemanticsCannotStreamAndSaysSo) {
+  Model model(testing::tiny_config("mamba", "sign_bin_lsh+key_selection", ops::sparse::Semantics::paper));
+  EXPECT_THROW(score_sequences(model, {{1, 2, 3}}, {}), Error);
+}
+
+TEST(Generate, GreedyFollowsTheArgmaxOfTheParallelForward) {
+  auto model = hax_model();
+  const int V = model->config().vocab_size;
+  const std::vector<std::int32_t> prompt = random_tokens(19, V, 4);
+  const std::vector<std::int32_t> got = generate(*model, prompt, 12, {}, 1, 5);
+  ASSERT_EQ(got.size(), 12u);
+  std::vector<std::int32_t> sequence = prompt;
+  for (const std::int32_t token : got) {
+    const std::vector<float> logits = parallel_logits(*model, sequence);
+    const float* last = logits.data() + (sequence.size() - 1) * V;
+    EXPECT_EQ(token, std::max_element(last, last + V) - last);
+    sequence.push_back(token);
+  }
+  EXPECT_TRUE(generate(*model, prompt, 0, {}, 1).empty());
+}
+
+TEST(Generate, ASeedRepeatsItsDrawsAndTopOneIsGreedy) {
+  auto model = hax_model();
+  const std::vector<std::int32_t> prompt = random_tokens(9, model->config().vocab_size, 5);
+  const SamplingOptions hot{1.5, 0};
+  EXPECT_EQ(generate(*model, prompt, 10, hot, 7), generate(*model, prompt, 10, hot, 7));
+  EXPECT_NE(generate(*model, prompt, 10, hot, 7), generate(*model, prompt, 10, hot, 8));
+  EXPECT_EQ(generate(*model, prompt, 10, {2.0, 1}, 7), generate(*model, prompt, 10, {}, 7));
+}
+
+TEST(Generate, DrawsFollowTheSoftmaxAtTheTemperatureOverTheTopK) {
+  const std::vector<float> logits = {0.f, 1.f, 2.f, -1.f};
+  Rng rng(3);
+  const int draws = 40000;
+  for (const SamplingOptions o : {SamplingOptions{1.0, 0}, SamplingOptions{0.5, 0}, SamplingOptions{1.0, 2}}) {
+    std::vector<double> expected(4, 0.0);
+    for (int i = 0; i < 4; ++i)
+      if (o.top_k == 0 || logits[i] >= 1.f) expected[i] = std::exp(logits[i] / o.temperature);
+    double sum = 0;
+    for (double e : expected) sum += e;
+    std::vector<int> counts(4, 0);
+    for (int n = 0; n < draws; ++n) ++counts[choose_token(logits, o, rng)];
+    for (int i = 0; i < 4; ++i) {
+      const double p = expected[i] / sum;
+      // Five standard deviations of a binomial count.
+      EXPECT_NEAR(counts[i], p * draws, 5 * std::sqrt(draws * p * (1 - p)) + 1) << "T " << o.temperature << " k "
+                                                                              << o.top_k << " id " << i;
+    }
+  }
+}
+
+TEST(Generate, BadOptionsAreErrorsNamingTheFlag) {
+  auto model = hax_model();
+  for (const SamplingOptions o : {SamplingOptions{-1.0, 0}, SamplingOptions{NAN, 0}, SamplingOptions{1.0, -2}}) {
+    try {
+      generate(*model, {{1, 2}}, 3, o, 1);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_TRUE(message.find("--temperature") != std::string::npos || message.find("--top-k") != std::string::npos)
+          << message;
+    }
+  }
+  EXPECT_THROW(generate(*model, {}, 3, {}, 1), Error);
+}
+
+}  // namespace
+}  // namespace hax::inference
