@@ -11,17 +11,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The model's logits for one sequence alone: (length, vocab).
-std::vector<float> logits_in_process(models::Model& model, const std::vector<std::int32_t>& tokens) {
-  layers::PackedBatch batch;
-  batch.add_sequence(static_cast<int>(tokens.size()));
-  const int rows = batch.rows();
-  Arena arena(model.arena_floats(batch, rows));
-  std::vector<float> out(tokens.size() * static_cast<std::size_t>(model.config().vocab_size));
-  model.logits(out.data(), tokens, batch, arena);
-  return out;
-}
-
 TEST(CliLogits, MatchTheModelInProcessWithZeroPadding) {
   const ScratchDir dir;
   const fs::path checkpoint = save_untrained_checkpoint(dir);
@@ -38,7 +27,7 @@ TEST(CliLogits, MatchTheModelInProcessWithZeroPadding) {
   ASSERT_EQ(logits.shape, (std::vector<std::int64_t>{3, 7, 100}));
   auto model = training::load_model(checkpoint);
   for (std::size_t s = 0; s < sequences.size(); ++s) {
-    const std::vector<float> expected = logits_in_process(*model, sequences[s]);
+    const std::vector<float> expected = parallel_logits(*model, sequences[s]);
     const float* got = logits.values.data() + s * positions * vocab;
     for (std::size_t i = 0; i < expected.size(); ++i)
       ASSERT_FLOAT_EQ(got[i], expected[i]) << "sequence " << s << " value " << i;

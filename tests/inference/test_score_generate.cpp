@@ -17,22 +17,6 @@ namespace {
 
 using models::Model;
 
-std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<std::int32_t> tokens(T);
-  for (auto& t : tokens) t = static_cast<std::int32_t>(rng.below(vocab));
-  return tokens;
-}
-
-std::vector<float> parallel_logits(Model& model, const std::vector<std::int32_t>& tokens) {
-  layers::PackedBatch batch;
-  batch.add_sequence(static_cast<int>(tokens.size()));
-  std::vector<float> out(tokens.size() * std::size_t(model.config().vocab_size));
-  Arena arena(model.arena_floats(batch, batch.rows()));
-  model.logits(out.data(), tokens, batch, arena);
-  return out;
-}
-
 // HAX (so the sparse branch streams too), perturbed so that every path carries signal.
 std::unique_ptr<Model> hax_model() {
   auto model = std::make_unique<Model>(testing::tiny_config("mamba", "sign_bin_lsh+key_selection"));
@@ -43,13 +27,13 @@ std::unique_ptr<Model> hax_model() {
 TEST(Score, StreamingNllEqualsTheParallelForwardsAtEveryChunkSizeAndBucket) {
   auto model = hax_model();
   const int V = model->config().vocab_size;
-  const std::vector<data::TokenSequence> sequences = {random_tokens(50, V, 1), random_tokens(1, V, 2),
-                                                      random_tokens(23, V, 3)};
+  const std::vector<data::TokenSequence> sequences = {testing::random_tokens(50, V, 1), testing::random_tokens(1, V, 2),
+                                                      testing::random_tokens(23, V, 3)};
   // Expected: from the parallel logits of each whole sequence.
   double total = 0;
   std::map<std::size_t, double> by_bucket;
   for (const auto& s : sequences) {
-    const std::vector<float> logits = parallel_logits(*model, s);
+    const std::vector<float> logits = testing::parallel_logits(*model, s);
     for (std::size_t t = 1; t < s.size(); ++t) {
       const double nll = token_nll({logits.data() + (t - 1) * V, std::size_t(V)}, s[t]);
       total += nll;
@@ -81,12 +65,12 @@ TEST(Score, PaperSemanticsCannotStreamAndSaysSo) {
 TEST(Generate, GreedyFollowsTheArgmaxOfTheParallelForward) {
   auto model = hax_model();
   const int V = model->config().vocab_size;
-  const std::vector<std::int32_t> prompt = random_tokens(19, V, 4);
+  const std::vector<std::int32_t> prompt = testing::random_tokens(19, V, 4);
   const std::vector<std::int32_t> got = generate(*model, prompt, 12, {}, 1, 5);
   ASSERT_EQ(got.size(), 12u);
   std::vector<std::int32_t> sequence = prompt;
   for (const std::int32_t token : got) {
-    const std::vector<float> logits = parallel_logits(*model, sequence);
+    const std::vector<float> logits = testing::parallel_logits(*model, sequence);
     const float* last = logits.data() + (sequence.size() - 1) * V;
     EXPECT_EQ(token, std::max_element(last, last + V) - last);
     sequence.push_back(token);
@@ -96,7 +80,7 @@ TEST(Generate, GreedyFollowsTheArgmaxOfTheParallelForward) {
 
 TEST(Generate, ASeedRepeatsItsDrawsAndTopOneIsGreedy) {
   auto model = hax_model();
-  const std::vector<std::int32_t> prompt = random_tokens(9, model->config().vocab_size, 5);
+  const std::vector<std::int32_t> prompt = testing::random_tokens(9, model->config().vocab_size, 5);
   const SamplingOptions hot{1.5, 0};
   EXPECT_EQ(generate(*model, prompt, 10, hot, 7), generate(*model, prompt, 10, hot, 7));
   EXPECT_NE(generate(*model, prompt, 10, hot, 7), generate(*model, prompt, 10, hot, 8));

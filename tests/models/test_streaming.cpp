@@ -22,22 +22,6 @@ ModelConfig streaming_config(const std::string& arch) { return testing::tiny_spa
 
 void perturb(Model& model) { testing::perturb_parameters(model); }
 
-std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<std::int32_t> tokens(T);
-  for (auto& t : tokens) t = static_cast<std::int32_t>(rng.below(vocab));
-  return tokens;
-}
-
-std::vector<float> parallel_logits(Model& model, const std::vector<std::int32_t>& tokens) {
-  layers::PackedBatch batch;
-  batch.add_sequence(static_cast<int>(tokens.size()));
-  std::vector<float> out(tokens.size() * std::size_t(model.config().vocab_size));
-  Arena arena(model.arena_floats(batch, batch.rows()));
-  model.logits(out.data(), tokens, batch, arena);
-  return out;
-}
-
 // The logits of tokens[from, to) fed to `state` in chunks of `chunk` (a chunk of 1 is decoding), appended to out.
 void feed(Model& model, ModelState& state, std::span<const std::int32_t> tokens, int chunk,
           std::vector<float>& out) {
@@ -67,8 +51,8 @@ ModelConfig streaming_config(const testing::BaseArch& case_) {
 TEST_P(StreamingTest, ChunkedPrefillMatchesTheParallelForward) {
   Model model(streaming_config(GetParam()));
   perturb(model);
-  const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 3);
-  const std::vector<float> expected = parallel_logits(model, tokens);
+  const std::vector<std::int32_t> tokens = testing::random_tokens(40, model.config().vocab_size, 3);
+  const std::vector<float> expected = testing::parallel_logits(model, tokens);
   for (int chunk : {1, 3, 7, 40}) {
     ModelState state = model.start_state();
     std::vector<float> got;
@@ -81,8 +65,8 @@ TEST_P(StreamingTest, ChunkedPrefillMatchesTheParallelForward) {
 TEST_P(StreamingTest, DecodingAfterAPrefillMatchesTheParallelForward) {
   Model model(streaming_config(GetParam()));
   perturb(model);
-  const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 4);
-  const std::vector<float> expected = parallel_logits(model, tokens);
+  const std::vector<std::int32_t> tokens = testing::random_tokens(40, model.config().vocab_size, 4);
+  const std::vector<float> expected = testing::parallel_logits(model, tokens);
   ModelState state = model.start_state();
   std::vector<float> got;
   const std::span<const std::int32_t> all(tokens);
@@ -94,7 +78,7 @@ TEST_P(StreamingTest, DecodingAfterAPrefillMatchesTheParallelForward) {
 TEST_P(StreamingTest, ACopiedStateContinuesIdentically) {
   Model model(streaming_config(GetParam()));
   perturb(model);
-  const std::vector<std::int32_t> tokens = random_tokens(40, model.config().vocab_size, 6);
+  const std::vector<std::int32_t> tokens = testing::random_tokens(40, model.config().vocab_size, 6);
   const std::span<const std::int32_t> all(tokens);
   ModelState state = model.start_state();
   std::vector<float> prefix;
@@ -110,7 +94,7 @@ TEST_P(StreamingTest, ACopiedStateContinuesIdentically) {
   expect_same_logits(from_second_copy, from_state, "copy continued in chunks of 5");
   std::vector<float> whole = prefix;
   whole.insert(whole.end(), from_copy.begin(), from_copy.end());
-  expect_same_logits(whole, parallel_logits(model, tokens), "prefix + copy");
+  expect_same_logits(whole, testing::parallel_logits(model, tokens), "prefix + copy");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, StreamingTest, ::testing::ValuesIn(testing::all_base_archs()),
@@ -120,7 +104,7 @@ TEST(Streaming, TheStateHoldsAKeyValueCacheAndAConstantSizeRest) {
   Model model(streaming_config("sign_bin_lsh+key_selection"));
   perturb(model);
   ModelState state = model.start_state();
-  model.prefill(state, random_tokens(13, model.config().vocab_size, 1));
+  model.prefill(state, testing::random_tokens(13, model.config().vocab_size, 1));
   model.decode(state, 4);
   ASSERT_EQ(state.blocks.size(), 2u);
   const layers::MixerState& layer = state.blocks[1];
@@ -159,11 +143,11 @@ TEST(Streaming, PlainMambaStreamsUnderEitherSemantics) {
   c.semantics = ops::sparse::Semantics::paper;  // nothing in plain Mamba looks ahead
   Model model(c);
   perturb(model);
-  const std::vector<std::int32_t> tokens = random_tokens(20, c.vocab_size, 9);
+  const std::vector<std::int32_t> tokens = testing::random_tokens(20, c.vocab_size, 9);
   ModelState state = model.start_state();
   std::vector<float> got;
   feed(model, state, tokens, 3, got);
-  expect_same_logits(got, parallel_logits(model, tokens), "plain Mamba, paper");
+  expect_same_logits(got, testing::parallel_logits(model, tokens), "plain Mamba, paper");
 }
 
 }  // namespace

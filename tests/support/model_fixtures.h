@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "hax/engine/arena.h"
 #include "hax/engine/rng.h"
 #include "hax/models/config.h"
 #include "hax/models/model.h"
@@ -115,6 +116,24 @@ inline const std::vector<BaseArch>& all_base_archs() {
 }
 inline std::string base_arch_identifier(const BaseArch& case_) {
   return case_.first + "_" + arch_identifier(case_.second);
+}
+
+// T token ids drawn uniformly below `vocab`.
+inline std::vector<std::int32_t> random_tokens(int T, int vocab, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<std::int32_t> tokens(T);
+  for (auto& t : tokens) t = static_cast<std::int32_t>(rng.below(vocab));
+  return tokens;
+}
+
+// The logits (T, V) of one sequence by the parallel forward: what streaming inference must reproduce.
+inline std::vector<float> parallel_logits(models::Model& model, const std::vector<std::int32_t>& tokens) {
+  layers::PackedBatch batch;
+  batch.add_sequence(static_cast<int>(tokens.size()));
+  std::vector<float> out(tokens.size() * std::size_t(model.config().vocab_size));
+  Arena arena(model.arena_floats(batch, batch.rows()));
+  model.logits(out.data(), tokens, batch, arena);
+  return out;
 }
 
 // Every parameter moved off its initial value (E = 1, zero biases, ...), so every path carries gradient and signal.
