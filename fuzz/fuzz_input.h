@@ -52,11 +52,16 @@ class InputFile {
 
 }  // namespace hax::fuzz
 
-// Defines libFuzzer's entry point: the input written to the in-memory file, then read by `read` (fuzz/readers.h).
-#define HAX_FUZZ_TARGET(read)                                                             \
-  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {    \
-    static hax::fuzz::InputFile input;                                                    \
-    const std::string& path = input.write(data, size);                                    \
-    hax::fuzz::expect_success_or_error([&] { hax::fuzz::read(path); });                   \
-    return 0;                                                                             \
+// Defines libFuzzer's entry point for the target `name` of fuzz/readers.h: the input, prepared as the target says,
+// written to the in-memory file, then read.
+#define HAX_FUZZ_TARGET(name)                                                                  \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {         \
+    static const hax::fuzz::Target& target = hax::fuzz::target_named(name);                   \
+    static hax::fuzz::InputFile input;                                                         \
+    std::string bytes(reinterpret_cast<const char*>(data), size);                              \
+    if (target.prepare) target.prepare(bytes);                                                 \
+    const std::string& path = input.write(reinterpret_cast<const std::uint8_t*>(bytes.data()), \
+                                          bytes.size());                                       \
+    hax::fuzz::expect_success_or_error([&] { target.read(path); });                            \
+    return 0;                                                                                  \
   }

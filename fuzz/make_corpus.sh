@@ -9,13 +9,14 @@ corpus=fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$corpus"
-mkdir -p "$corpus"/{safetensors,model_config,binary_dataset,text_dataset,tokens_file,npy,experiment}
+mkdir -p "$corpus"/{safetensors,model_config,binary_dataset,binary_dataset_sealed,text_dataset,tokens_file,npy,experiment}
 
 tiny=(--min-contexts 2 --max-contexts 3 --min-keys 2 --max-keys 2 --values 4 --vocab 24 --train-per-cell 2)
 "$hax" gen joint-recall "${tiny[@]}" --out "$corpus/binary_dataset/joint_recall.bin" >/dev/null
 "$hax" gen joint-recall "${tiny[@]}" --out "$corpus/text_dataset/joint_recall.txt" >/dev/null
 head -n 4 tests/fixtures/joint_recall_seed1_train_first288.txt > "$corpus/text_dataset/reference_first2.txt"
 "$hax" gen mqar --seq-len 16 --kv-pairs 2 --vocab 300 --train-size 3 --out "$corpus/binary_dataset/mqar.bin" >/dev/null
+cp "$corpus"/binary_dataset/* "$corpus/binary_dataset_sealed/"
 
 for c in configs/*.json; do cp "$c" "$corpus/model_config/$(basename "$c")"; done
 for e in experiments/*.json; do cp "$e" "$corpus/experiment/$(basename "$e")"; done

@@ -5,7 +5,10 @@
 // else that escapes (another exception type, a crash, a sanitizer report, a hang, a huge allocation) is a finding.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,13 +46,16 @@ inline void read_model_config(const std::string& path) {
   (void)config.paper_ingredients();
 }
 
-// Opening validates the whole file; then every sample is read both ways (padded, as training reads it, and not).
+// Opening validates the whole file; then every sample is read, unpadded as training reads it, and padded to
+// pad_len (what `hax data cat` writes) where pad_len is small enough to hold: a valid header may claim any pad_len
+// up to 2^31 - 1, and padding to it is the caller's allocation, not the reader's.
 inline void read_binary_dataset(const std::string& path) {
   const data::BinaryDataset dataset(path);
-  std::vector<std::int32_t> tokens(dataset.pad_len());
-  std::vector<std::uint8_t> mask(dataset.pad_len());
+  const bool pad = dataset.pad_len() <= (1u << 20);
+  std::vector<std::int32_t> tokens(pad ? dataset.pad_len() : 0);
+  std::vector<std::uint8_t> mask(pad ? dataset.pad_len() : 0);
   for (std::uint64_t i = 0; i < dataset.size(); ++i) {
-    dataset.read_padded(i, tokens.data(), mask.data());
+    if (pad) dataset.read_padded(i, tokens.data(), mask.data());
     (void)dataset.sample(i);
     (void)dataset.cell(i);
   }
@@ -80,15 +86,39 @@ inline void read_experiment(const std::string& path) {
   }
 }
 
+// Most changes to a binary dataset fail its checksum, so that fuzzing the file as it is never gets past it. This
+// target's inputs are sealed first: the header's file size and checksum are set to match the bytes (inputs shorter
+// than the header are left alone), so what is fuzzed is the validation behind the checksum.
+inline void seal_binary_dataset(std::string& bytes) {
+  if (bytes.size() < sizeof(data::BinaryDatasetHeader)) return;
+  const std::uint64_t size = bytes.size();
+  std::memcpy(bytes.data() + offsetof(data::BinaryDatasetHeader, file_size), &size, sizeof size);
+  const std::uint64_t checksum =
+      data::binary_dataset_checksum(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  std::memcpy(bytes.data() + offsetof(data::BinaryDatasetHeader, checksum), &checksum, sizeof checksum);
+}
+
 struct Target {
   const char* name;  // fuzz/targets/<name>.cpp, fuzz/corpus/<name>/, fuzz/regressions/<name>/
   void (*read)(const std::string& path);
+  void (*prepare)(std::string& bytes) = nullptr;  // applied to each input before it is written to the file read
 };
 
 inline constexpr Target kTargets[] = {
-    {"safetensors", read_safetensors},     {"model_config", read_model_config}, {"binary_dataset", read_binary_dataset},
-    {"text_dataset", read_text_dataset},   {"tokens_file", read_tokens_file},   {"npy", read_npy},
+    {"safetensors", read_safetensors},
+    {"model_config", read_model_config},
+    {"binary_dataset", read_binary_dataset},
+    {"binary_dataset_sealed", read_binary_dataset, seal_binary_dataset},
+    {"text_dataset", read_text_dataset},
+    {"tokens_file", read_tokens_file},
+    {"npy", read_npy},
     {"experiment", read_experiment},
 };
+
+inline const Target& target_named(const std::string& name) {
+  for (const Target& t : kTargets)
+    if (name == t.name) return t;
+  throw std::logic_error("no fuzz target " + name);
+}
 
 }  // namespace hax::fuzz

@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_binary_dataset.
+// libFuzzer target: "binary_dataset" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_binary_dataset)
+HAX_FUZZ_TARGET("binary_dataset")

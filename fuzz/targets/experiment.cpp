@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_experiment.
+// libFuzzer target: "experiment" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_experiment)
+HAX_FUZZ_TARGET("experiment")

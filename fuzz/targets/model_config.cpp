@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_model_config.
+// libFuzzer target: "model_config" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_model_config)
+HAX_FUZZ_TARGET("model_config")

@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_npy.
+// libFuzzer target: "npy" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_npy)
+HAX_FUZZ_TARGET("npy")

@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_safetensors.
+// libFuzzer target: "safetensors" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_safetensors)
+HAX_FUZZ_TARGET("safetensors")

@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_text_dataset.
+// libFuzzer target: "text_dataset" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_text_dataset)
+HAX_FUZZ_TARGET("text_dataset")

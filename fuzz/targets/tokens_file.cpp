@@ -1,4 +1,4 @@
-// libFuzzer target: fuzz/readers.h read_tokens_file.
+// libFuzzer target: "tokens_file" of fuzz/readers.h.
 #include "fuzz/fuzz_input.h"
 
-HAX_FUZZ_TARGET(read_tokens_file)
+HAX_FUZZ_TARGET("tokens_file")

@@ -160,6 +160,24 @@ TEST(BinaryFormat, TwoByteTokensRoundTrip) {
   }
 }
 
+// Found by fuzzing (fuzz/regressions/binary_dataset_sealed/): sample() allocated pad_len tokens before trimming them
+// to the sample's length, so a header claiming a pad_len of 2^30 cost 5 GiB per sample read; and a pad_len past
+// 2^31 - 1 overflowed the int lengths of a batch.
+TEST(BinaryFormat, ASampleCostsItsOwnLengthWhateverThePadLenAndPadLenFitsAnInt) {
+  const testing::ScratchDir dir;
+  const std::vector<Sample> samples = {fixture_samples()[0]};
+  DatasetInfo info = joint_recall_info();
+  info.pad_len = 1u << 30;
+  write_binary(dir / "long_pad.bin", info, samples);
+  const BinaryDataset dataset(dir / "long_pad.bin");
+  EXPECT_EQ(dataset.sample(0).tokens, samples[0].tokens);
+  info.pad_len = (1u << 31) + 5;
+  write_binary(dir / "too_long.bin", info, samples);
+  EXPECT_NE(dataset_error(dir / "too_long.bin").find("pad_len 2147483653 is longer than any sequence hax can hold"),
+            std::string::npos)
+      << dataset_error(dir / "too_long.bin");
+}
+
 TEST(BinaryFormat, EmptyDatasetIsValid) {
   const testing::ScratchDir dir;
   write_binary(dir / "empty.bin", joint_recall_info(), {});

@@ -9,6 +9,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "hax/engine/error.h"
 
@@ -42,6 +43,16 @@ std::uint64_t combined_checksum(std::uint64_t payload_digest, BinaryDatasetHeade
 }
 
 }  // namespace
+
+std::uint64_t binary_dataset_checksum(const unsigned char* file, std::uint64_t size) {
+  check(size >= sizeof(BinaryDatasetHeader), "a binary dataset has at least its ", sizeof(BinaryDatasetHeader),
+        "-byte header, got ", size, " bytes");
+  BinaryDatasetHeader header;
+  std::memcpy(&header, file, sizeof header);
+  io::Hasher64 payload(0);
+  payload.update(file + sizeof header, size - sizeof header);
+  return combined_checksum(payload.digest(), header);
+}
 
 // ---- writer -------------------------------------------------------------------------------------------------
 
@@ -180,14 +191,15 @@ void BinaryDataset::validate_header() {
     fail_file(cat("truncated: the header records ", header_.file_size, " bytes but the file has ", map_.size));
   if (header_.file_size < map_.size)
     fail_file(cat("has ", map_.size - header_.file_size, " unexpected bytes after its recorded end"));
-  io::Hasher64 payload(0);
-  payload.update(map_.bytes + sizeof header_, map_.size - sizeof header_);
-  const std::uint64_t computed = combined_checksum(payload.digest(), header_);
-  if (computed != header_.checksum) fail_file("checksum mismatch: the file is corrupted");
+  if (binary_dataset_checksum(map_.bytes, map_.size) != header_.checksum)
+    fail_file("checksum mismatch: the file is corrupted");
 }
 
 void BinaryDataset::validate_sections() {
   const BinaryDatasetHeader& h = header_;
+  // Lengths are int in the model's batches (as in PyTorch's varlen kernels).
+  if (h.pad_len > static_cast<std::uint32_t>(std::numeric_limits<std::int32_t>::max()))
+    fail_file(cat("pad_len ", h.pad_len, " is longer than any sequence hax can hold (2^31 - 1 tokens)"));
   if (h.vocab_size < 1 || h.vocab_size > data::kMaxVocab) fail_file(cat("vocab size ", h.vocab_size, " out of range"));
   if (h.token_width != token_width_for(h.vocab_size))
     fail_file(cat("token width ", h.token_width, " does not match vocab size ", h.vocab_size));
@@ -238,24 +250,27 @@ void BinaryDataset::validate_records() const {
   if (offsets_[size()] != header_.data_size) fail_file("the records do not fill the data section");
 }
 
-void BinaryDataset::read_padded(std::uint64_t i, std::int32_t* tokens, std::uint8_t* mask) const {
+void BinaryDataset::decode(std::uint64_t i, std::int32_t* tokens, std::uint8_t* mask) const {
   const std::uint32_t length = lengths_[i];
   const unsigned char* bytes = record(i);
   for (std::uint32_t t = 0; t < length; ++t)
     tokens[t] = static_cast<std::int32_t>(token_at(bytes, header_.token_width, t));
-  std::fill(tokens + length, tokens + header_.pad_len, header_.pad_id);
   const unsigned char* bits = bytes + static_cast<std::size_t>(length) * header_.token_width;
   for (std::uint32_t t = 0; t < length; ++t) mask[t] = (bits[t / 8] >> (t % 8)) & 1;
-  std::fill(mask + length, mask + header_.pad_len, 0);
 }
 
+void BinaryDataset::read_padded(std::uint64_t i, std::int32_t* tokens, std::uint8_t* mask) const {
+  decode(i, tokens, mask);
+  std::fill(tokens + lengths_[i], tokens + header_.pad_len, header_.pad_id);
+  std::fill(mask + lengths_[i], mask + header_.pad_len, 0);
+}
+
+// Only the sample's own length is allocated: pad_len may be far longer than any sample.
 data::Sample BinaryDataset::sample(std::uint64_t i) const {
   data::Sample out;
-  out.tokens.resize(header_.pad_len);
-  out.mask.resize(header_.pad_len);
-  read_padded(i, out.tokens.data(), out.mask.data());
   out.tokens.resize(length(i));
   out.mask.resize(length(i));
+  decode(i, out.tokens.data(), out.mask.data());
   out.cell = cell(i);
   return out;
 }

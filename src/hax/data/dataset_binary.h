@@ -60,6 +60,10 @@ struct DatasetInfo {
   std::uint32_t vocab_size = 0;
 };
 
+// The checksum that the header of the file `file` (`size` bytes, at least the header) should record; the recorded
+// field itself does not count.
+std::uint64_t binary_dataset_checksum(const unsigned char* file, std::uint64_t size);
+
 class BinaryDatasetWriter {
  public:
   // Opens `path` atomically (nothing appears there unless finish() succeeds).
@@ -119,6 +123,7 @@ class BinaryDataset {
   void validate_header();
   void validate_sections();
   void validate_records() const;
+  void decode(std::uint64_t i, std::int32_t* tokens, std::uint8_t* mask) const;  // length(i) of each, unpadded
   const unsigned char* record(std::uint64_t i) const { return data_ + offsets_[i]; }
 
   std::filesystem::path path_;

@@ -1,5 +1,6 @@
 #include "hax/training/sample_source.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "hax/data/dataset_binary.h"
@@ -11,15 +12,17 @@ class DatasetSource final : public SampleSource {
  public:
   explicit DatasetSource(const std::string& path) : path_(path), dataset_(path) {
     check(dataset_.size() > 0, "dataset '", path, "' holds no samples");
+    for (std::uint64_t i = 0; i < dataset_.size(); ++i) longest_ = std::max(longest_, dataset_.length(i));
   }
   std::uint64_t size() const override { return dataset_.size(); }
   void read(std::uint64_t index, data::Sample& out) override { out = dataset_.sample(index); }
   std::string describe() const override { return cat(path_, " (", dataset_.size(), " samples)"); }
-  std::uint32_t longest() const override { return dataset_.pad_len(); }
+  std::uint32_t longest() const override { return longest_; }  // the file's pad_len may be longer
 
  private:
   std::string path_;
   data::BinaryDataset dataset_;
+  std::uint32_t longest_ = 0;
 };
 
 // Generation is sequential: reading index i after i-1 costs one sample; any other jump restarts the stream there.

@@ -17,7 +17,7 @@ class SampleSource {
   virtual std::uint64_t size() const = 0;                          // samples in one pass
   virtual void read(std::uint64_t index, data::Sample& out) = 0;   // index < size(); sequential reads are fastest
   virtual std::string describe() const = 0;
-  virtual std::uint32_t longest() const = 0;  // no sample is longer (the format's pad_len): sizes the worst batch
+  virtual std::uint32_t longest() const = 0;  // no sample is longer: sizes the worst batch
 };
 
 // A binary dataset written by `hax gen` (validated when opened).

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -72,6 +73,11 @@ std::vector<data::Sample> next_batch(SampleSource& source, std::uint64_t positio
 // up what it needs, rather than in the OOM killer mid-run. Parameters, gradients and moments are already allocated
 // (each checked on its own), so only the activations must still fit.
 void check_training_memory(const models::Model& model, int batch_size, std::uint32_t longest, int padded_length) {
+  // Rows are int in a batch (as in PyTorch's varlen kernels).
+  check(std::uint64_t(batch_size) * std::max<std::uint64_t>(longest, padded_length) <=
+            std::uint64_t(std::numeric_limits<int>::max()),
+        "a batch of ", batch_size, " x ", std::max<std::uint64_t>(longest, padded_length),
+        " tokens is more than 2^31 - 1 rows: lower --batch-size");
   layers::PackedBatch worst;
   for (int i = 0; i < batch_size; ++i) worst.add_sequence(static_cast<int>(longest));
   const std::size_t floats = model.arena_floats(worst, worst.rows(), padded_length);
