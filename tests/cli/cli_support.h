@@ -36,7 +36,6 @@ inline std::filesystem::path save_untrained_checkpoint(const ScratchDir& dir) {
   return path;
 }
 
-// Fails with a non-zero exit and exactly one line on stderr, "hax: error: ...", that mentions `mention`.
 // A tiny HAX (sign_bin_lsh+key_selection) checkpoint under `semantics`, for streaming runs.
 inline std::filesystem::path save_sparse_checkpoint(const ScratchDir& dir, ops::sparse::Semantics semantics) {
   models::ModelConfig c = tiny_mamba_config();
@@ -50,6 +49,7 @@ inline std::filesystem::path save_sparse_checkpoint(const ScratchDir& dir, ops::
   return path;
 }
 
+// Fails with a non-zero exit and exactly one line on stderr, "hax: error: ...", that mentions `mention`.
 inline ::testing::AssertionResult FailsWithOneErrorLine(const CommandResult& r, const std::string& mention) {
   if (r.exit_code == 0) return ::testing::AssertionFailure() << "exit code 0; stderr: " << r.err;
   const bool one_line = !r.err.empty() && r.err.find('\n') == r.err.size() - 1;

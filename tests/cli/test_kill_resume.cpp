@@ -1,0 +1,99 @@
+// Training survives SIGKILL at any moment: `hax train` is killed at random times (with a checkpoint every update,
+// so many kills land inside a checkpoint write), resumed each time from whatever it left, and must end with the same
+// bits as a run that was never interrupted: model, AdamW moments and trainer state.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "cli_support.h"
+#include "hax/engine/rng.h"
+
+extern char** environ;
+
+namespace hax::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// Starts `hax args...` with stdout and stderr to /dev/null.
+pid_t spawn_hax(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {HAX_BINARY};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, HAX_BINARY, &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  EXPECT_EQ(spawned, 0);
+  return pid;
+}
+
+// Waits for `pid`, killing it with SIGKILL at `deadline` if it is still running; true if it exited by itself with 0.
+bool run_until(pid_t pid, Clock::time_point deadline) {
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+std::vector<std::string> train_args(const fs::path& config, const fs::path& out, bool resume) {
+  std::vector<std::string> args = {"train", "--config", config.string(), "--out", out.string(), "--steps", "60",
+                                   "--batch-size", "4", "--eval-every", "1", "--log-every", "1", "--threads", "1",
+                                   "--min-contexts", "2", "--max-contexts", "3", "--min-keys", "2", "--max-keys", "3",
+                                   "--values", "4", "--train-per-cell", "32", "--eval-per-cell", "2"};
+  if (resume) args.push_back("--resume");
+  return args;
+}
+
+TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
+  const ScratchDir dir;
+  const fs::path config = write_tiny_config(dir);
+  const auto start = Clock::now();
+  ASSERT_TRUE(run_until(spawn_hax(train_args(config, dir / "whole", false)), Clock::time_point::max()));
+  const double whole_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+
+  // Ten attempts, each killed after a time drawn uniformly below 15% of an uninterrupted run's length: together they
+  // get through about three quarters of the run (so the kills land from before the first checkpoint to late ones),
+  // and a last attempt finishes it.
+  Rng rng(2026);
+  const fs::path run = dir / "killed";
+  int kills = 0;
+  bool finished = false;
+  for (int attempt = 0; attempt < 10 && !finished; ++attempt) {
+    const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
+    const auto delay = std::chrono::duration<double>(whole_seconds * 0.15 * rng.uniform_double());
+    finished = run_until(spawn_hax(train_args(config, run, resume)),
+                         Clock::now() + std::chrono::duration_cast<Clock::duration>(delay));
+    kills += !finished;
+  }
+  if (!finished) {
+    const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
+    ASSERT_TRUE(run_until(spawn_hax(train_args(config, run, resume)), Clock::time_point::max()));
+  }
+  EXPECT_GE(kills, 8) << "the runs finished before they could be killed: the test checks little";
+  for (const char* file : {"last/model.safetensors", "last/optimizer.safetensors", "last/trainer_state.json",
+                           "best/model.safetensors"})
+    EXPECT_EQ(read_file(run / file), read_file(dir / "whole" / file)) << file << " after " << kills << " kills";
+}
+
+}  // namespace
+}  // namespace hax::testing
