@@ -71,16 +71,17 @@ TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
   ASSERT_TRUE(run_until(spawn_hax(train_args(config, dir / "whole", false)), Clock::time_point::max()));
   const double whole_seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
-  // Ten attempts, each killed after a time drawn uniformly below 15% of an uninterrupted run's length: together they
-  // get through about three quarters of the run (so the kills land from before the first checkpoint to late ones),
-  // and a last attempt finishes it.
+  // Ten attempts, each killed after a time drawn uniformly below 8% of an uninterrupted run's length (startup
+  // included): together they get through less than half of the run, with room for the machine to be twice as fast
+  // as when the whole run was timed, so the kills land from before the first checkpoint to late ones, and a last
+  // attempt finishes it.
   Rng rng(2026);
   const fs::path run = dir / "killed";
   int kills = 0;
   bool finished = false;
   for (int attempt = 0; attempt < 10 && !finished; ++attempt) {
     const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
-    const auto delay = std::chrono::duration<double>(whole_seconds * 0.15 * rng.uniform_double());
+    const auto delay = std::chrono::duration<double>(whole_seconds * 0.08 * rng.uniform_double());
     finished = run_until(spawn_hax(train_args(config, run, resume)),
                          Clock::now() + std::chrono::duration_cast<Clock::duration>(delay));
     kills += !finished;
@@ -89,7 +90,7 @@ TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
     const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
     ASSERT_TRUE(run_until(spawn_hax(train_args(config, run, resume)), Clock::time_point::max()));
   }
-  EXPECT_GE(kills, 8) << "the runs finished before they could be killed: the test checks little";
+  EXPECT_GE(kills, 5) << "the runs finished before they could be killed: the test checks little";
   for (const char* file : {"last/model.safetensors", "last/optimizer.safetensors", "last/trainer_state.json",
                            "best/model.safetensors"})
     EXPECT_EQ(read_file(run / file), read_file(dir / "whole" / file)) << file << " after " << kills << " kills";
