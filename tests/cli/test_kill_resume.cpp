@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -55,8 +56,9 @@ bool run_until(pid_t pid, Clock::time_point deadline) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-std::vector<std::string> train_args(const fs::path& config, const fs::path& out, bool resume) {
-  std::vector<std::string> args = {"train", "--config", config.string(), "--out", out.string(), "--steps", "60",
+std::vector<std::string> train_args(const fs::path& config, const fs::path& out, bool resume, int steps = 60) {
+  std::vector<std::string> args = {"train", "--config", config.string(), "--out", out.string(), "--steps",
+                                   std::to_string(steps),
                                    "--batch-size", "4", "--eval-every", "1", "--log-every", "1", "--threads", "1",
                                    "--min-contexts", "2", "--max-contexts", "3", "--min-keys", "2", "--max-keys", "3",
                                    "--values", "4", "--train-per-cell", "32", "--eval-per-cell", "2"};
@@ -67,21 +69,26 @@ std::vector<std::string> train_args(const fs::path& config, const fs::path& out,
 TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
   const ScratchDir dir;
   const fs::path config = write_tiny_config(dir);
-  const auto start = Clock::now();
-  ASSERT_TRUE(run_until(spawn_hax(train_args(config, dir / "whole", false)), Clock::time_point::max()));
-  const double whole_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto seconds_of = [&](const fs::path& out, int steps) {
+    const auto start = Clock::now();
+    EXPECT_TRUE(run_until(spawn_hax(train_args(config, out, false, steps)), Clock::time_point::max()));
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  const double startup_seconds = seconds_of(dir / "one_update", 1);
+  const double whole_seconds = seconds_of(dir / "whole", 60);
+  const double training_seconds = std::max(whole_seconds - startup_seconds, 0.0);
 
-  // Ten attempts, each killed after a time drawn uniformly below 8% of an uninterrupted run's length (startup
-  // included): together they get through less than half of the run, with room for the machine to be twice as fast
-  // as when the whole run was timed, so the kills land from before the first checkpoint to late ones, and a last
-  // attempt finishes it.
+  // Ten attempts, each killed after its startup (as timed for a one-update run) plus a time drawn uniformly below 8%
+  // of the uninterrupted run's training: together they get through less than half of the run, with room for the
+  // machine to be twice as fast as when it was timed, so the kills land from the first checkpoints to late ones, and
+  // a last attempt finishes it.
   Rng rng(2026);
   const fs::path run = dir / "killed";
   int kills = 0;
   bool finished = false;
   for (int attempt = 0; attempt < 10 && !finished; ++attempt) {
     const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
-    const auto delay = std::chrono::duration<double>(whole_seconds * 0.08 * rng.uniform_double());
+    const auto delay = std::chrono::duration<double>(startup_seconds + training_seconds * 0.08 * rng.uniform_double());
     finished = run_until(spawn_hax(train_args(config, run, resume)),
                          Clock::now() + std::chrono::duration_cast<Clock::duration>(delay));
     kills += !finished;
