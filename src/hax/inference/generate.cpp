@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "hax/engine/error.h"
+#include "hax/inference/logit_stream.h"
 
 namespace hax::inference {
 
@@ -42,20 +43,18 @@ std::vector<std::int32_t> generate(models::Model& model, std::span<const std::in
   check(max_new >= 0, "--max-new must be >= 0, got ", max_new);
   check(chunk > 0, "--chunk must be > 0, got ", chunk);
   const std::size_t V = static_cast<std::size_t>(model.config().vocab_size);
-  models::ModelState state = model.start_state();
-  std::vector<float> logits;
-  for (std::size_t at = 0; at < prompt.size(); at += static_cast<std::size_t>(chunk)) {
-    const std::size_t T = std::min(prompt.size() - at, static_cast<std::size_t>(chunk));
-    const std::vector<float> part = model.prefill(state, prompt.subspan(at, T));
-    logits.assign(part.end() - static_cast<std::ptrdiff_t>(V), part.end());  // only the last row is needed
-  }
+  LogitStream stream(model);
+  std::span<const float> logits;
+  for (std::size_t at = 0; at < prompt.size(); at += static_cast<std::size_t>(chunk))
+    logits = stream.feed(prompt.subspan(at, std::min(prompt.size() - at, static_cast<std::size_t>(chunk))));
   Rng rng(seed);
   std::vector<std::int32_t> tokens;
   for (int i = 0; i < max_new; ++i) {
-    const std::int32_t token = choose_token(logits, o, rng);
+    // The last row of what was fed last is the next token's distribution.
+    const std::int32_t token = choose_token(logits.last(V), o, rng);
     tokens.push_back(token);
     if (on_token) on_token(token);
-    if (i + 1 < max_new) logits = model.decode(state, token);
+    if (i + 1 < max_new) logits = stream.feed({&token, 1});
   }
   return tokens;
 }

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "hax/engine/arena.h"
 #include "hax/engine/error.h"
+#include "hax/inference/logit_stream.h"
 
 namespace hax::inference {
 namespace {
@@ -39,17 +39,11 @@ ScoreResult score_sequences(models::Model& model, const std::vector<data::TokenS
   check(o.bucket_width >= 0, "--by-position must be >= 0, got ", o.bucket_width);
   const std::size_t V = static_cast<std::size_t>(model.config().vocab_size);
   ScoreResult result;
-  Arena arena;
-  std::vector<float> logits;
   for (const data::TokenSequence& sequence : sequences) {
-    models::ModelState state = model.start_state();
+    LogitStream stream(model);
     for (std::size_t at = 0; at < sequence.size(); at += static_cast<std::size_t>(o.chunk)) {
       const std::size_t T = std::min(sequence.size() - at, static_cast<std::size_t>(o.chunk));
-      const std::span<const std::int32_t> part(sequence.data() + at, T);
-      const std::size_t need = model.prefill_arena_floats(state, static_cast<int>(T));
-      if (arena.capacity() < need) arena = Arena(need);
-      logits.resize(T * V);
-      model.prefill(logits.data(), state, part, arena);
+      const std::span<const float> logits = stream.feed({sequence.data() + at, T});
       // Row i predicts token at + i + 1; the chunk's last row predicts the next chunk's first token.
       for (std::size_t i = 0; i < T && at + i + 1 < sequence.size(); ++i) {
         const std::size_t next = at + i + 1;

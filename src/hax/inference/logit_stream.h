@@ -1,0 +1,35 @@
+// A sequence fed to a model by streaming inference, one chunk at a time, with one arena and one logits buffer for
+// the whole sequence: after the first chunks, feeding a token allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "hax/engine/arena.h"
+#include "hax/models/model.h"
+
+namespace hax::inference {
+
+class LogitStream {
+ public:
+  // From an empty state: hax::Error for a model that cannot stream (`paper` semantics with a sparse arch).
+  explicit LogitStream(models::Model& model) : model_(model), state_(model.start_state()) {}
+
+  // The logits (T, V) of the next T tokens of the sequence; valid until the next feed.
+  std::span<const float> feed(std::span<const std::int32_t> tokens) {
+    const std::size_t need = model_.prefill_arena_floats(state_, static_cast<int>(tokens.size()));
+    if (arena_.capacity() < need) arena_ = Arena(need);
+    logits_.resize(tokens.size() * static_cast<std::size_t>(model_.config().vocab_size));
+    model_.prefill(logits_.data(), state_, tokens, arena_);
+    return logits_;
+  }
+
+ private:
+  models::Model& model_;
+  models::ModelState state_;
+  Arena arena_;
+  std::vector<float> logits_;
+};
+
+}  // namespace hax::inference
