@@ -56,6 +56,13 @@ bool run_until(pid_t pid, Clock::time_point deadline) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+// A checkpoint write was under way: its sibling temp folder, or the previous version set aside, is still there.
+bool left_a_write_behind(const fs::path& run) {
+  for (const char* name : {"last.tmp", "last.old", "best.tmp", "best.old"})
+    if (fs::exists(run / name)) return true;
+  return false;
+}
+
 std::vector<std::string> train_args(const fs::path& config, const fs::path& out, bool resume, int steps = 60) {
   std::vector<std::string> args = {"train", "--config", config.string(), "--out", out.string(), "--steps",
                                    std::to_string(steps),
@@ -74,8 +81,9 @@ TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
     EXPECT_TRUE(run_until(spawn_hax(train_args(config, out, false, steps)), Clock::time_point::max()));
     return std::chrono::duration<double>(Clock::now() - start).count();
   };
-  const double startup_seconds = seconds_of(dir / "one_update", 1);
+  // The whole run first: it warms the caches, so the startup timed after it is what a resumed attempt pays.
   const double whole_seconds = seconds_of(dir / "whole", 60);
+  const double startup_seconds = seconds_of(dir / "one_update", 1);
   const double training_seconds = std::max(whole_seconds - startup_seconds, 0.0);
 
   // Ten attempts, each killed after its startup (as timed for a one-update run) plus a time drawn uniformly below 8%
@@ -84,7 +92,7 @@ TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
   // a last attempt finishes it.
   Rng rng(2026);
   const fs::path run = dir / "killed";
-  int kills = 0;
+  int kills = 0, kills_in_writes = 0;
   bool finished = false;
   for (int attempt = 0; attempt < 10 && !finished; ++attempt) {
     const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
@@ -92,12 +100,14 @@ TEST(KillAndResume, SigkillAtRandomMomentsThenResumeEndsBitIdentical) {
     finished = run_until(spawn_hax(train_args(config, run, resume)),
                          Clock::now() + std::chrono::duration_cast<Clock::duration>(delay));
     kills += !finished;
+    kills_in_writes += !finished && left_a_write_behind(run);
   }
   if (!finished) {
     const bool resume = fs::exists(run / "last") || fs::exists(run / "last.old");
     ASSERT_TRUE(run_until(spawn_hax(train_args(config, run, resume)), Clock::time_point::max()));
   }
   EXPECT_GE(kills, 5) << "the runs finished before they could be killed: the test checks little";
+  EXPECT_GE(kills_in_writes, 1) << "no kill landed inside a checkpoint write";
   for (const char* file : {"last/model.safetensors", "last/optimizer.safetensors", "last/trainer_state.json",
                            "best/model.safetensors"})
     EXPECT_EQ(read_file(run / file), read_file(dir / "whole" / file)) << file << " after " << kills << " kills";
