@@ -39,7 +39,7 @@ nlohmann::json score_json(const ScoreCommand& c, const inference::ScoreResult& r
       buckets.push_back({{"first_position", b * c.options.bucket_width},
                          {"last_position", (b + 1) * c.options.bucket_width - 1},
                          {"tokens", n},
-                         {"mean_nll", n ? nlohmann::json(r.bucket_nll_sum[b] / static_cast<double>(n)) : nullptr}});
+                         {"mean_nll", n ? nlohmann::json(r.bucket_mean_nll(b)) : nullptr}});
     }
     j["by_position"] = buckets;
   }
@@ -67,8 +67,7 @@ void run_score(const ScoreCommand& c) {
   for (std::size_t b = 0; b < r.bucket_tokens.size(); ++b) {
     if (r.bucket_tokens[b] == 0) continue;
     std::cout << "positions " << b * c.options.bucket_width << "-" << (b + 1) * c.options.bucket_width - 1 << ": "
-              << r.bucket_tokens[b] << " tokens, mean NLL "
-              << r.bucket_nll_sum[b] / static_cast<double>(r.bucket_tokens[b]) << "\n";
+              << r.bucket_tokens[b] << " tokens, mean NLL " << r.bucket_mean_nll(b) << "\n";
   }
   if (!c.json_path.empty()) {
     io::AtomicFile file(c.json_path);

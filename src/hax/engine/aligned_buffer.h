@@ -3,8 +3,8 @@
 
 #include <cstddef>
 #include <memory>
-#include <string>
 #include <span>
+#include <string>
 
 namespace hax {
 

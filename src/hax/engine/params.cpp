@@ -1,8 +1,7 @@
 #include "hax/engine/params.h"
 
-#include <limits>
-
 #include <cmath>
+#include <limits>
 
 #include "hax/engine/error.h"
 

@@ -18,12 +18,17 @@ void validate(const SamplingOptions& o) {
 std::int32_t choose_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {
   const auto most_likely = std::max_element(logits.begin(), logits.end());  // the first of equal maxima
   if (o.temperature == 0) return static_cast<std::int32_t>(most_likely - logits.begin());
-  // Candidates: every id, or the top k by logit (ties to the lower id), in descending order.
+  // Candidates: every id, or the k with the highest logits (ties to the lower id). The draw below is over a set, so
+  // its order does not matter: nth_element is enough, and without --top-k nothing is sorted at all.
   std::vector<std::int32_t> ids(logits.size());
   std::iota(ids.begin(), ids.end(), 0);
   const std::size_t k = o.top_k > 0 ? std::min<std::size_t>(o.top_k, ids.size()) : ids.size();
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
-                    [&](std::int32_t a, std::int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  if (k < ids.size()) {
+    const auto ranks_higher = [&](std::int32_t a, std::int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    };
+    std::nth_element(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k - 1), ids.end(), ranks_higher);
+  }
   std::vector<double> weights(k);
   for (std::size_t i = 0; i < k; ++i)
     weights[i] = std::exp((static_cast<double>(logits[ids[i]]) - *most_likely) / o.temperature);

@@ -26,6 +26,9 @@ struct ScoreResult {
   std::vector<std::uint64_t> bucket_tokens;
 
   double mean_nll() const { return tokens ? nll_sum / static_cast<double>(tokens) : 0.0; }
+  double bucket_mean_nll(std::size_t b) const {
+    return bucket_tokens[b] ? bucket_nll_sum[b] / static_cast<double>(bucket_tokens[b]) : 0.0;
+  }
   double perplexity() const;
 };
 
