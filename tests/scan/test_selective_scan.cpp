@@ -74,10 +74,30 @@ void expect_fast_matches_reference(const ScanCase<double>& c, int chunk) {
     expect_close(got.grad[t], want.grad[t], kTol, std::string("d") + kTensorNames[t]);
 }
 
+// The drop-in op's forms (capi/): A given directly, z / D / dt_bias left out, no softplus on Δ.
+CaseOptions drop_in_options(bool direct_A, bool no_z, bool no_D, bool no_dt_bias, bool no_softplus) {
+  CaseOptions o{true, false, true};
+  o.direct_A = direct_A, o.no_z = no_z, o.no_D = no_D, o.no_dt_bias = no_dt_bias, o.no_softplus = no_softplus;
+  return o;
+}
+
+TEST(ReferenceScan, GradientsMatchFiniteDifferencesInTheDropInForms) {
+  expect_reference_gradients_match_finite_differences(make_case(4, {2, 6, 3, 4}, drop_in_options(true, true, true, true, true)));
+  expect_reference_gradients_match_finite_differences(make_case(5, {2, 6, 3, 4}, drop_in_options(true, false, false, true, false)));
+}
+
 TEST(FastScan, MatchesReferenceOnOddSizes) { expect_fast_matches_reference(make_case(10, {3, 45, 37, 5}, {}), 8); }
 
 TEST(FastScan, MatchesReferenceWithInitialStateLengthsAndFinalStateGradient) {
   expect_fast_matches_reference(make_case(11, {4, 70, 40, 16}, {true, true, true}), kScanChunk);
+}
+
+TEST(FastScan, MatchesReferenceInEveryDropInForm) {
+  for (int form = 0; form < 32; ++form) {
+    SCOPED_TRACE(form);
+    const CaseOptions o = drop_in_options(form & 1, form & 2, form & 4, form & 8, form & 16);
+    expect_fast_matches_reference(make_case(40 + form, {2, 37, 19, 5}, o), 8);
+  }
 }
 
 TEST(FastScan, MatchesReferenceWithOneChannelAndChunkOne) {
@@ -118,7 +138,7 @@ TEST(FastScan, BackwardAccumulatesIntoGradients) {
   std::vector<float> checkpoints(scan_checkpoint_floats(c.shape));
   std::vector<float> y(fresh.y.size()), hT(fresh.hT.size());
   selective_scan_forward(c.shape, c.inputs(), y.data(), hT.data(), checkpoints.data());
-  selective_scan_backward(c.shape, c.inputs(), checkpoints.data(), c.dy.data(), c.dhT.data(), twice.grads());
+  selective_scan_backward(c.shape, c.inputs(), checkpoints.data(), c.dy.data(), c.dhT.data(), twice.grads(c.options));
   for (int t = 0; t < kNumTensors; ++t) {
     for (std::size_t i = 0; i < fresh.grad[t].size(); ++i)
       ASSERT_EQ(twice.grad[t][i], fresh.grad[t][i] + fresh.grad[t][i]) << kTensorNames[t] << "[" << i << "]";

@@ -27,6 +27,8 @@ struct Problem {
   SsdShape shape;
   std::array<std::vector<S>, kNumTensors> in;
   std::vector<S> dy, dhT;
+  // The drop-in op's form (capi/): A itself in the A_log slot, no dt_bias, no softplus on dt.
+  bool drop_in = false;
 
   std::size_t row(Tensor t) const {  // floats per time step of a per-position tensor
     return t == kX       ? std::size_t(shape.heads) * shape.head_dim
@@ -35,14 +37,16 @@ struct Problem {
   }
   // Inputs of positions [t0, T): per-position tensors start at row t0.
   SsdInputs<S> inputs(int t0 = 0) const {
-    return {in[kX].data() + t0 * row(kX),
-            in[kDtRaw].data() + t0 * row(kDtRaw),
-            in[kDtBias].data(),
-            in[kALog].data(),
-            in[kBm].data() + t0 * row(kBm),
-            in[kCm].data() + t0 * row(kCm),
-            in[kD].data(),
-            in[kH0].empty() ? nullptr : in[kH0].data()};
+    SsdInputs<S> i{in[kX].data() + t0 * row(kX),
+                   in[kDtRaw].data() + t0 * row(kDtRaw),
+                   in[kDtBias].data(),
+                   in[kALog].data(),
+                   in[kBm].data() + t0 * row(kBm),
+                   in[kCm].data() + t0 * row(kCm),
+                   in[kD].data(),
+                   in[kH0].empty() ? nullptr : in[kH0].data()};
+    if (drop_in) std::swap(i.A, i.A_log), i.dt_bias = nullptr, i.dt_softplus = false;
+    return i;
   }
 };
 
@@ -54,8 +58,10 @@ struct Result {
   // Gradients of positions [t0, T), as Problem::inputs.
   SsdGrads<S> grads(const Problem<S>& p, int t0 = 0) {
     auto at = [&](Tensor t, std::size_t offset) { return grad[t].empty() ? nullptr : grad[t].data() + offset; };
-    return {at(kX, t0 * p.row(kX)),   at(kDtRaw, t0 * p.row(kDtRaw)), at(kDtBias, 0), at(kALog, 0),
-            at(kBm, t0 * p.row(kBm)), at(kCm, t0 * p.row(kCm)),       at(kD, 0),      at(kH0, 0)};
+    SsdGrads<S> g{at(kX, t0 * p.row(kX)),   at(kDtRaw, t0 * p.row(kDtRaw)), at(kDtBias, 0), at(kALog, 0),
+                  at(kBm, t0 * p.row(kBm)), at(kCm, t0 * p.row(kCm)),       at(kD, 0),      at(kH0, 0)};
+    if (p.drop_in) std::swap(g.dA, g.dA_log), g.ddt_bias = nullptr;
+    return g;
   }
 };
 
@@ -89,6 +95,7 @@ Problem<float> to_float(const Problem<double>& p) {
   for (int t = 0; t < kNumTensors; ++t) f.in[t].assign(p.in[t].begin(), p.in[t].end());
   f.dy.assign(p.dy.begin(), p.dy.end());
   f.dhT.assign(p.dhT.begin(), p.dhT.end());
+  f.drop_in = p.drop_in;
   return f;
 }
 
@@ -172,6 +179,14 @@ TEST(FastSsd, MatchesTheSequentialRecurrenceAtTheModelShapes) {
     const Problem<double> p = make_problem(2, {150, 8, P, 1, 32, 64}, false, false);
     expect_results_close(run_whole(to_float(p)), run_whole(p), kFloatTolerance);
   }
+}
+
+TEST(FastSsd, MatchesTheSequentialRecurrenceInTheDropInForm) {
+  Problem<double> p = make_problem(5, {45, 4, 6, 2, 5, 16}, true, true);
+  p.drop_in = true;
+  for (double& a : p.in[kALog]) a = static_cast<float>(-std::exp(a));
+  for (double& v : p.in[kDtRaw]) v = static_cast<float>(std::log1p(std::exp(v - 1.0)));  // dt >= 0 without softplus
+  expect_results_close(run_whole(to_float(p)), run_whole(p), kFloatTolerance);
 }
 
 TEST(FastSsd, StaysAccurateWithFastDecays) {

@@ -36,6 +36,8 @@ Sizes validated_sizes(const ScanShape& shape, const ScanInputs<float>& in, int c
         "selective scan: negative size B=", shape.batch, " T=", shape.seq_len, " I=", shape.channels,
         " N=", shape.state);
   check(chunk >= 1, "selective scan: checkpoint chunk must be >= 1, got ", chunk);
+  check((in.A_log == nullptr) != (in.A == nullptr), "selective scan: exactly one of A_log and A must be given");
+  check(in.x && in.dt_raw && in.Bm && in.Cm, "selective scan: x, dt_raw, Bm and Cm are required");
   for (int b = 0; b < shape.batch; ++b) {
     const int len = length_of(in, shape.seq_len, b);
     check(len >= 0 && len <= shape.seq_len, "selective scan: length ", len, " of sequence ", b, " is outside [0, ",
@@ -158,14 +160,16 @@ struct Scratch {
   std::vector<BlockScratch> blocks;
 };
 
-// The per-channel parameters of a block: A = -exp(A_log) goes to w.A as (N, kLanes).
+// The per-channel parameters of a block: A (= -exp(A_log), or as given) goes to w.A as (N, kLanes).
 struct ChannelParams {
   Vec8 D, dt_bias;
 };
+Vec8 load_optional_lanes(const float* src, int c0, int count) { return src ? load_lanes(src + c0, count) : Vec8{}; }
 ChannelParams load_channel_params(const Sizes& s, const ScanInputs<float>& in, const Block& blk, BlockScratch& w) {
-  load_state(w.A, in.A_log + std::size_t(blk.c0) * s.N, s.N, blk.count);
-  for (int i = 0; i < s.N * kLanes; ++i) w.A[i] = -std::exp(w.A[i]);
-  return {load_lanes(in.D + blk.c0, blk.count), load_lanes(in.dt_bias + blk.c0, blk.count)};
+  load_state(w.A, (in.A_log ? in.A_log : in.A) + std::size_t(blk.c0) * s.N, s.N, blk.count);
+  if (in.A_log)
+    for (int i = 0; i < s.N * kLanes; ++i) w.A[i] = -std::exp(w.A[i]);
+  return {load_optional_lanes(in.D, blk.c0, blk.count), load_optional_lanes(in.dt_bias, blk.c0, blk.count)};
 }
 
 std::size_t lane_offset(const Sizes& s, const Block& blk, int t) {
@@ -179,21 +183,25 @@ void prepare_chunk(const Sizes& s, const ScanInputs<float>& in, const Block& blk
   for (int t = t0; t < t1; ++t) {
     const int i = (t - t0) * kLanes;
     const std::size_t at = lane_offset(s, blk, t);
-    const Vec8 x = load_lanes(in.x + at, blk.count), z = load_lanes(in.z + at, blk.count);
-    Vec8 dsoftplus;
-    const Vec8 delta = fast_softplus(load_lanes(in.dt_raw + at, blk.count) + p.dt_bias, dy ? &dsoftplus : nullptr);
-    const Vec8 sigmoid_z = fast_sigmoid(z);
+    const Vec8 x = load_lanes(in.x + at, blk.count);
+    const Vec8 v = load_lanes(in.dt_raw + at, blk.count) + p.dt_bias;
+    Vec8 dsoftplus = splat<Vec8>(1.0f);
+    const Vec8 delta = in.delta_softplus ? fast_softplus(v, dy ? &dsoftplus : nullptr) : v;
     store_vec(w.x + i, x);
     store_vec(w.delta + i, delta);
     store_vec(w.delta_x + i, delta * x);
+    // Without z the gate is 1: y = ssm + D x, and nothing goes to dz.
+    const Vec8 z = in.z ? load_lanes(in.z + at, blk.count) : Vec8{};
+    const Vec8 sigmoid_z = in.z ? fast_sigmoid(z) : Vec8{};
+    const Vec8 gate = in.z ? z * sigmoid_z : splat<Vec8>(1.0f);
     if (!dy) {
-      store_vec(w.scale + i, z * sigmoid_z);
+      store_vec(w.scale + i, gate);
       continue;
     }
     const Vec8 dy_t = load_lanes(dy + at, blk.count);
     store_vec(w.dsoftplus + i, dsoftplus);
-    store_vec(w.ds + i, dy_t * z * sigmoid_z);
-    store_vec(w.scale + i, dy_t * silu_grad(z, sigmoid_z));
+    store_vec(w.ds + i, dy_t * gate);
+    store_vec(w.scale + i, in.z ? dy_t * silu_grad(z, sigmoid_z) : Vec8{});
   }
 }
 
@@ -400,7 +408,7 @@ void finish_reverse(const Sizes& s, const ScanGrads<float>& g, const Block& blk,
     block_sums.dD += ds * x;
     block_sums.ddt_bias += ddt;
     add_lanes(g.dx + at, dh_B * load_vec(w.delta + i) + ds * p.D, blk.count);
-    add_lanes(g.dz + at, (load_vec(w.ssm + i) + p.D * x) * load_vec(w.scale + i), blk.count);
+    if (g.dz) add_lanes(g.dz + at, (load_vec(w.ssm + i) + p.D * x) * load_vec(w.scale + i), blk.count);
     add_lanes(g.ddt_raw + at, ddt, blk.count);
   }
 }
@@ -410,8 +418,8 @@ void finish_block(const Sizes& s, const Block& blk, const BlockSums& sums, const
                   BlockPartials& part) {
   const int N = s.N;
   if (g.dh0) add_state(g.dh0 + (std::size_t(blk.b) * s.I + blk.c0) * N, w.dh, N, blk.count);
-  // dA_log = dA * dA/dA_log = dA * A.
-  for (int i = 0; i < N * kLanes; ++i) part.channels[i] = w.dA[i] * w.A[i];
+  // dA_log = dA * dA/dA_log = dA * A; dA itself when A was given.
+  for (int i = 0; i < N * kLanes; ++i) part.channels[i] = g.dA_log ? w.dA[i] * w.A[i] : w.dA[i];
   store_vec(part.channels + N * kLanes, sums.dD);
   store_vec(part.channels + (N + 1) * kLanes, sums.ddt_bias);
 }
@@ -496,9 +504,10 @@ class GradientSlots {
       for (int b = 0; b < s_.B; ++b) sum += this->block(b, block).channels[row * kLanes + l];
       return sum;
     };
-    for (int n = 0; n < N; ++n) g.dA_log[std::size_t(c) * N + n] += sum_over_sequences(n);
-    g.dD[c] += sum_over_sequences(N);
-    g.ddt_bias[c] += sum_over_sequences(N + 1);
+    float* dA = g.dA_log ? g.dA_log : g.dA;
+    for (int n = 0; n < N; ++n) dA[std::size_t(c) * N + n] += sum_over_sequences(n);
+    if (g.dD) g.dD[c] += sum_over_sequences(N);
+    if (g.ddt_bias) g.ddt_bias[c] += sum_over_sequences(N + 1);
   }
 
  private:
@@ -538,6 +547,9 @@ void selective_scan_backward(const ScanShape& shape, const ScanInputs<float>& in
                              const float* dy, const float* dhT, const ScanGrads<float>& grads, int chunk) {
   const Sizes s = validated_sizes(shape, in, chunk);
   check(checkpoints != nullptr || s.T == 0, "selective scan backward: no checkpoints from the forward");
+  check(grads.dx && grads.ddt_raw && grads.dBm && grads.dCm && (in.A_log ? grads.dA_log : grads.dA) &&
+            (!in.z || grads.dz),
+        "selective scan backward: a required gradient buffer is missing");
   std::vector<Scratch> scratch = scratch_per_thread(s);
   GradientSlots slots(s, wave_size(s));
 #pragma omp parallel

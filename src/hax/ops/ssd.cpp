@@ -37,7 +37,7 @@ Sizes validated_sizes(const SsdShape& shape, const char* what) {
 }
 
 void check_inputs(const Sizes& s, const SsdInputs<float>& in, const char* what) {
-  check(in.dt_bias && in.A_log, what, ": dt_bias and A_log are required");
+  check((in.A_log == nullptr) != (in.A == nullptr), what, ": exactly one of A_log and A must be given");
   check(s.T == 0 || (in.x && in.dt_raw && in.Bm && in.Cm), what, ": x, dt_raw, Bm and Cm are required");
 }
 
@@ -46,14 +46,18 @@ void check_inputs(const Sizes& s, const SsdInputs<float>& in, const char* what) 
 // added in head order afterwards, so the results do not depend on the thread count.
 bool heads_in_parallel(const Sizes& s) { return s.H > 1 && worth_threads(std::size_t(s.T) * s.H * s.P * s.N); }
 
-// dt = softplus(dt_raw + dt_bias) for every (t, h), and (with dsoftplus) its derivative: (T, H) each.
+// A of head h: -exp(A_log), or as given.
+float head_A(const SsdInputs<float>& in, int h) { return in.A_log ? -std::exp(in.A_log[h]) : in.A[h]; }
+
+// dt = softplus(dt_raw + dt_bias) (or the bare sum) for every (t, h), and (with dsoftplus) its derivative: (T, H).
 void compute_dt(const Sizes& s, const SsdInputs<float>& in, float* dt, float* dsoftplus) {
   for (int t = 0; t < s.T; ++t) {
     const std::size_t row = std::size_t(t) * s.H;
 #pragma omp simd
     for (int h = 0; h < s.H; ++h) {
-      float grad;
-      dt[row + h] = fast_softplus(in.dt_raw[row + h] + in.dt_bias[h], &grad);
+      float grad = 1.0f;
+      const float v = in.dt_raw[row + h] + (in.dt_bias ? in.dt_bias[h] : 0.0f);
+      dt[row + h] = in.dt_softplus ? fast_softplus(v, &grad) : v;
       if (dsoftplus) dsoftplus[row + h] = grad;
     }
   }
@@ -190,7 +194,7 @@ void forward_chunk(const Sizes& s, const SsdInputs<float>& in, const ChunkView& 
 void forward_head(const Sizes& s, const SsdInputs<float>& in, int h, const float* dt_all, const float* cb, float* y,
                   float* hT, float* saved, HeadScratch& w) {
   const std::size_t state_size = std::size_t(s.P) * s.N;
-  const float A = -std::exp(in.A_log[h]);
+  const float A = head_A(in, h);
   const float D = in.D ? in.D[h] : 0.0f;
   if (in.h0)
     std::copy_n(in.h0 + h * state_size, state_size, w.state.begin());
@@ -342,7 +346,7 @@ void backward_head(const Sizes& s, const SsdInputs<float>& in, int h, const floa
                    const float* dsoftplus, const float* cb, const float* dy, const float* dhT, const SsdGrads<float>& g,
                    HeadPartials part, HeadScratch& w) {
   const std::size_t state_size = std::size_t(s.P) * s.N;
-  const float A = -std::exp(in.A_log[h]);
+  const float A = head_A(in, h);
   const float D = in.D ? in.D[h] : 0.0f;
   if (dhT)
     std::copy_n(dhT + h * state_size, state_size, w.dstate.begin());
@@ -358,7 +362,8 @@ void backward_head(const Sizes& s, const SsdInputs<float>& in, int h, const floa
   }
   if (g.dh0)
     for (std::size_t i = 0; i < state_size; ++i) g.dh0[h * state_size + i] += w.dstate[i];
-  if (g.dA_log) g.dA_log[h] += static_cast<float>(sums.dA * A);  // dA/dA_log = A
+  if (g.dA_log && in.A_log) g.dA_log[h] += static_cast<float>(sums.dA * A);  // dA/dA_log = A
+  if (g.dA && in.A) g.dA[h] += static_cast<float>(sums.dA);
   if (g.dD && in.D) g.dD[h] += static_cast<float>(sums.dD);
   if (g.ddt_bias) g.ddt_bias[h] += static_cast<float>(sums.ddt_bias);
 }

@@ -41,6 +41,10 @@ struct SsdInputs {
   const S* Cm = nullptr;       // (T, G, N)
   const S* D = nullptr;        // (H) optional (null: no skip term)
   const S* h0 = nullptr;       // (H, P, N) optional initial state (null: zeros)
+  // The drop-in op (capi/, mamba_ssm's mamba_chunk_scan_combined) passes A itself (all < 0) instead of A_log, may
+  // leave dt_bias out (null: 0) and may turn the softplus off (dt = dt_raw + dt_bias, which must be >= 0).
+  bool dt_softplus = true;
+  const S* A = nullptr;  // (H)
 };
 
 // Gradients, ACCUMULATED (+=) like every backward in the engine; any pointer may be null = not wanted.
@@ -48,6 +52,7 @@ template <class S>
 struct SsdGrads {
   S *dx = nullptr, *ddt_raw = nullptr, *ddt_bias = nullptr, *dA_log = nullptr, *dBm = nullptr, *dCm = nullptr,
     *dD = nullptr, *dh0 = nullptr;
+  S* dA = nullptr;  // (H) with A given instead of A_log
 };
 
 // Floats the forward keeps for the backward: the state entering each chunk, (ceil(T / Q), H, P, N).

@@ -35,6 +35,20 @@ S initial(const SsdInputs<S>& in, std::size_t i) {
   return in.h0 ? in.h0[i] : S(0);
 }
 
+template <class S>
+S head_A(const SsdInputs<S>& in, int h) {
+  return in.A_log ? -std::exp(in.A_log[h]) : in.A[h];
+}
+// dt_raw + dt_bias before the softplus.
+template <class S>
+S dt_input(const SsdInputs<S>& in, std::size_t th, int h) {
+  return in.dt_raw[th] + (in.dt_bias ? in.dt_bias[h] : S(0));
+}
+template <class S>
+S dt_of(const SsdInputs<S>& in, S v) {
+  return in.dt_softplus ? softplus(v) : v;
+}
+
 // S[t] for every t: (T, H, P, N).
 template <class S>
 std::vector<S> states(const SsdShape& shape, const SsdInputs<S>& in) {
@@ -42,8 +56,8 @@ std::vector<S> states(const SsdShape& shape, const SsdInputs<S>& in) {
   std::vector<S> st(std::size_t(l.T) * l.H * l.P * l.N);
   for (int t = 0; t < l.T; ++t) {
     for (int h = 0; h < l.H; ++h) {
-      const S dt = softplus(in.dt_raw[l.th(t, h)] + in.dt_bias[h]);
-      const S decay = std::exp(-dt * std::exp(in.A_log[h]));
+      const S dt = dt_of(in, dt_input(in, l.th(t, h), h));
+      const S decay = std::exp(dt * head_A(in, h));
       for (int p = 0; p < l.P; ++p) {
         for (int n = 0; n < l.N; ++n) {
           const S prev = t > 0 ? st[l.all(t - 1, h, p, n)] : initial(in, l.state(h, p, n));
@@ -87,13 +101,13 @@ void ssd_backward(const SsdShape& shape, const SsdInputs<S>& in, const S* dy, co
   };
   std::vector<S> dS(std::size_t(l.P) * l.N);  // dL/dS[t, h] (P, N)
   for (int h = 0; h < l.H; ++h) {
-    const S A = -std::exp(in.A_log[h]);
+    const S A = ssd_detail::head_A(in, h);
     for (int p = 0; p < l.P; ++p)
       for (int n = 0; n < l.N; ++n) dS[p * l.N + n] = dhT ? dhT[l.state(h, p, n)] : S(0);
     S dA = 0;
     for (int t = l.T - 1; t >= 0; --t) {
-      const S v = in.dt_raw[l.th(t, h)] + in.dt_bias[h];
-      const S dt = ssd_detail::softplus(v), decay = std::exp(dt * A);
+      const S v = ssd_detail::dt_input(in, l.th(t, h), h);
+      const S dt = ssd_detail::dt_of(in, v), decay = std::exp(dt * A);
       S ddt = 0;
       for (int p = 0; p < l.P; ++p) {
         const S x = in.x[l.x(t, h, p)], dy_p = dy[l.x(t, h, p)];
@@ -112,11 +126,12 @@ void ssd_backward(const SsdShape& shape, const SsdInputs<S>& in, const S* dy, co
           d *= decay;  // on to S[t - 1]
         }
       }
-      const S dv = ddt * (v > S(kSoftplusThreshold) ? S(1) : sigmoid(v));
+      const S dv = ddt * (!in.dt_softplus || v > S(kSoftplusThreshold) ? S(1) : sigmoid(v));
       add(g.ddt_raw, l.th(t, h), dv);
       add(g.ddt_bias, h, dv);
     }
-    add(g.dA_log, h, dA * A);  // dA/dA_log = A
+    if (in.A_log) add(g.dA_log, h, dA * A);  // dA/dA_log = A
+    else add(g.dA, h, dA);
     for (int p = 0; p < l.P; ++p)
       for (int n = 0; n < l.N; ++n) add(g.dh0, l.state(h, p, n), dS[p * l.N + n]);
   }
