@@ -1,0 +1,809 @@
+"""hax checkpoints as PyTorch modules: ``load(checkpoint_dir)`` reads a hax checkpoint folder (config.json with the
+Hugging Face-style keys of src/hax/models/config.cpp, model.safetensors in float32) and returns an ``nn.Module`` of
+the checkpoint's model -- Mamba (Mamba-1), Mamba2 or Samba, with or without the sparse-attention branch (HAX and the
+other patterns) -- built on hax's own ops (``hax.torch.ops``, ``hax.torch.hax_attention``), so it runs and trains
+fast on the CPU.
+
+The module's parameter and buffer names are the checkpoint's tensor names, exactly:
+
+    embeddings.weight                       (V, D)   input embedding; the output layer is its transpose (tied)
+    layers.L.norm.weight                    (D)      Mamba / Mamba2 block: h = h + mixer(norm(h))
+    layers.L.mixer.<Mamba or Mamba2 mixer>           in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj, ...
+    layers.L.mixer.xx_proj.weight, .E, .dx_proj_{1,2,3}.*, .lsh_projection (buffer)   sparse branch (HaxAttention)
+    layers.L.mixer_norm.weight, layers.L.mlp_norm.weight, layers.L.mlp.{gate,up,down}_proj.weight   Samba block
+    norm_f.weight                           (D)      final RMSNorm
+
+so ``module.load_state_dict(tensors)`` of the checkpoint works, and ``module.state_dict()`` can be written back as a
+checkpoint. ``module(input_ids)`` with input_ids (batch, T) int64 gives the logits (batch, T, vocab) that
+``hax logits`` gives for those sequences. In training mode, models with key selection also leave the gate (ranking)
+loss summed over the layers in ``module.gate_loss`` (a 0-dim tensor; zero for the others): hax's objective is
+``cross_entropy + GATE_LOSS_WEIGHT * module.gate_loss``.
+
+The sparse branch of a mixer is a ``HaxAttention`` whose parameters, submodules and buffers are registered on the
+mixer itself (not under a name of their own), which is what makes the names line up; see ``_SparseHost``.
+"""
+import difflib
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["load", "read_config", "read_safetensors", "HaxModelConfig", "HaxModel", "GATE_LOSS_WEIGHT"]
+
+GATE_LOSS_WEIGHT = 0.1  # the gate loss's weight in hax's (and the reference's) training objective
+
+# ---------------------------------------------------------------------------------------------------------------
+# config.json, as src/hax/models/config.cpp reads and validates it.
+
+_CONFIG_KEYS = (
+    "model_type", "vocab_size", "hidden_size", "expand", "intermediate_size", "state_size", "time_step_rank",
+    "conv_kernel", "num_hidden_layers", "layer_norm_epsilon", "norm_eps", "num_heads", "head_dim", "n_groups",
+    "chunk_size", "rescale_prenorm_residual", "attn", "hidden_ratio", "max_position_embeddings", "use_bias",
+    "use_conv_bias", "initializer_range", "time_step_min", "time_step_max", "time_step_floor", "time_step_scale",
+    "pad_token_id", "bos_token_id", "eos_token_id", "hax_seed", "sparse_arch", "sparse_keys", "num_hash",
+    "data_max_length", "hax_semantics", "hax_lsh_resample", "hax_paper_without", "hax_lsh_statistics",
+    "hax_ks_normalization")
+_ATTENTION_KEYS = ("layers", "num_heads", "num_kv_heads", "window_size", "rope_theta", "qkv_bias")
+# Keys of the reference's configs that change nothing hax computes: None, any value; else the values allowed.
+_INERT_KEYS = {
+    "transformers_version": None, "use_cache": None, "fuse_cross_entropy": None, "fuse_norm": None,
+    "fuse_swiglu": None, "tie_word_embeddings": None, "residual_in_fp32": None,
+    "hidden_act": ("silu", "swish"), "time_step_init_scheme": ("random",), "rms_norm": (True,),
+}
+_PATTERNS = ("sliding_window", "sink", "dilated", "sign_bin_lsh", "argmax_lsh", "key_selection", "full")
+_PAPER_INGREDIENTS = ("lsh_statistics", "ks_normalization", "uniform_fallback", "gate_padding")
+
+
+def _hint(name, known):
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean \"{close[0]}\"?)" if close else ""
+
+
+def _same_json(a, b):
+    return type(a) is type(b) and a == b  # JSON true is not 1
+
+
+class HaxModelConfig:
+    """The fields of a hax model config (src/hax/models/config.h), with hax's defaults and checks. Build it with
+    ``HaxModelConfig.from_dict(d, where)``; every error is a ValueError that names ``where`` and the key."""
+
+    def __init__(self):
+        self.model_type = "mamba"
+        self.vocab_size = 100
+        self.hidden_size = 64
+        self.intermediate_size = 128
+        self.state_size = 16
+        self.time_step_rank = 8
+        self.conv_kernel = 4
+        self.num_hidden_layers = 2
+        self.layer_norm_epsilon = 1e-5
+        self.initializer_range = 0.1
+        self.use_bias = False
+        self.use_conv_bias = True
+        self.time_step_min, self.time_step_max, self.time_step_floor, self.time_step_scale = 1e-3, 0.1, 1e-4, 1.0
+        self.pad_token_id, self.bos_token_id, self.eos_token_id = 3, 1, 2
+        self.num_heads, self.head_dim, self.n_groups, self.chunk_size = 8, 16, 1, 256
+        self.rescale_prenorm_residual = False
+        self.attn_layers = []
+        self.attn_num_heads = 4
+        self.attn_num_kv_heads = 4
+        self.attn_window = 64
+        self.rope_theta = 10000.0
+        self.qkv_bias = False
+        self.hidden_ratio = 4
+        self.max_position_embeddings = 2048
+        self.seed = 1
+        self.sparse_arch = ""
+        self.sparse_keys = 64
+        self.num_hash = 8
+        self.data_max_length = 2048
+        self.semantics = "causal"
+        self.lsh_resample = ""
+        self.paper_without = []
+        self.lsh_statistics = "none"
+        self.ks_normalization = "position"
+        self.where = "config"  # names the source in error messages
+
+    # -- derived ------------------------------------------------------------------------------------------------
+    @property
+    def patterns(self):
+        return self.sparse_arch.split("+") if self.sparse_arch else []
+
+    @property
+    def has_sparse(self):
+        return bool(self.sparse_arch)
+
+    @property
+    def has_key_selection(self):
+        return "key_selection" in self.patterns
+
+    @property
+    def has_lsh(self):
+        return "sign_bin_lsh" in self.patterns or "argmax_lsh" in self.patterns
+
+    @property
+    def lsh_resample_mode(self):
+        if self.lsh_resample:
+            return self.lsh_resample
+        return "every_forward" if self.semantics == "paper" else "never"
+
+    def is_attention_layer(self, layer):
+        return self.model_type == "samba" and layer in self.attn_layers
+
+    @property
+    def mlp_intermediate_size(self):
+        wanted = int(self.hidden_size * self.hidden_ratio * 2.0 / 3.0)
+        return 256 * ((wanted + 255) // 256)
+
+    def to_dict(self):
+        return dict(vars(self))
+
+    def __repr__(self):
+        return f"HaxModelConfig({self.to_dict()})"
+
+    # -- parsing ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def from_dict(j, where="config"):
+        if not isinstance(j, dict):
+            raise ValueError(f"{where}: a model config must be a JSON object")
+        _check_config_keys(j, where)
+        c = HaxModelConfig()
+        c.where = where
+
+        def read(obj, key, kind, attr=None, inner=where):
+            v = obj.get(key)
+            if v is None:
+                return
+            ok = {
+                "bool": isinstance(v, bool),
+                "int": isinstance(v, int) and not isinstance(v, bool),
+                "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+                "str": isinstance(v, str),
+                "strs": isinstance(v, list) and all(isinstance(e, str) for e in v),
+            }[kind]
+            if not ok:
+                expected = {"bool": "true/false", "int": "an integer", "float": "a number", "str": "a string",
+                            "strs": "a list of strings"}[kind]
+                raise ValueError(f"{inner}: config key \"{key}\": expected {expected} (got {json.dumps(v)})")
+            setattr(c, attr or key, float(v) if kind == "float" else v)
+
+        read(j, "model_type", "str")
+        read(j, "vocab_size", "int")
+        read(j, "hidden_size", "int")
+        expand = j.get("expand")
+        if expand is not None and not (isinstance(expand, int) and not isinstance(expand, bool)):
+            raise ValueError(f"{where}: config key \"expand\": expected an integer (got {json.dumps(expand)})")
+        c.intermediate_size = (2 if expand is None else expand) * c.hidden_size
+        read(j, "intermediate_size", "int")
+        for key in ("state_size", "time_step_rank", "conv_kernel", "num_hidden_layers"):
+            read(j, key, "int")
+        read(j, "layer_norm_epsilon", "float")
+        read(j, "norm_eps", "float", "layer_norm_epsilon")  # Samba's name for it
+        for key in ("num_heads", "head_dim", "n_groups", "chunk_size"):
+            read(j, key, "int")
+        read(j, "rescale_prenorm_residual", "bool")
+        read(j, "hidden_ratio", "int")
+        read(j, "max_position_embeddings", "int")
+        _read_attention(j, c, where, read)
+        read(j, "initializer_range", "float")
+        read(j, "use_bias", "bool")
+        read(j, "use_conv_bias", "bool")
+        for key in ("time_step_min", "time_step_max", "time_step_floor", "time_step_scale"):
+            read(j, key, "float")
+        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            read(j, key, "int")
+        read(j, "hax_seed", "int", "seed")
+        read(j, "sparse_arch", "str")
+        read(j, "sparse_keys", "int")
+        read(j, "num_hash", "int")
+        read(j, "data_max_length", "int")
+        read(j, "hax_semantics", "str", "semantics")
+        read(j, "hax_lsh_resample", "str", "lsh_resample")
+        read(j, "hax_paper_without", "strs", "paper_without")
+        read(j, "hax_lsh_statistics", "str", "lsh_statistics")
+        read(j, "hax_ks_normalization", "str", "ks_normalization")
+        c.validate(where)
+        return c
+
+    def validate(self, where="config"):
+        def fail(message):
+            raise ValueError(f"{where}: {message}")
+
+        if self.model_type not in ("mamba", "mamba2", "samba"):
+            fail(f"model_type \"{self.model_type}\" is not supported (supported: mamba, mamba2, samba)")
+        if self.semantics not in ("causal", "paper"):
+            fail(f"semantics \"{self.semantics}\" is not known (known: causal, paper)")
+        if self.model_type == "mamba2":
+            if not (self.num_heads > 0 and self.head_dim > 0 and self.n_groups > 0):
+                fail("Mamba2 needs num_heads, head_dim and n_groups > 0")
+            if self.num_heads * self.head_dim != self.intermediate_size:
+                fail(f"Mamba2 needs num_heads * head_dim ({self.num_heads} * {self.head_dim}) = intermediate_size "
+                     f"= expand * hidden_size ({self.intermediate_size})")
+            if self.num_heads % self.n_groups:
+                fail(f"n_groups {self.n_groups} does not divide num_heads {self.num_heads}")
+            if self.chunk_size <= 0:
+                fail("\"chunk_size\" must be > 0")
+        if self.model_type == "samba":
+            self._validate_samba(fail)
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "state_size", "time_step_rank", "conv_kernel",
+                    "num_hidden_layers"):
+            if getattr(self, key) <= 0:
+                fail(f"\"{key}\" must be > 0, got {getattr(self, key)}")
+        if not self.layer_norm_epsilon > 0:
+            fail("\"layer_norm_epsilon\" must be > 0")
+        if not self.initializer_range >= 0:
+            fail("\"initializer_range\" must be >= 0")
+        if not 0 < self.time_step_min <= self.time_step_max:
+            fail(f"need 0 < time_step_min <= time_step_max, got {self.time_step_min} and {self.time_step_max}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            fail(f"pad_token_id {self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
+        if not self.has_sparse:
+            return
+        if self.sparse_keys <= 0:
+            fail(f"\"sparse_keys\" must be > 0, got {self.sparse_keys}")
+        if not 1 <= self.num_hash <= 20:
+            fail(f"\"num_hash\" must be in [1, 20], got {self.num_hash}")
+        if self.data_max_length <= 0:
+            fail(f"\"data_max_length\" must be > 0, got {self.data_max_length}")
+        seen = []
+        for name in self.patterns:
+            if name not in _PATTERNS:
+                fail(f"\"sparse_arch\": unknown sparse pattern \"{name}\" in \"{self.sparse_arch}\" (known: "
+                     f"{', '.join(_PATTERNS)}){_hint(name, _PATTERNS)}")
+            if name in seen:
+                fail(f"\"sparse_arch\": sparse arch '{self.sparse_arch}' names a pattern twice")
+            seen.append(name)
+        budget = self.sparse_keys // len(self.patterns)
+        if budget <= 0:
+            fail(f"\"sparse_arch\": sparse arch '{self.sparse_arch}': {self.sparse_keys} keys split over "
+                 f"{len(self.patterns)} patterns leaves none")
+        if self.data_max_length // budget <= 0:
+            fail(f"\"sparse_arch\": sparse arch '{self.sparse_arch}': data_max_length {self.data_max_length} < "
+                 f"budget {budget}")
+        if self.lsh_resample_mode not in ("never", "training", "every_forward"):
+            fail(f"\"hax_lsh_resample\" \"{self.lsh_resample_mode}\" is not known (known: never, training, "
+                 "every_forward)")
+        if self.paper_without:
+            if self.semantics != "paper":
+                fail("\"hax_paper_without\" turns off ingredients of `paper` semantics, but the semantics is causal")
+            for name in self.paper_without:
+                if name not in _PAPER_INGREDIENTS:
+                    fail(f"\"hax_paper_without\": \"{name}\" is not an ingredient of `paper`"
+                         f"{_hint(name, _PAPER_INGREDIENTS)}")
+        for key, value, fallback, ingredient in (
+                ("hax_lsh_statistics", self.lsh_statistics, "none", "lsh_statistics"),
+                ("hax_ks_normalization", self.ks_normalization, "position", "ks_normalization")):
+            if value not in (fallback, "running"):
+                fail(f"\"{key}\" \"{value}\" is not known (known: {fallback}, running)")
+            if value != fallback and self.semantics != "causal":
+                fail(f"\"{key}\" \"running\" is a `causal` option (`paper` has its own whole-sequence statistics; "
+                     f"--paper-without {ingredient} turns them off)")
+
+    def _validate_samba(self, fail):
+        D = self.hidden_size
+        if self.has_sparse:
+            fail("Samba takes no sparse arch (the reference raises an error for it too)")
+        if not (self.attn_num_heads > 0 and D % self.attn_num_heads == 0):
+            fail(f"attn.num_heads {self.attn_num_heads} must divide hidden_size {D}")
+        if (D // self.attn_num_heads) % 2:
+            fail(f"the attention head size {D // self.attn_num_heads} must be even (rotary embeddings rotate pairs)")
+        if self.attn_num_kv_heads != self.attn_num_heads:
+            fail(f"attn.num_kv_heads {self.attn_num_kv_heads} != num_heads: hax implements multi-head attention "
+                 "only (the reference's Samba has num_kv_heads = num_heads)")
+        if self.qkv_bias:
+            fail("attn.qkv_bias true is not implemented (the reference's Samba has none)")
+        if self.attn_window <= 0:
+            fail("attn.window_size must be > 0")
+        if not self.rope_theta > 0:
+            fail("attn.rope_theta must be > 0")
+        if self.hidden_ratio <= 0:
+            fail("hidden_ratio must be > 0")
+        for layer in self.attn_layers:
+            if not 0 <= layer < self.num_hidden_layers:
+                fail(f"attn.layers holds {layer}, outside 0..{self.num_hidden_layers - 1}")
+
+
+def _check_config_keys(j, where):
+    known = list(_CONFIG_KEYS) + list(_INERT_KEYS)
+    for key, value in j.items():
+        if key not in known:
+            raise ValueError(f"{where}: \"{key}\" is not a config key hax knows{_hint(key, known)}")
+        allowed = _INERT_KEYS.get(key)
+        if allowed is not None and not any(_same_json(value, a) for a in allowed):
+            accepted = " or ".join(json.dumps(a) for a in allowed)
+            raise ValueError(f"{where}: \"{key}\" is {json.dumps(value)}, which hax does not implement (it computes "
+                             f"{accepted})")
+    attn = j.get("attn")
+    if isinstance(attn, dict):
+        for key in attn:
+            if key not in _ATTENTION_KEYS:
+                raise ValueError(f"{where}: \"attn.{key}\" is not a key of Samba's attention"
+                                 f"{_hint(key, _ATTENTION_KEYS)}")
+
+
+def _read_attention(j, c, where, read):
+    a = j.get("attn")
+    if a is None:
+        return
+    inner = f"{where}: \"attn\""
+    if not isinstance(a, dict):
+        raise ValueError(f"{inner} must be an object")
+    if "layers" in a:
+        layers = a["layers"]
+        if not isinstance(layers, list):
+            raise ValueError(f"{inner}.layers must be an array of layer indices")
+        for layer in layers:
+            if not isinstance(layer, int) or isinstance(layer, bool):
+                raise ValueError(f"{inner}.layers holds {json.dumps(layer)}, not a layer index")
+        c.attn_layers = list(layers)
+    read(a, "num_heads", "int", "attn_num_heads", inner)
+    c.attn_num_kv_heads = c.attn_num_heads
+    read(a, "num_kv_heads", "int", "attn_num_kv_heads", inner)
+    read(a, "window_size", "int", "attn_window", inner)
+    read(a, "rope_theta", "float", "rope_theta", inner)
+    read(a, "qkv_bias", "bool", "qkv_bias", inner)
+
+
+def read_config(path):
+    """The HaxModelConfig of a config.json file (FileNotFoundError or ValueError naming the file)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cannot open model config '{path}': no such file")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            j = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"model config '{path}' is not valid JSON: {e}") from None
+    return HaxModelConfig.from_dict(j, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model.safetensors: 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, data.
+
+_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16}
+
+
+def read_safetensors(path):
+    """{name: float32 tensor} of a safetensors file, checked (ValueError naming the file and the tensor)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cannot open '{path}': no such file")
+    with open(path, "rb") as f:
+        blob = f.read()
+
+    def fail(message):
+        raise ValueError(f"'{path}' is not a valid safetensors file: {message}")
+
+    if len(blob) < 8:
+        fail(f"{len(blob)} bytes, too short for the header length")
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    if header_len > len(blob) - 8:
+        fail(f"the header length {header_len} runs past the end of the file ({len(blob)} bytes)")
+    try:
+        header = json.loads(blob[8:8 + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        fail(f"the header is not valid JSON ({e})")
+    if not isinstance(header, dict):
+        fail("the header is not a JSON object")
+    data = memoryview(blob)[8 + header_len:]
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(meta, dict) or not {"dtype", "shape", "data_offsets"} <= set(meta):
+            fail(f"tensor '{name}': the entry lacks dtype, shape or data_offsets")
+        dtype, shape, offsets = meta["dtype"], meta["shape"], meta["data_offsets"]
+        if dtype not in _DTYPES:
+            fail(f"tensor '{name}' has dtype {dtype}; hax checkpoints are F32")
+        if (not isinstance(shape, list) or
+                not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
+            fail(f"tensor '{name}': bad shape {json.dumps(shape)}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or
+                not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            fail(f"tensor '{name}': bad data_offsets {json.dumps(offsets)}")
+        begin, end = offsets
+        item = np.dtype(_DTYPES[dtype]).itemsize
+        count = math.prod(shape)
+        if not 0 <= begin <= end <= len(data):
+            fail(f"tensor '{name}': data_offsets [{begin}, {end}] outside the {len(data)} data bytes "
+                 "(is the file truncated?)")
+        if end - begin != count * item:
+            fail(f"tensor '{name}': {end - begin} bytes for shape {shape} of {dtype} ({count * item} expected)")
+        array = np.frombuffer(data[begin:end], dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<"), count=count)
+        tensor = torch.from_numpy(array.astype(np.float32)).reshape(shape)
+        if not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"'{path}': tensor '{name}' holds {bad} NaN or infinite value(s)")
+        tensors[name] = tensor
+    return tensors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The modules.
+
+def _ops():
+    from hax.torch import ops  # imported late: `import hax.torch.model` should not need the shared library
+    return ops
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight."""
+
+    def __init__(self, width, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+    def extra_repr(self):
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class GatedRMSNorm(RMSNorm):
+    """Mamba2's gated norm (norm_before_gate = False, one group): RMSNorm(y * silu(z))."""
+
+    def forward(self, y, z):
+        return super().forward(y * F.silu(z))
+
+
+class _SparseHost(nn.Module):
+    """A mixer that may carry a sparse-attention branch (HaxAttention) whose parameters, buffers and submodules are
+    registered on the mixer itself, under the names HaxAttention gives them: the checkpoint's names
+    (``layers.0.mixer.xx_proj.weight``, not ``layers.0.mixer.<branch>.xx_proj.weight``). The HaxAttention object is
+    kept outside the module tree (no state_dict entries, no duplicate parameters); it shares the very Parameter,
+    buffer and submodule objects, and this class keeps it in step: train()/eval() reach it, and after _apply (.to(),
+    .double(), ...) or a forward that replaces a tensor, both sides point at the same tensors again."""
+
+    def __init__(self):
+        super().__init__()
+        object.__setattr__(self, "hax_attention", None)  # not a registered submodule, on purpose
+        self.gate_loss = None
+
+    def _adopt(self, branch):
+        for name in list(branch._modules) + list(branch._parameters) + list(branch._buffers):
+            if name in self._modules or name in self._parameters or name in self._buffers or hasattr(self, name):
+                raise RuntimeError(f"HaxAttention's member '{name}' collides with a member of {type(self).__name__}")
+        for name, child in branch._modules.items():
+            self.add_module(name, child)
+        for name, param in branch._parameters.items():
+            self.register_parameter(name, param)
+        for name, buf in branch._buffers.items():
+            self.register_buffer(name, buf, persistent=name not in branch._non_persistent_buffers_set)
+        object.__setattr__(self, "hax_attention", branch)
+
+    def _push_to_branch(self):
+        b = self.hax_attention
+        for name in b._parameters:
+            b._parameters[name] = self._parameters[name]
+        for name in b._buffers:
+            b._buffers[name] = self._buffers[name]
+        for name in b._modules:
+            b._modules[name] = self._modules[name]
+
+    def _pull_from_branch(self):
+        b = self.hax_attention
+        for name in b._parameters:
+            self._parameters[name] = b._parameters[name]
+        for name in b._buffers:
+            self._buffers[name] = b._buffers[name]
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.hax_attention is not None:
+            self.hax_attention.train(mode)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.hax_attention is not None:
+            self._push_to_branch()
+        return self
+
+    def sparse_term(self, xc, z):
+        """The sparse branch's term of the mixer, E * attn (* silu(z)); sets self.gate_loss (None unless training
+        with key selection)."""
+        branch = self.hax_attention
+        self._push_to_branch()
+        if hasattr(branch, "gate_loss"):
+            branch.gate_loss = None
+        out = branch(xc, z)
+        self._pull_from_branch()
+        gate = getattr(branch, "gate_loss", None) if self.training else None
+        self.gate_loss = gate
+        return out
+
+
+def _hax_attention(cfg, channels, layer):
+    """The HaxAttention of one layer's mixer; ValueError for config values it cannot reproduce."""
+    from hax.torch.hax_attention import HaxAttention
+    import inspect
+
+    accepted = inspect.signature(HaxAttention.__init__).parameters
+    kwargs = dict(sparse_arch=cfg.sparse_arch, num_hash=cfg.num_hash, semantics=cfg.semantics,
+                  total_keys=cfg.sparse_keys, max_length=cfg.data_max_length, seed=cfg.seed + layer,
+                  lsh_statistics=cfg.lsh_statistics, ks_normalization=cfg.ks_normalization)
+    mode = cfg.lsh_resample_mode
+    if "lsh_resample" in accepted:
+        kwargs["lsh_resample"] = mode
+    elif cfg.has_lsh and mode != "never":
+        raise ValueError(
+            f"{cfg.where}: \"hax_lsh_resample\" is \"{mode}\"{' (the default under paper)' if not cfg.lsh_resample else ''}"
+            f": hax draws a fresh LSH projection {'every forward' if mode == 'every_forward' else 'every training step'},"
+            " which hax.torch does not implement (its LSH uses the checkpoint's saved lsh_projection, as \"never\" "
+            "does); set \"hax_lsh_resample\": \"never\" in config.json to use the saved projection")
+    if cfg.paper_without:
+        if "paper_without" not in accepted:
+            raise ValueError(f"{cfg.where}: \"hax_paper_without\" {json.dumps(cfg.paper_without)} (an ablation of "
+                             "`paper`) is not implemented by hax.torch")
+        kwargs["paper_without"] = list(cfg.paper_without)
+    try:
+        return HaxAttention(channels, cfg.state_size, **kwargs)
+    except (ValueError, NotImplementedError, RuntimeError) as e:
+        raise ValueError(f"{cfg.where}: sparse_arch \"{cfg.sparse_arch}\" ({cfg.semantics}): {e}") from e
+
+
+class MambaMixer(_SparseHost):
+    """Mamba-1's mixer (reference.md §3.3-3.4, §5.1), with the optional sparse branch:
+    out = out_proj(((SSM(xc) + D xc + E attn(xc)) * silu(z)))."""
+
+    def __init__(self, cfg, layer=0, sparse=True):
+        super().__init__()
+        D, I, N, R, K = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.time_step_rank, cfg.conv_kernel
+        self.d_inner, self.d_state, self.dt_rank = I, N, R
+        self.in_proj = nn.Linear(D, 2 * I, bias=cfg.use_bias)
+        self.conv1d = nn.Conv1d(I, I, K, groups=I, bias=cfg.use_conv_bias)  # weight (I, 1, K); used causally
+        self.x_proj = nn.Linear(I, R + 2 * N, bias=False)
+        self.dt_proj = nn.Linear(R, I, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(I, 1))
+        self.D = nn.Parameter(torch.ones(I))
+        self.out_proj = nn.Linear(I, D, bias=cfg.use_bias)
+        if sparse and cfg.has_sparse:
+            self._adopt(_hax_attention(cfg, I, layer))
+
+    def forward(self, u):
+        ops = _ops()
+        I, N, R = self.d_inner, self.d_state, self.dt_rank
+        xz = self.in_proj(u)                                              # (B, T, 2I)
+        x = xz[..., :I].transpose(1, 2).contiguous()                      # (B, I, T)
+        z = xz[..., I:].transpose(1, 2).contiguous()
+        xc = ops.causal_conv1d_fn(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        xc_rows = xc.transpose(1, 2)                                      # (B, T, I)
+        dt, Bm, Cm = self.x_proj(xc_rows).split([R, N, N], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2).contiguous()  # (B, I, T), bias in the scan
+        A = -torch.exp(self.A_log.float())
+        y = ops.selective_scan_fn(xc, delta, A, Bm.transpose(1, 2).contiguous(), Cm.transpose(1, 2).contiguous(),
+                                  self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        y = y.transpose(1, 2)                                             # (B, T, I), already * silu(z)
+        if self.hax_attention is not None:
+            y = y + self.sparse_term(xc_rows.contiguous(), xz[..., I:].contiguous())
+        return self.out_proj(y)
+
+
+class Mamba2Mixer(_SparseHost):
+    """Mamba2's mixer (reference.md §4.3-4.4), with the optional sparse branch:
+    out = out_proj(GatedRMSNorm(SSD(x) + D x + E attn(x), z))."""
+
+    def __init__(self, cfg, layer=0):
+        super().__init__()
+        D, I, N, K = cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.conv_kernel
+        H, G = cfg.num_heads, cfg.n_groups
+        self.d_inner, self.d_state, self.nheads, self.headdim, self.ngroups = I, N, H, cfg.head_dim, G
+        self.chunk_size = cfg.chunk_size
+        conv_dim = I + 2 * G * N
+        self.in_proj = nn.Linear(D, I + conv_dim + H, bias=cfg.use_bias)
+        self.conv1d = nn.Conv1d(conv_dim, conv_dim, K, groups=conv_dim, bias=cfg.use_conv_bias)
+        self.dt_bias = nn.Parameter(torch.zeros(H))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, H + 1, dtype=torch.float32)))
+        self.D = nn.Parameter(torch.ones(H))
+        self.norm = GatedRMSNorm(I, cfg.layer_norm_epsilon)
+        self.out_proj = nn.Linear(I, D, bias=cfg.use_bias)
+        if cfg.has_sparse:
+            self._adopt(_hax_attention(cfg, I, layer))
+
+    def forward(self, u):
+        ops = _ops()
+        Bt, T, _ = u.shape
+        I, N, H, P, G = self.d_inner, self.d_state, self.nheads, self.headdim, self.ngroups
+        z, xBC, dt = self.in_proj(u).split([I, I + 2 * G * N, H], dim=-1)
+        xBC = ops.causal_conv1d_fn(xBC.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias,
+                                   activation="silu").transpose(1, 2)    # (B, T, conv_dim)
+        x, Bm, Cm = xBC.split([I, G * N, G * N], dim=-1)
+        x = x.contiguous()
+        A = -torch.exp(self.A_log.float())
+        y = ops.mamba_chunk_scan_combined(x.view(Bt, T, H, P), dt.contiguous(), A,
+                                          Bm.contiguous().view(Bt, T, G, N), Cm.contiguous().view(Bt, T, G, N),
+                                          self.chunk_size, D=self.D, z=None, dt_bias=self.dt_bias, dt_softplus=True)
+        y = y.reshape(Bt, T, I)
+        if self.hax_attention is not None:
+            y = y + self.sparse_term(x, None)  # Mamba2's gate comes in the gated norm
+        return self.out_proj(self.norm(y, z))
+
+
+def _rotary_tables(T, head_dim, theta, device):
+    """cos, sin (T, head_dim / 2) of t / theta^(2i / head_dim), computed in float64 (as hax does) then rounded."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim // 2, dtype=torch.float64) * 2 / head_dim)
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    return torch.cos(angle).float().to(device), torch.sin(angle).float().to(device)
+
+
+def _rotate(x, cos, sin):
+    """GPT-NeoX rotary embedding of x (B, T, H, P): channel d pairs with d + P/2."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+
+
+def sliding_window_attention(q, k, v, window, scale):
+    """Causal softmax attention of q over the `window` most recent keys, itself included. q, k, v (B, H, T, P) ->
+    (B, H, T, P). Never builds a T x T matrix for T > 2 * window: queries go in blocks of `window`, each attending
+    to its own block and the one before (O(T * window) memory)."""
+    B, H, T, P = q.shape
+    w = window
+    if T <= 2 * w:
+        t = torch.arange(T, device=q.device)
+        allowed = (t[None, :] <= t[:, None]) & (t[None, :] > t[:, None] - w)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        return torch.matmul(torch.softmax(scores, dim=-1), v)
+    nc = (T + w - 1) // w
+    pad = nc * w - T
+    qb = F.pad(q, (0, 0, 0, pad)).view(B, H, nc, w, P)
+    kp = F.pad(k, (0, 0, w, pad))  # one block of zeros in front: block c's keys are kp rows [c w, c w + 2w)
+    vp = F.pad(v, (0, 0, w, pad))
+    kb = kp.unfold(2, 2 * w, w)    # (B, H, nc, P, 2w)
+    vb = vp.unfold(2, 2 * w, w)
+    scores = torch.matmul(qb, kb) * scale  # (B, H, nc, w, 2w)
+    i = torch.arange(w, device=q.device)[:, None]
+    j = torch.arange(2 * w, device=q.device)[None, :]
+    band = (j > i) & (j <= i + w)  # key (c - 1) w + j against query c w + i: 0 <= query - key < w
+    allowed = band.expand(nc, w, 2 * w).clone()
+    allowed[0, :, :w] = False      # block 0's previous block is the zero padding before t = 0
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    out = torch.matmul(torch.softmax(scores, dim=-1), vb.transpose(-1, -2))  # (B, H, nc, w, P)
+    return out.reshape(B, H, nc * w, P)[:, :, :T]
+
+
+class SlidingWindowAttention(nn.Module):
+    """Samba's attention (fla Attention, reference.md §5.3): multi-head, rotary (GPT-NeoX), causal sliding window
+    of `window_size` keys (itself included), no biases."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        D = cfg.hidden_size
+        self.num_heads = cfg.attn_num_heads
+        self.head_dim = D // self.num_heads
+        self.window = cfg.attn_window
+        self.rope_theta = cfg.rope_theta
+        self.q_proj = nn.Linear(D, D, bias=False)
+        self.k_proj = nn.Linear(D, D, bias=False)
+        self.v_proj = nn.Linear(D, D, bias=False)
+        self.o_proj = nn.Linear(D, D, bias=False)
+        self.gate_loss = None
+
+    def forward(self, x):
+        B, T, D = x.shape
+        H, P = self.num_heads, self.head_dim
+        cos, sin = _rotary_tables(T, P, self.rope_theta, x.device)
+        q = _rotate(self.q_proj(x).view(B, T, H, P), cos, sin).transpose(1, 2)
+        k = _rotate(self.k_proj(x).view(B, T, H, P), cos, sin).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, H, P).transpose(1, 2)
+        o = sliding_window_attention(q, k, v, self.window, 1.0 / math.sqrt(P))
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, D))
+
+
+class GatedMLP(nn.Module):
+    """Samba's SwiGLU MLP: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        D, Fw = cfg.hidden_size, cfg.mlp_intermediate_size
+        self.gate_proj = nn.Linear(D, Fw, bias=False)
+        self.up_proj = nn.Linear(D, Fw, bias=False)
+        self.down_proj = nn.Linear(Fw, D, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class MambaBlock(nn.Module):
+    """Pre-norm residual block of Mamba / Mamba2: h + mixer(norm(h))."""
+
+    def __init__(self, cfg, layer):
+        super().__init__()
+        self.norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
+        self.mixer = Mamba2Mixer(cfg, layer) if cfg.model_type == "mamba2" else MambaMixer(cfg, layer)
+
+    def forward(self, h):
+        return h + self.mixer(self.norm(h))
+
+
+class SambaBlock(nn.Module):
+    """Samba's block: s = h + mixer(mixer_norm(h)); h = s + mlp(mlp_norm(s)), the mixer Mamba or attention."""
+
+    def __init__(self, cfg, layer):
+        super().__init__()
+        self.mixer_norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
+        self.mixer = SlidingWindowAttention(cfg) if cfg.is_attention_layer(layer) else MambaMixer(cfg, layer, False)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
+        self.mlp = GatedMLP(cfg)
+
+    def forward(self, h):
+        s = h + self.mixer(self.mixer_norm(h))
+        return s + self.mlp(self.mlp_norm(s))
+
+
+class HaxModel(nn.Module):
+    """A hax model: embeddings -> blocks -> norm_f -> logits = h @ embeddings.weight^T (tied output layer)."""
+
+    def __init__(self, config):
+        super().__init__()
+        if not isinstance(config, HaxModelConfig):
+            config = HaxModelConfig.from_dict(dict(config))
+        self.config = config
+        block = SambaBlock if config.model_type == "samba" else MambaBlock
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList([block(config, layer) for layer in range(config.num_hidden_layers)])
+        self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+        self.gate_loss = torch.zeros(())
+
+    def forward(self, input_ids):
+        """input_ids (batch, T) int64 -> logits (batch, T, vocab). Sets self.gate_loss (0-dim: the gate loss summed
+        over the layers in training mode with key selection, else 0)."""
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            raise ValueError("input_ids must be a (batch, T) tensor of token ids, got "
+                             f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids)}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise ValueError(f"input_ids must hold integer token ids, got {input_ids.dtype}")
+        h = self.embeddings(input_ids.long())
+        gates = []
+        for block in self.layers:
+            h = block(h)
+            gate = getattr(block.mixer, "gate_loss", None)
+            if gate is not None:
+                gates.append(gate.reshape(()).to(h.dtype))
+        h = self.norm_f(h)
+        self.gate_loss = torch.stack(gates).sum() if gates else h.new_zeros(())
+        return F.linear(h, self.embeddings.weight)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def load(checkpoint_dir):
+    """The nn.Module (HaxModel) of a hax checkpoint folder: config.json + model.safetensors (float32). Its state_dict
+    names are the checkpoint's tensor names; forward(input_ids (batch, T)) gives the logits (batch, T, vocab) of
+    `hax logits`. The module is returned in eval mode (call .train() to train it). FileNotFoundError or ValueError,
+    naming the file, for a folder that is not a loadable checkpoint."""
+    checkpoint_dir = os.fspath(checkpoint_dir)
+    if not os.path.isdir(checkpoint_dir):
+        raise FileNotFoundError(f"checkpoint folder '{checkpoint_dir}' does not exist (or is not a folder)")
+    config_path = os.path.join(checkpoint_dir, "config.json")
+    weights_path = os.path.join(checkpoint_dir, "model.safetensors")
+    cfg = read_config(config_path)
+    tensors = read_safetensors(weights_path)
+    model = HaxModel(cfg)
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in tensors]
+    unexpected = [name for name in tensors if name not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"lacks {len(missing)} tensor(s) the config's model has: {', '.join(missing[:8])}"
+                         f"{', ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"has {len(unexpected)} tensor(s) the config's model does not: {', '.join(unexpected[:8])}"
+                         f"{', ...' if len(unexpected) > 8 else ''}")
+        raise ValueError(f"'{weights_path}' does not match '{config_path}' ({cfg.model_type}"
+                         f"{' + ' + cfg.sparse_arch if cfg.sparse_arch else ''}): it {'; it '.join(parts)}")
+    for name, value in expected.items():
+        if tuple(tensors[name].shape) != tuple(value.shape):
+            raise ValueError(f"'{weights_path}': tensor '{name}' has shape {list(tensors[name].shape)}, but "
+                             f"'{config_path}' makes it {list(value.shape)}")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model
