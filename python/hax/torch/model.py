@@ -451,7 +451,18 @@ class GatedRMSNorm(RMSNorm):
         return super().forward(y * F.silu(z))
 
 
-class _SparseHost(nn.Module):
+class _GateLossHolder(nn.Module):
+    """A module that keeps the last forward's gate loss (a tensor of the autograd graph) as ``self.gate_loss``:
+    copies and pickles (copy.deepcopy, torch.save) keep it detached, since a non-leaf tensor cannot be copied."""
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if isinstance(state.get("gate_loss"), torch.Tensor):
+            state["gate_loss"] = state["gate_loss"].detach()
+        return state
+
+
+class _SparseHost(_GateLossHolder):
     """A mixer that may carry a sparse-attention branch (HaxAttention) whose parameters, buffers and submodules are
     registered on the mixer itself, under the names HaxAttention gives them: the checkpoint's names
     (``layers.0.mixer.xx_proj.weight``, not ``layers.0.mixer.<branch>.xx_proj.weight``). The HaxAttention object is
@@ -514,6 +525,8 @@ class _SparseHost(nn.Module):
         out = branch(xc, z)
         self._pull_from_branch()
         gate = getattr(branch, "gate_loss", None) if self.training else None
+        if gate is not None:
+            branch.gate_loss = None  # kept here only: the branch stays copyable
         self.gate_loss = gate
         return out
 
@@ -738,7 +751,7 @@ class SambaBlock(nn.Module):
         return s + self.mlp(self.mlp_norm(s))
 
 
-class HaxModel(nn.Module):
+class HaxModel(_GateLossHolder):
     """A hax model: embeddings -> blocks -> norm_f -> logits = h @ embeddings.weight^T (tied output layer)."""
 
     def __init__(self, config):
