@@ -3,7 +3,7 @@ import ctypes
 import os
 from pathlib import Path
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _ptr = ctypes.c_void_p
 _int = ctypes.c_int
@@ -34,7 +34,8 @@ class BranchArgs(ctypes.Structure):
     _fields_ = [("batch", _int), ("seq_len", _int), ("channels", _int), ("state", _int),
                 ("sparse_arch", ctypes.c_char_p), ("total_keys", _int), ("max_length", _int), ("num_hash", _int),
                 ("semantics", _int), ("lsh_running_statistics", _int), ("ks_running_normalization", _int),
-                ("xx_proj", _ptr), ("scorer", _ptr * 6), ("lsh_projection", _ptr)]
+                ("xx_proj", _ptr), ("scorer", _ptr * 6), ("lsh_projection", _ptr), ("lsh_resample", ctypes.c_char_p),
+                ("paper_without", ctypes.c_char_p)]
 
 
 _SIGNATURES = {

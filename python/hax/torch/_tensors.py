@@ -41,7 +41,8 @@ def f32(t):
 
 
 def ptr(t):
-    """The address of a contiguous float32 tensor, or None."""
+    """The address of a contiguous float32 tensor, or None. Never ptr(f32(x)) in a call's arguments: the temporary
+    f32(x) may be freed before the call runs; keep it in a name first."""
     return None if t is None else t.data_ptr()
 
 

@@ -26,7 +26,8 @@ class _Branch(torch.autograd.Function):
         attn = torch.empty(batch, T, I, dtype=torch.float32)
         gate_loss = ctypes.c_double(0.0)
         context = _capi.Context()
-        _capi.call("hax_branch_forward", ctypes.byref(args), ptr(f32(xc)), int(settings["training"]),
+        xc32 = f32(xc)
+        _capi.call("hax_branch_forward", ctypes.byref(args), ptr(xc32), int(settings["training"]),
                    ctypes.c_uint64(noise_seed), ptr(attn), ctypes.byref(gate_loss), ctypes.byref(context.handle))
         ctx.set_materialize_grads(False)
         ctx.context, ctx.keep = context, keep
@@ -56,7 +57,8 @@ def _branch_args(settings, batch, T, xx_proj, scorer, lsh_projection):
     s = settings
     args = _capi.BranchArgs(batch, T, s["channels"], s["state"], s["sparse_arch"].encode(), s["total_keys"],
                             s["max_length"], s["num_hash"], s["semantics"], int(s["lsh_statistics"] == "running"),
-                            int(s["ks_normalization"] == "running"), ptr(keep[0]), scorer_pointers, ptr(keep[-1]))
+                            int(s["ks_normalization"] == "running"), ptr(keep[0]), scorer_pointers, ptr(keep[-1]),
+                            s["lsh_resample"].encode(), ",".join(s["paper_without"]).encode())
     return args, keep
 
 
@@ -66,11 +68,19 @@ class HaxAttention(nn.Module):
     forward(xc, z=None) returns E * attn * silu(z) (E * attn without z: Mamba2 gates later), the term a HAX mixer
     adds to its SSM output. In training mode with key selection it also sets self.gate_loss, the key scorer's
     ranking loss (0-dim tensor): add it to the objective with a weight (hax trains with 0.1 per layer); its gradient
-    reaches only the scorer. Parameter names are the reference's (xx_proj.weight, E, dx_proj_{1,2,3}.*; buffer
-    lsh_projection), so a hax checkpoint's mixer tensors load as they are."""
+    reaches only the scorer. Otherwise gate_loss is a constant 0. Parameter names are the reference's
+    (xx_proj.weight, E, dx_proj_{1,2,3}.*; buffer lsh_projection, with an LSH pattern only), so a hax checkpoint's
+    mixer tensors load as they are.
+
+    lsh_resample ("never", "training", "every_forward") says when the LSH projection is redrawn instead of read
+    from the buffer (hax_lsh_resample); paper_without lists `paper` ingredients to turn off (hax_paper_without:
+    lsh_statistics, ks_normalization, uniform_fallback, gate_padding); lsh_statistics / ks_normalization "running"
+    are the `causal` options of the same names. Sequences in a batch all count as full length: under `paper`,
+    whose statistics span the padded sequence, run sequences of different lengths as separate batches."""
 
     def __init__(self, d_inner, d_state, sparse_arch="sign_bin_lsh+key_selection", num_hash=8, semantics="causal",
-                 total_keys=64, max_length=2048, seed=1, lsh_statistics="none", ks_normalization="position"):
+                 total_keys=64, max_length=2048, seed=1, lsh_statistics="none", ks_normalization="position",
+                 lsh_resample="never", paper_without=()):
         super().__init__()
         names = sparse_arch.split("+") if isinstance(sparse_arch, str) else []
         unknown = [n for n in names if n not in PATTERNS]
@@ -79,17 +89,21 @@ class HaxAttention(nn.Module):
         if lsh_statistics not in ("none", "running") or ks_normalization not in ("position", "running"):
             raise ValueError(f"lsh_statistics must be 'none' or 'running' and ks_normalization 'position' or "
                              f"'running', got {lsh_statistics!r} and {ks_normalization!r}")
+        if lsh_resample not in ("never", "training", "every_forward"):
+            raise ValueError(f"lsh_resample must be 'never', 'training' or 'every_forward', got {lsh_resample!r}")
         self.settings = {"channels": d_inner, "state": d_state, "sparse_arch": sparse_arch, "num_hash": num_hash,
                          "semantics": semantics_code(semantics), "total_keys": total_keys, "max_length": max_length,
-                         "lsh_statistics": lsh_statistics, "ks_normalization": ks_normalization}
+                         "lsh_statistics": lsh_statistics, "ks_normalization": ks_normalization,
+                         "lsh_resample": lsh_resample, "paper_without": tuple(paper_without)}
         self.key_selection = "key_selection" in names
         F2 = 2 * d_state
         self.xx_proj = nn.Linear(d_inner, F2, bias=False)
         self.E = nn.Parameter(torch.ones(d_inner))
         if self.key_selection:
             self.dx_proj_1, self.dx_proj_2, self.dx_proj_3 = nn.Linear(F2, F2), nn.Linear(F2, F2), nn.Linear(F2, 1)
+        lsh = any(n in ("sign_bin_lsh", "argmax_lsh") for n in names)
         generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("lsh_projection", torch.randn(d_state, num_hash, generator=generator))
+        self.register_buffer("lsh_projection", torch.randn(d_state, num_hash, generator=generator) if lsh else None)
         self.gate_loss = torch.zeros(())
 
     def scorer_parameters(self):
@@ -106,7 +120,7 @@ class HaxAttention(nn.Module):
         noise_seed = int(torch.randint(0, 2**62, (1,)).item())
         attn, gate_loss = _Branch.apply(xc, self.xx_proj.weight, self.lsh_projection, settings, noise_seed,
                                         *self.scorer_parameters())
-        self.gate_loss = gate_loss
+        self.gate_loss = gate_loss if settings["training"] else torch.zeros((), dtype=xc.dtype)
         out = attn * self.E
         return out * F.silu(z) if z is not None else out
 

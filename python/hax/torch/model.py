@@ -525,37 +525,22 @@ class _SparseHost(_GateLossHolder):
         out = branch(xc, z)
         self._pull_from_branch()
         gate = getattr(branch, "gate_loss", None) if self.training else None
-        if gate is not None:
-            branch.gate_loss = None  # kept here only: the branch stays copyable
+        if hasattr(branch, "gate_loss"):
+            branch.gate_loss = None  # kept here only (detached when copied): the branch stays copyable
         self.gate_loss = gate
         return out
 
 
 def _hax_attention(cfg, channels, layer):
-    """The HaxAttention of one layer's mixer; ValueError for config values it cannot reproduce."""
+    """The HaxAttention of one layer's mixer, with every sparse setting of the config."""
     from hax.torch.hax_attention import HaxAttention
-    import inspect
 
-    accepted = inspect.signature(HaxAttention.__init__).parameters
-    kwargs = dict(sparse_arch=cfg.sparse_arch, num_hash=cfg.num_hash, semantics=cfg.semantics,
-                  total_keys=cfg.sparse_keys, max_length=cfg.data_max_length, seed=cfg.seed + layer,
-                  lsh_statistics=cfg.lsh_statistics, ks_normalization=cfg.ks_normalization)
-    mode = cfg.lsh_resample_mode
-    if "lsh_resample" in accepted:
-        kwargs["lsh_resample"] = mode
-    elif cfg.has_lsh and mode != "never":
-        raise ValueError(
-            f"{cfg.where}: \"hax_lsh_resample\" is \"{mode}\"{' (the default under paper)' if not cfg.lsh_resample else ''}"
-            f": hax draws a fresh LSH projection {'every forward' if mode == 'every_forward' else 'every training step'},"
-            " which hax.torch does not implement (its LSH uses the checkpoint's saved lsh_projection, as \"never\" "
-            "does); set \"hax_lsh_resample\": \"never\" in config.json to use the saved projection")
-    if cfg.paper_without:
-        if "paper_without" not in accepted:
-            raise ValueError(f"{cfg.where}: \"hax_paper_without\" {json.dumps(cfg.paper_without)} (an ablation of "
-                             "`paper`) is not implemented by hax.torch")
-        kwargs["paper_without"] = list(cfg.paper_without)
     try:
-        return HaxAttention(channels, cfg.state_size, **kwargs)
+        return HaxAttention(channels, cfg.state_size, sparse_arch=cfg.sparse_arch, num_hash=cfg.num_hash,
+                            semantics=cfg.semantics, total_keys=cfg.sparse_keys, max_length=cfg.data_max_length,
+                            seed=cfg.seed + layer, lsh_statistics=cfg.lsh_statistics,
+                            ks_normalization=cfg.ks_normalization, lsh_resample=cfg.lsh_resample_mode,
+                            paper_without=tuple(cfg.paper_without))
     except (ValueError, NotImplementedError, RuntimeError) as e:
         raise ValueError(f"{cfg.where}: sparse_arch \"{cfg.sparse_arch}\" ({cfg.semantics}): {e}") from e
 
@@ -767,12 +752,20 @@ class HaxModel(_GateLossHolder):
 
     def forward(self, input_ids):
         """input_ids (batch, T) int64 -> logits (batch, T, vocab). Sets self.gate_loss (0-dim: the gate loss summed
-        over the layers in training mode with key selection, else 0)."""
+        over the layers in training mode with key selection, else 0).
+
+        There is no attention mask: every row is a token of its sequence, so the batch is `batch` sequences of T
+        tokens each (what `hax logits` computes for equal-length sequences). Under `paper` semantics the sparse
+        branch's whole-sequence statistics count all T rows; hax pads shorter sequences of a batch with zero rows
+        instead, so for those, run each length as a batch of its own."""
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise ValueError("input_ids must be a (batch, T) tensor of token ids, got "
                              f"{tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids)}")
         if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
             raise ValueError(f"input_ids must hold integer token ids, got {input_ids.dtype}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"input_ids must be token ids in [0, {self.config.vocab_size}), got ids from "
+                             f"{int(input_ids.min())} to {int(input_ids.max())}")
         h = self.embeddings(input_ids.long())
         gates = []
         for block in self.layers:
@@ -797,6 +790,11 @@ def load(checkpoint_dir):
         raise FileNotFoundError(f"checkpoint folder '{checkpoint_dir}' does not exist (or is not a folder)")
     config_path = os.path.join(checkpoint_dir, "config.json")
     weights_path = os.path.join(checkpoint_dir, "model.safetensors")
+    if not os.path.exists(config_path):
+        runs = [sub for sub in ("best", "last") if os.path.isfile(os.path.join(checkpoint_dir, sub, "config.json"))]
+        if runs:  # a `hax train` run folder
+            raise FileNotFoundError(f"cannot open model config '{config_path}': '{checkpoint_dir}' is a run folder; "
+                                    f"load its checkpoint {' or '.join(repr(os.path.join(checkpoint_dir, r)) for r in runs)}")
     cfg = read_config(config_path)
     tensors = read_safetensors(weights_path)
     model = HaxModel(cfg)

@@ -38,7 +38,7 @@ class _SelectiveScan(torch.autograd.Function):
         inputs = ctx.inputs
         args = _scan_args(inputs, batch, dim, L, N, groups, delta_softplus)
         dout = torch.zeros(batch, dim, L) if dout is None else f32(dout)
-        dlast_state = f32(dlast_state)
+        dlast_state = f32(dlast_state)  # kept in a name: a temporary's memory could go before the call
         grads = [None if t is None else torch.empty_like(t) for t in inputs]
         _capi.call("hax_selective_scan_backward", ctypes.byref(args), ptr(ctx.saved), ptr(dout), ptr(dlast_state),
                    *(ptr(g) for g in grads))
@@ -100,8 +100,9 @@ class _CausalConv1d(torch.autograd.Function):
         batch, dim, L = xs.shape
         dx, dw = torch.empty_like(xs), torch.empty_like(ws)
         db = torch.empty(dim) if ctx.has_bias else None
-        _capi.call("hax_causal_conv1d_backward", batch, dim, L, ws.shape[1], ptr(xs), ptr(ws), ptr(f32(dout)),
-                   ptr(dx), ptr(dw), ptr(db))
+        dout = f32(dout)
+        _capi.call("hax_causal_conv1d_backward", batch, dim, L, ws.shape[1], ptr(xs), ptr(ws), ptr(dout), ptr(dx),
+                   ptr(dw), ptr(db))
         return like(dx, x), like(dw, weight), like(db, bias)
 
 
@@ -149,8 +150,9 @@ class _ChunkScan(torch.autograd.Function):
         batch, L, H, P, G, N, chunk_size, dt_softplus = ctx.sizes
         args = _ssd_args(ctx.inputs, *ctx.sizes)
         dy = torch.zeros(batch, L, H, P) if dy is None else f32(dy)
+        dfinal = f32(dfinal)
         grads = [None if t is None else torch.empty_like(t) for t in ctx.inputs]
-        _capi.call("hax_ssd_backward", ctypes.byref(args), ptr(ctx.saved), ptr(dy), ptr(f32(dfinal)),
+        _capi.call("hax_ssd_backward", ctypes.byref(args), ptr(ctx.saved), ptr(dy), ptr(dfinal),
                    *(ptr(g) for g in grads))
         return (*(like(g, t) for g, t in zip(grads, ctx.originals)), None, None)
 
@@ -229,7 +231,8 @@ class _SparseAttention(torch.autograd.Function):
         args = _sparse_args(ctx.inputs, ctx.settings)
         q, k, v = ctx.inputs[:3]
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        _capi.call("hax_sparse_attention_backward", ctypes.byref(args), ctx.context.handle, ptr(f32(dout)), ptr(dq),
+        dout = f32(dout)
+        _capi.call("hax_sparse_attention_backward", ctypes.byref(args), ctx.context.handle, ptr(dout), ptr(dq),
                    ptr(dk), ptr(dv))
         return (*(like(g, t) for g, t in zip((dq, dk, dv), ctx.originals)), None, None, None)
 

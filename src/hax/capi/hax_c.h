@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define HAX_C_ABI_VERSION 1
+#define HAX_C_ABI_VERSION 2
 
 /* Only these functions leave the shared library (it is built with hidden visibility). */
 #if defined(HAX_C_BUILDING)
@@ -133,6 +133,8 @@ typedef struct {
   const float* xx_proj;
   const float* scorer[6]; /* dx_proj_1.weight, .bias, dx_proj_2.weight, .bias, dx_proj_3.weight, .bias */
   const float* lsh_projection;
+  const char* lsh_resample;  /* "never" (NULL), "training" or "every_forward": when H is redrawn from noise_seed */
+  const char* paper_without; /* `paper` ablations: comma-separated ingredient names to turn off, or NULL */
 } hax_branch_args;
 
 HAX_C_API int hax_branch_forward(const hax_branch_args* args, const float* xc, int training, uint64_t noise_seed, float* attn,

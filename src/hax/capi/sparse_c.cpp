@@ -126,6 +126,18 @@ layers::SparseConfig branch_config(const hax_branch_args* a) {
   c.ks_running_normalization = a->ks_running_normalization != 0;
   check(c.semantics == sp::Semantics::causal || !(c.lsh_running_statistics || c.ks_running_normalization),
         "running LSH statistics and key-selection normalization are `causal`-only options");
+  c.lsh_resample = a->lsh_resample ? a->lsh_resample : "never";
+  check(c.lsh_resample == "never" || c.lsh_resample == "training" || c.lsh_resample == "every_forward",
+        "lsh_resample must be never, training or every_forward, got '", c.lsh_resample, "'");
+  c.paper_ingredients = c.semantics == sp::Semantics::paper ? sp::PaperIngredients{} : sp::PaperIngredients::none();
+  std::string names = a->paper_without ? a->paper_without : "";
+  for (std::size_t start = 0; start < names.size();) {
+    const std::size_t end = std::min(names.find(',', start), names.size());
+    const std::string name = names.substr(start, end - start);
+    check(c.semantics == sp::Semantics::paper, "paper_without is for `paper` semantics only");
+    check(c.paper_ingredients.turn_off(name), "paper_without: unknown ingredient '", name, "'");
+    start = end + 1;
+  }
   return c;
 }
 
