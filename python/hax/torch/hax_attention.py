@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from hax import _capi
 from hax.torch._tensors import check_tensor, f32, like, ptr, spec
-from hax.torch.ops import semantics_code
+from hax.torch.ops import semantics_code, silu
 
 PATTERNS = ("sliding_window", "sink", "dilated", "sign_bin_lsh", "argmax_lsh", "key_selection", "full")
 SCORER = ("dx_proj_1.weight", "dx_proj_1.bias", "dx_proj_2.weight", "dx_proj_2.bias", "dx_proj_3.weight",
@@ -116,13 +116,16 @@ class HaxAttention(nn.Module):
         check_tensor(xc, "xc", 3, (None, None, self.settings["channels"]))
         check_tensor(z, "z", 3, tuple(xc.shape), optional=True)
         settings = dict(self.settings, training=self.training and self.key_selection)
-        # The gate loss's candidates are drawn from torch's generator, so torch.manual_seed makes a run repeatable.
-        noise_seed = int(torch.randint(0, 2**62, (1,)).item())
+        # What the branch draws (gate-loss candidates, fresh LSH projections) comes from torch's generator, so that
+        # torch.manual_seed makes a run repeatable; a forward that draws nothing leaves the generator alone.
+        resample = self.settings["lsh_resample"]
+        draws = settings["training"] or resample == "every_forward" or (resample == "training" and self.training)
+        noise_seed = int(torch.randint(0, 2**62, (1,)).item()) if draws else 0
         attn, gate_loss = _Branch.apply(xc, self.xx_proj.weight, self.lsh_projection, settings, noise_seed,
                                         *self.scorer_parameters())
         self.gate_loss = gate_loss if settings["training"] else torch.zeros((), dtype=xc.dtype)
         out = attn * self.E
-        return out * F.silu(z) if z is not None else out
+        return out * silu(z) if z is not None else out
 
     def extra_repr(self):
         s = self.settings

@@ -11,6 +11,19 @@ from hax import _capi
 from hax.torch._tensors import check_tensor, f32, like, ptr, spec
 
 
+def silu(x):
+    """silu in float32 for the half types (PyTorch 1.13 has no CPU silu for float16), cast back."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return F.silu(x.float()).to(x.dtype)
+    return F.silu(x)
+
+
+def save_inputs(ctx, inputs):
+    """Keeps the kernels' inputs through save_for_backward (absent ones as None), so that changing one in place
+    before the backward is an error, as with PyTorch's own ops."""
+    ctx.save_for_backward(*inputs)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # selective_scan_fn
 
@@ -28,14 +41,15 @@ class _SelectiveScan(torch.autograd.Function):
         out = torch.empty(batch, dim, L, dtype=torch.float32)
         last_state = torch.empty(batch, dim, N, dtype=torch.float32)
         _capi.call("hax_selective_scan_forward", ctypes.byref(args), ptr(out), ptr(last_state), ptr(saved))
-        ctx.inputs, ctx.saved, ctx.sizes = inputs, saved, (batch, dim, L, N, groups, delta_softplus)
+        save_inputs(ctx, inputs)
+        ctx.saved, ctx.sizes = saved, (batch, dim, L, N, groups, delta_softplus)
         ctx.originals = [spec(t) for t in originals]
         return out.to(u.dtype), last_state.to(u.dtype)
 
     @staticmethod
     def backward(ctx, dout, dlast_state):
         batch, dim, L, N, groups, delta_softplus = ctx.sizes
-        inputs = ctx.inputs
+        inputs = ctx.saved_tensors
         args = _scan_args(inputs, batch, dim, L, N, groups, delta_softplus)
         dout = torch.zeros(batch, dim, L) if dout is None else f32(dout)
         dlast_state = f32(dlast_state)  # kept in a name: a temporary's memory could go before the call
@@ -122,7 +136,7 @@ def causal_conv1d_fn(x, weight, bias=None, activation=None, seq_idx=None):
         check_tensor(weight, "weight", 2, (dim, None))
     check_tensor(bias, "bias", 1, (dim,), optional=True)
     out = _CausalConv1d.apply(x, weight, bias)
-    return F.silu(out) if activation else out
+    return silu(out) if activation else out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -142,16 +156,18 @@ class _ChunkScan(torch.autograd.Function):
         y = torch.empty(batch, L, H, P, dtype=torch.float32)
         final = torch.empty(batch, H, P, N, dtype=torch.float32)
         _capi.call("hax_ssd_forward", ctypes.byref(args), ptr(y), ptr(final), ptr(saved))
-        ctx.inputs, ctx.saved, ctx.sizes = inputs, saved, (batch, L, H, P, G, N, chunk_size, dt_softplus)
+        save_inputs(ctx, inputs)
+        ctx.saved, ctx.sizes = saved, (batch, L, H, P, G, N, chunk_size, dt_softplus)
         return y.to(x.dtype), final.to(x.dtype)
 
     @staticmethod
     def backward(ctx, dy, dfinal):
         batch, L, H, P, G, N, chunk_size, dt_softplus = ctx.sizes
-        args = _ssd_args(ctx.inputs, *ctx.sizes)
+        inputs = ctx.saved_tensors
+        args = _ssd_args(inputs, *ctx.sizes)
         dy = torch.zeros(batch, L, H, P) if dy is None else f32(dy)
         dfinal = f32(dfinal)
-        grads = [None if t is None else torch.empty_like(t) for t in ctx.inputs]
+        grads = [None if t is None else torch.empty_like(t) for t in inputs]
         _capi.call("hax_ssd_backward", ctypes.byref(args), ptr(ctx.saved), ptr(dy), ptr(dfinal),
                    *(ptr(g) for g in grads))
         return (*(like(g, t) for g, t in zip(grads, ctx.originals)), None, None)
@@ -198,7 +214,7 @@ def mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bia
     if D is not None and D.dim() == 2:  # a D per channel: the skip term outside the kernel
         y = y + x * D
     if z is not None:
-        y = y * F.silu(z)
+        y = y * silu(z)
     return (y, final) if return_final_states else y
 
 
@@ -223,13 +239,15 @@ class _SparseAttention(torch.autograd.Function):
         out = torch.empty(q.shape[0], q.shape[1], v.shape[2], dtype=torch.float32)
         context = _capi.Context()
         _capi.call("hax_sparse_attention_forward", ctypes.byref(args), ptr(out), ctypes.byref(context.handle))
-        ctx.inputs, ctx.settings, ctx.context = inputs, settings, context
+        save_inputs(ctx, inputs)
+        ctx.settings, ctx.context = settings, context
         return out.to(v.dtype)
 
     @staticmethod
     def backward(ctx, dout):
-        args = _sparse_args(ctx.inputs, ctx.settings)
-        q, k, v = ctx.inputs[:3]
+        inputs = ctx.saved_tensors
+        args = _sparse_args(inputs, ctx.settings)
+        q, k, v = inputs[:3]
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         dout = f32(dout)
         _capi.call("hax_sparse_attention_backward", ctypes.byref(args), ctx.context.handle, ptr(dout), ptr(dq),

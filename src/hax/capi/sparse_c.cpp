@@ -78,28 +78,29 @@ std::vector<float> scaled_keys(const hax_sparse_args* a, const SparsePlan& p) {
   return K;
 }
 
-// Sequence b's key lists: LSH buckets of its q and k, key scores as given.
+std::int32_t* sized(std::vector<std::int32_t>& v, int n) {
+  v.resize(n);
+  return v.data();
+}
+
+// Sequence b's key lists: LSH buckets of its q and k (both kinds when the arch has both), key scores as given.
 sp::SparseKeys sequence_keys(const hax_sparse_args* a, const SparsePlan& p, const float* K, int b) {
   const std::size_t at = std::size_t(b) * p.T;
   sp::PatternInputs in;
-  std::vector<std::int32_t> q_bucket, k_bucket;
+  std::vector<std::int32_t> buckets[4];  // sign-bin query, key; argmax query, key
   if (p.lsh()) {
     const int h = a->num_hash;
     std::vector<float> proj(std::size_t(p.T) * h);
-    q_bucket.resize(p.T), k_bucket.resize(p.T);
-    const bool sign_bin = p.arch.has(sp::Pattern::sign_bin_lsh);
-    check(!(sign_bin && p.arch.has(sp::Pattern::argmax_lsh)), "sparse_arch: sign_bin_lsh and argmax_lsh together are "
-          "not supported by this op");
-    for (auto [x, bucket] : {std::pair{a->q + at * p.N, &q_bucket}, {K + at * p.N, &k_bucket}}) {
-      sp::lsh_projections(proj.data(), x, a->lsh_projection, p.T, p.N, h, p.semantics);
-      if (sign_bin)
-        sp::sign_bin_buckets(bucket->data(), proj.data(), p.T, h);
-      else
-        sp::argmax_buckets(bucket->data(), proj.data(), p.T, h);
+    const bool sign_bin = p.arch.has(sp::Pattern::sign_bin_lsh), argmax = p.arch.has(sp::Pattern::argmax_lsh);
+    const float* rows[2] = {a->q + at * p.N, K + at * p.N};
+    for (int side = 0; side < 2; ++side) {
+      sp::lsh_projections(proj.data(), rows[side], a->lsh_projection, p.T, p.N, h, p.semantics);
+      if (sign_bin) sp::sign_bin_buckets(sized(buckets[side], p.T), proj.data(), p.T, h);
+      if (argmax) sp::argmax_buckets(sized(buckets[2 + side], p.T), proj.data(), p.T, h);
     }
-    (sign_bin ? in.sign_bin_query_bucket : in.argmax_query_bucket) = q_bucket;
-    (sign_bin ? in.sign_bin_key_bucket : in.argmax_key_bucket) = k_bucket;
-    in.num_buckets = sign_bin ? sp::sign_bin_bucket_count(h) : sp::argmax_bucket_count(h);
+    in.sign_bin_query_bucket = buckets[0], in.sign_bin_key_bucket = buckets[1];
+    in.argmax_query_bucket = buckets[2], in.argmax_key_bucket = buckets[3];
+    in.num_buckets = std::max(sign_bin ? sp::sign_bin_bucket_count(h) : 0, argmax ? sp::argmax_bucket_count(h) : 0);
   }
   if (p.arch.has(sp::Pattern::key_selection)) in.key_score = {a->key_scores + at, std::size_t(p.T)};
   return sp::build_sparse_keys(p.arch, p.T, in);
