@@ -6,19 +6,24 @@
 #include <optional>
 #include <vector>
 
+#include "hax/ops/sparse/key_value_cache.h"
 #include "hax/ops/sparse/sparse_keys.h"
 
 namespace hax::layers {
 
-// The sparse branch's memory. Attention may pick any earlier key, so K and V of every past position are kept (a KV
-// cache, O(t) memory); everything else is O(1) in the length: the key lists' streaming state and the running sum
-// of Q, which is all the `causal` key-selection feature needs (it normalizes c_t per position).
+// The sparse branch's memory. Keys and values are kept for the positions some pattern can still attend to, and
+// for no other (ops/sparse/key_value_cache.h): O(1) in the length for window, sink, LSH and key selection, O(t)
+// for `full` and O(t / dilation) for `dilated`. The rest is O(1) too: the key lists' streaming state and the
+// running sum of Q, which is all the `causal` key-selection feature needs (it normalizes c_t per position).
 struct SparseState {
   ops::sparse::SparseKeyStream keys;  // LSH ring buffers, the top-w set, the position
-  std::vector<float> K;               // (t, N) every past key, already / sqrt(N)
-  std::vector<float> V;               // (t, I) every past value (the conv output xc)
+  ops::sparse::KeyValueCache cache;   // K (N wide, already / sqrt(N)) and V (I wide: the conv output xc)
   std::vector<double> query_sum;      // (2N) sum of Q, then of c^2 (running normalization), over the past positions
   std::vector<double> lsh_sums;       // (4N) sum and sum of squares of Q, then of K (running LSH statistics only)
+  // Scratch of one chunk, kept so that decoding reuses its buffers: the LSH buckets, the key lists, the steps' holds.
+  std::vector<std::int32_t> chunk_buckets[4];
+  ops::sparse::SparseKeys chunk_keys;
+  ops::sparse::KeyHolds chunk_holds;
 
   int position() const { return keys.position(); }
 };

@@ -235,7 +235,8 @@ SparseState SparseBranch::start_state() const {
   check(num_buckets() == 0 || lsh_resample_ != "every_forward",
         "streaming inference needs fixed LSH projections: this model redraws them every forward (lsh_resample "
         "every_forward); use \"never\" or \"training\"");
-  SparseState state{ops::sparse::SparseKeyStream(arch_, num_buckets()), {}, {}, {}, {}};
+  SparseState state{
+      ops::sparse::SparseKeyStream(arch_, num_buckets()), ops::sparse::KeyValueCache(N_, I_), {}, {}, {}, {}, {}};
   state.query_sum.assign(2 * std::size_t(N_), 0.0);
   if (lsh_running_) state.lsh_sums.assign(4 * std::size_t(N_), 0.0);
   return state;
@@ -245,7 +246,7 @@ std::size_t SparseBranch::chunk_arena_floats(int T, int position) const {
   const std::size_t F = 2 * N_, pad = AlignedBuffer::kAlignFloats;
   const std::size_t scorer = uses(Pattern::key_selection) ? std::size_t(T) * (3 * F + 1) : 0;
   const std::size_t k_max = ops::sparse::max_keys_per_query(arch_, position + T);
-  return std::size_t(T) * (F + N_ + k_max) + scorer + 8 * pad;
+  return std::size_t(T) * (F + 2 * N_ + k_max) + scorer + 8 * pad;
 }
 
 void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseState& st, Arena& arena) const {
@@ -256,14 +257,15 @@ void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseStat
   float* KQ = alloc(rows_times(T, F), "chunk xx_proj out");
   ops::linear_forward(KQ, xc, xx_proj_.value, nullptr, T, I, F);
   float* Q = alloc(rows_times(T, N), "chunk Q");
-  st.K.resize(rows_times(first + T, N));
-  float* K = st.K.data() + rows_times(first, N);  // the chunk's keys go straight into the cache
-  for (int t = 0; t < T; ++t) split_row(K + rows_times(t, N), Q + rows_times(t, N), KQ + rows_times(t, F), N);
-  st.V.insert(st.V.end(), xc, xc + rows_times(T, I));
+  float* K = alloc(rows_times(T, N), "chunk K");
+  for (int t = 0; t < T; ++t) {
+    split_row(K + rows_times(t, N), Q + rows_times(t, N), KQ + rows_times(t, F), N);
+    st.cache.append(first + t, K + rows_times(t, N), xc + rows_times(t, I));
+  }
   ops::sparse::PatternInputs in;
-  std::vector<std::int32_t> buckets[4];
+  // The saved projection: start_state() refused one redrawn every forward, and inference is not training.
   if (num_buckets() > 0)
-    lsh_inputs(in, buckets, Q, K, T, lsh_projection(SparseStep{}).data(), st.lsh_sums.data(), first);
+    lsh_inputs(in, st.chunk_buckets, Q, K, T, saved_lsh_projection_, st.lsh_sums.data(), first);
   if (uses(Pattern::key_selection)) {
     float* features = alloc(rows_times(T, F), "chunk key selection features");
     float* hidden1 = alloc(rows_times(T, F), "chunk key scorer hidden 1");
@@ -273,9 +275,12 @@ void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseStat
     ops::sparse::key_scorer_forward(score, hidden1, hidden2, features, scorer_weights(), T, N);
     in.key_score = {score, std::size_t(T)};
   }
-  const ops::sparse::SparseKeys keys = st.keys.advance(T, in);  // indices are positions in the whole sequence
+  ops::sparse::SparseKeys& keys = st.chunk_keys;
+  st.keys.advance(T, in, keys, st.chunk_holds);  // indices are positions in the whole sequence
+  st.cache.to_slots(keys);                        // now rows of the cache
   float* probs = alloc(rows_times(T, keys.k_max), "chunk attention weights");
-  ops::sparse::sparse_attention_forward(attn, probs, Q, st.K.data(), st.V.data(), keys, N, I, semantics_);
+  ops::sparse::sparse_attention_forward(attn, probs, Q, st.cache.keys(), st.cache.values(), keys, N, I, semantics_);
+  st.cache.apply(st.chunk_holds, first);  // only now: the chunk's attention read positions its steps let go of
   arena.release(mark);
 }
 

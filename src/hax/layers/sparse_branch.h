@@ -92,7 +92,8 @@ class SparseBranch {
   // statistics look at the whole padded sequence) or with LSH projections redrawn every forward.
   SparseState start_state() const;
   // attn (T, I) of the next T positions of the sequence of `state`, from their rows xc (T, I): what forward() gives
-  // at those positions of the whole sequence. Appends them to the state. Inference only: nothing is kept for a
+  // at those positions of the whole sequence. Appends them to the state, which keeps the keys and values of the
+  // positions its patterns still hold (layers/mixer_state.h). Inference only: nothing is kept for a
   // backward; the scratch (chunk_arena_floats) is released before returning.
   void forward_chunk(float* attn, const float* xc, int T, SparseState& state, Arena& arena) const;
   std::size_t chunk_arena_floats(int T, int position) const;

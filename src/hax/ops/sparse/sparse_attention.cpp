@@ -158,6 +158,10 @@ void check_chunk(const SparseKeys& keys, Semantics semantics) {
         ") needs `causal` semantics: a `paper` empty row averages the values of the whole sequence");
 }
 
+void check_positions(const SparseKeys& keys) {
+  check(keys.slot_rows == 0, "sparse attention backward over key lists of cache slots: it needs positions");
+}
+
 void sparse_attention_forward(float* out, float* probs, const float* Q, const float* K, const float* V,
                               const SparseKeys& keys, int N, int I, Semantics semantics) {
   check_chunk(keys, semantics);
@@ -178,6 +182,7 @@ void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dou
                                const float* K, const float* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics) {
   check_chunk(keys, semantics);
+  check_positions(keys);
   std::vector<float> dscore(std::size_t(keys.T) * keys.k_max);
   if (dQ || dK) score_gradients(dscore.data(), dQ, dout, probs, K, V, keys, N, I);
   if (dK || dV) key_gradients(dK, dV, dscore.data(), probs, Q, dout, keys, N, I);

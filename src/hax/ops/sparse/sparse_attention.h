@@ -7,6 +7,9 @@
 // One call per sequence: a packed batch calls it once per sequence, T = that sequence's (padded) length.
 // Or one call per chunk of a sequence (streaming inference, `causal` only): keys.query_offset > 0, Q holds the
 // chunk's T queries and K, V all keys.key_rows() rows up to the chunk's end, indexed by position in the sequence.
+// Or, forward only, keys whose indices are slot rows of a key-value cache (keys.slot_rows > 0, key_value_cache.h):
+// K and V are then the cache's rows. The forward reads the rows the lists name and nothing else, in the lists' order,
+// so it gives the same bits whichever rows the keys live in.
 #pragma once
 
 #include "hax/ops/sparse/semantics.h"
@@ -21,7 +24,7 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
                               const SparseKeys& keys, int N, int I, Semantics semantics);
 
 // dQ (T, N), dK (key_rows, N), dV (key_rows, I) += the gradients of sum(out * dout), through the selected entries
-// only (and, for `paper` empty rows, the uniform weights on V). Any of dQ, dK, dV may be null. Deterministic: every
+// only (and, for `paper` empty rows, the uniform weights on V); keys indexed by position. Any of dQ, dK, dV may be null. Deterministic: every
 // gradient row is summed by one thread in a fixed order (dK, dV: the key row's owner, in increasing query
 // order), whatever the thread count.
 void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
@@ -30,5 +33,8 @@ void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dou
 
 // hax::Error when `keys` is a chunk (query_offset > 0) and the semantics is `paper`. Both paths call it.
 void check_chunk(const SparseKeys& keys, Semantics semantics);
+// hax::Error when the indices of `keys` are slot rows: the backward scatters into rows by position. Both backward
+// paths call it.
+void check_positions(const SparseKeys& keys);
 
 }  // namespace hax::ops::sparse

@@ -52,6 +52,7 @@ void sparse_attention_backward(Real* dQ, Real* dK, Real* dV, const Real* dout, c
                                const Real* K, const Real* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics) {
   check_chunk(keys, semantics);
+  check_positions(keys);
   const int T = keys.T;
   for (int t = 0; t < T; ++t) {
     const Real* g = dout + std::size_t(t) * I;

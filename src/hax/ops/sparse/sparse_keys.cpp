@@ -103,9 +103,12 @@ namespace detail {
 BucketWindows::BucketWindows(int num_buckets, int w)
     : w_(w), slots_(std::size_t(num_buckets) * w), inserted_(num_buckets, 0) {}
 
-void BucketWindows::insert(int bucket, std::int32_t s) {
-  slots_[std::size_t(bucket) * w_ + inserted_[bucket] % w_] = s;
+std::int32_t BucketWindows::insert(int bucket, std::int32_t s) {
+  std::int32_t& slot = slots_[std::size_t(bucket) * w_ + inserted_[bucket] % w_];
+  const std::int32_t evicted = inserted_[bucket] >= w_ ? slot : -1;
+  slot = s;
   ++inserted_[bucket];
+  return evicted;
 }
 
 void BucketWindows::append_keys(int bucket, std::vector<std::int32_t>& out) const {
@@ -115,16 +118,19 @@ void BucketWindows::append_keys(int bucket, std::vector<std::int32_t>& out) cons
 
 TopKeys::TopKeys(int w) : w_(w) { heap_.reserve(w); }
 
-void TopKeys::offer(std::int32_t s, float score) {
+TopKeys::Offered TopKeys::offer(std::int32_t s, float score) {
   const Entry entry{score, s};
   if (int(heap_.size()) < w_) {
     heap_.push_back(entry);
     std::push_heap(heap_.begin(), heap_.end(), ranks_higher);
-  } else if (ranks_higher(entry, heap_.front())) {
-    std::pop_heap(heap_.begin(), heap_.end(), ranks_higher);
-    heap_.back() = entry;
-    std::push_heap(heap_.begin(), heap_.end(), ranks_higher);
+    return {true, -1};
   }
+  if (w_ == 0 || !ranks_higher(entry, heap_.front())) return {};
+  std::pop_heap(heap_.begin(), heap_.end(), ranks_higher);
+  const std::int32_t evicted = heap_.back().s;
+  heap_.back() = entry;
+  std::push_heap(heap_.begin(), heap_.end(), ranks_higher);
+  return {true, evicted};
 }
 
 void TopKeys::append_keys(std::vector<std::int32_t>& out) const {
@@ -149,23 +155,55 @@ void SparseKeyStream::check_bucket(std::int32_t bucket, const char* what) const 
   check(bucket >= 0 && bucket < num_buckets_, what, " holds bucket ", bucket, " outside [0, ", num_buckets_, ")");
 }
 
-void SparseKeyStream::next(const PositionInputs& in, std::vector<std::int32_t>& keys) {
-  if (arch_.has(Pattern::sign_bin_lsh)) {
-    check_bucket(in.sign_bin_query_bucket, "sign_bin_query_bucket");
-    check_bucket(in.sign_bin_key_bucket, "sign_bin_key_bucket");
-    sign_bin_.insert(in.sign_bin_key_bucket, t_);
-  }
-  if (arch_.has(Pattern::argmax_lsh)) {
-    check_bucket(in.argmax_query_bucket, "argmax_query_bucket");
-    check_bucket(in.argmax_key_bucket, "argmax_key_bucket");
-    argmax_.insert(in.argmax_key_bucket, t_);
-  }
-  if (arch_.has(Pattern::key_selection)) top_.offer(t_, in.key_score);
+void SparseKeyStream::next(const PositionInputs& in, std::vector<std::int32_t>& keys, KeyHolds* holds) {
+  std::vector<std::int32_t>* released = holds ? &holds->released : nullptr;
+  const int entered = enter_key(in, released);
   keys.clear();
   for (Pattern p : arch_.patterns) append_pattern_keys(p, in, keys);
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());  // the union counts a key chosen twice once
+  const int ranged = range_holds(released);
+  if (holds) holds->holders.push_back(entered + ranged);
   ++t_;
+}
+
+int SparseKeyStream::enter_key(const PositionInputs& in, std::vector<std::int32_t>* released) {
+  int holders = 0;
+  auto let_go = [&](std::int32_t s) {
+    if (s >= 0 && released) released->push_back(s);
+  };
+  if (arch_.has(Pattern::sign_bin_lsh)) {
+    check_bucket(in.sign_bin_query_bucket, "sign_bin_query_bucket");
+    check_bucket(in.sign_bin_key_bucket, "sign_bin_key_bucket");
+    let_go(sign_bin_.insert(in.sign_bin_key_bucket, t_));
+    ++holders;
+  }
+  if (arch_.has(Pattern::argmax_lsh)) {
+    check_bucket(in.argmax_query_bucket, "argmax_query_bucket");
+    check_bucket(in.argmax_key_bucket, "argmax_key_bucket");
+    let_go(argmax_.insert(in.argmax_key_bucket, t_));
+    ++holders;
+  }
+  if (arch_.has(Pattern::key_selection)) {
+    const detail::TopKeys::Offered offered = top_.offer(t_, in.key_score);
+    let_go(offered.evicted);
+    holders += offered.admitted;
+  }
+  return holders;
+}
+
+int SparseKeyStream::range_holds(std::vector<std::int32_t>* released) const {
+  const int w = arch_.budget, d = arch_.dilation, t = t_;
+  int holders = 0;
+  if (arch_.has(Pattern::sliding_window)) {
+    ++holders;
+    // Query t + 1's window starts at t - w + 2: the key at t - w + 1 was the last query's oldest.
+    if (t - w + 1 >= 0 && released) released->push_back(t - w + 1);
+  }
+  holders += arch_.has(Pattern::sink) && t < w;
+  holders += arch_.has(Pattern::dilated) && t % d == d - 1;
+  holders += arch_.has(Pattern::full);
+  return holders;
 }
 
 void SparseKeyStream::append_pattern_keys(Pattern pattern, const PositionInputs& in,
@@ -191,20 +229,26 @@ void SparseKeyStream::append_pattern_keys(Pattern pattern, const PositionInputs&
 }
 
 SparseKeys SparseKeyStream::advance(int T, const PatternInputs& in) {
-  check_inputs(arch_, T, in);
   SparseKeys keys;
+  KeyHolds holds;
+  advance(T, in, keys, holds);
+  return keys;
+}
+
+void SparseKeyStream::advance(int T, const PatternInputs& in, SparseKeys& keys, KeyHolds& holds) {
+  check_inputs(arch_, T, in);
   keys.T = T;
   keys.query_offset = t_;
+  keys.slot_rows = 0;
   keys.k_max = max_keys_per_query(arch_, t_ + T);
   keys.index.assign(std::size_t(T) * keys.k_max, 0);
   keys.count.assign(T, 0);
-  std::vector<std::int32_t> row;
+  holds.clear();
   for (int t = 0; t < T; ++t) {
-    next(position_inputs(arch_, in, t), row);
-    std::copy(row.begin(), row.end(), keys.index.begin() + std::size_t(t) * keys.k_max);
-    keys.count[t] = int(row.size());
+    next(position_inputs(arch_, in, t), row_, &holds);
+    std::copy(row_.begin(), row_.end(), keys.index.begin() + std::size_t(t) * keys.k_max);
+    keys.count[t] = int(row_.size());
   }
-  return keys;
 }
 
 }  // namespace hax::ops::sparse

@@ -48,17 +48,34 @@ struct PositionInputs {
 // query_offset is 0 for a whole sequence. A chunk of a longer sequence (streaming inference) holds the queries at
 // positions query_offset .. query_offset + T - 1, and its key indices are positions in the whole sequence, so the
 // keys of the chunk live in query_offset + T rows (key_rows()).
+// Streaming inference keeps only the rows some pattern can still reach, in the slots of a cache
+// (key_value_cache.h), which rewrites the indices into slot rows: then slot_rows > 0 is the cache's row count, and
+// a list stays in the order of its positions though its slot rows are in none.
 struct SparseKeys {
   int T = 0, k_max = 0;
   std::vector<std::int32_t> index;  // (T, k_max)
   std::vector<std::int32_t> count;  // (T)
   int query_offset = 0;
+  int slot_rows = 0;  // 0: indices are positions; > 0: rows of a key-value cache of that many rows
 
   std::span<const std::int32_t> keys_of(int t) const {
     return {index.data() + std::size_t(t) * k_max, std::size_t(count[t])};
   }
   std::size_t total() const;  // number of (query, key) pairs
-  int key_rows() const { return query_offset + T; }
+  int key_rows() const { return slot_rows > 0 ? slot_rows : query_offset + T; }
+};
+
+// Which positions the patterns hold after some steps of a SparseKeyStream: those a later query may still attend to,
+// the only ones whose keys and values streaming inference keeps (key_value_cache.h). A position's holds start at
+// its own step. Window, LSH and key selection end them later: the key slid out of the window, was pushed out of its
+// bucket's ring, or dropped out of the top-w (a key that leaves the cumulative top-w never comes back). Sink,
+// dilated and full hold for good, and a pattern that never lists a position (key selection not admitting a
+// newcomer, dilated off its stride) does not hold it.
+struct KeyHolds {
+  std::vector<std::int32_t> holders;   // per step, in order: how many patterns hold that step's position after it
+  std::vector<std::int32_t> released;  // one entry per hold that ended (a position once per pattern letting go)
+
+  void clear() { holders.clear(), released.clear(); }
 };
 
 // The largest list a query of a length-T sequence can get: the sum of the patterns' sizes, capped at T. Dilated
@@ -75,7 +92,8 @@ namespace detail {
 class BucketWindows {
  public:
   BucketWindows(int num_buckets, int w);
-  void insert(int bucket, std::int32_t s);
+  // Returns the key pushed out of the bucket's ring, -1 while the ring is not full.
+  std::int32_t insert(int bucket, std::int32_t s);
   void append_keys(int bucket, std::vector<std::int32_t>& out) const;
 
  private:
@@ -89,7 +107,11 @@ class BucketWindows {
 class TopKeys {
  public:
   explicit TopKeys(int w);
-  void offer(std::int32_t s, float score);
+  struct Offered {
+    bool admitted = false;
+    std::int32_t evicted = -1;  // the key the newcomer pushed out of a full set, -1 if none
+  };
+  Offered offer(std::int32_t s, float score);
   void append_keys(std::vector<std::int32_t>& out) const;
 
  private:
@@ -118,10 +140,14 @@ class SparseKeyStream {
 
   // Position t = position(): key t enters the data-dependent patterns first (so s = t is a candidate of query t),
   // then `keys` receives query t's list (sorted, each key once, all <= t). hax::Error on a bucket out of range.
-  void next(const PositionInputs& in, std::vector<std::int32_t>& keys);
+  // With `holds`, the step's holds are appended to it (one holders entry, the releases).
+  void next(const PositionInputs& in, std::vector<std::int32_t>& keys, KeyHolds* holds = nullptr);
   // The lists of the next T positions, inputs (T) for them: a SparseKeys with query_offset = position() before the
   // call and k_max = max_keys_per_query(arch, query_offset + T). The spans' sizes are checked.
   SparseKeys advance(int T, const PatternInputs& in);
+  // The same into `keys`, whose buffers are reused (decoding allocates nothing once they are large enough), and the
+  // T steps' holds into `holds` (cleared first).
+  void advance(int T, const PatternInputs& in, SparseKeys& keys, KeyHolds& holds);
 
   int position() const { return t_; }
   const SparseArch& arch() const { return arch_; }
@@ -130,12 +156,18 @@ class SparseKeyStream {
   void check_bucket(std::int32_t bucket, const char* what) const;
   // Appends query t_'s keys of one pattern (duplicates across patterns possible).
   void append_pattern_keys(Pattern pattern, const PositionInputs& in, std::vector<std::int32_t>& out) const;
+  // Key t_ enters the LSH rings and the top-w; returns how many of them hold it, and appends what they let go of
+  // to `released` (when not null).
+  int enter_key(const PositionInputs& in, std::vector<std::int32_t>* released);
+  // The holds of window, sink, dilated and full on key t_ (the window lets go of the key that slides out).
+  int range_holds(std::vector<std::int32_t>* released) const;
 
   SparseArch arch_;
   int num_buckets_;
   int t_ = 0;
   detail::BucketWindows sign_bin_, argmax_;
   detail::TopKeys top_;
+  std::vector<std::int32_t> row_;  // advance's scratch: one query's list
 };
 
 }  // namespace hax::ops::sparse
