@@ -29,23 +29,29 @@ void transpose_last_two(const float* in, float* out, std::size_t outer, std::siz
   }
 }
 
-// A (groups, batch) swap of whole (L, X) slabs around a transpose of each slab.
-void to_group_major(const float* in, float* out, int batch, int groups, int X, int L) {
+// A (groups, batch) swap of whole slabs around a transpose of each slab: (batch, groups, X, L) slabs become
+// (groups, batch, L, X) ones, or back.
+void swap_group_major(const float* in, float* out, int batch, int groups, int X, int L, bool to_group_major) {
   const std::size_t slab = std::size_t(X) * L;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < batch; ++b)
-    for (int g = 0; g < groups; ++g)
-      transpose_last_two(in + (std::size_t(b) * groups + g) * slab, out + (std::size_t(g) * batch + b) * slab, 1, X,
-                         L);
+  for (int b = 0; b < batch; ++b) {
+    for (int g = 0; g < groups; ++g) {
+      const std::size_t channel_major = (std::size_t(b) * groups + g) * slab;
+      const std::size_t group_major = (std::size_t(g) * batch + b) * slab;
+      if (to_group_major)
+        transpose_last_two(in + channel_major, out + group_major, 1, X, L);
+      else
+        transpose_last_two(in + group_major, out + channel_major, 1, L, X);
+    }
+  }
+}
+
+void to_group_major(const float* in, float* out, int batch, int groups, int X, int L) {
+  swap_group_major(in, out, batch, groups, X, L, true);
 }
 
 void from_group_major(const float* in, float* out, int batch, int groups, int X, int L) {
-  const std::size_t slab = std::size_t(X) * L;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < batch; ++b)
-    for (int g = 0; g < groups; ++g)
-      transpose_last_two(in + (std::size_t(g) * batch + b) * slab, out + (std::size_t(b) * groups + g) * slab, 1, L,
-                         X);
+  swap_group_major(in, out, batch, groups, X, L, false);
 }
 
 }  // namespace hax::capi
