@@ -3,7 +3,7 @@ import ctypes
 import os
 from pathlib import Path
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _ptr = ctypes.c_void_p
 _int = ctypes.c_int
@@ -58,6 +58,7 @@ _SIGNATURES = {
                                   ctypes.POINTER(ctypes.c_double), ctypes.POINTER(_ptr)]),
     "hax_branch_backward": (_int, [_ptr, _ptr, ctypes.c_float, _ptr, _ptr, _ptr * 6]),
     "hax_context_free": (None, [_ptr]),
+    "hax_model_config_json": (ctypes.c_int64, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]),
 }
 
 _library = None
@@ -94,6 +95,20 @@ def call(name, *args):
     """Calls a hax_* function that returns a status; a failure raises ValueError with the library's message."""
     if getattr(lib(), name)(*args) != 0:
         raise ValueError(lib().hax_last_error().decode())
+
+
+def model_config(path):
+    """config.json at path, read and checked by hax's own reader, with every default filled in (a dict). A refusal
+    raises ValueError with hax's message, which names the file and the key."""
+    import json
+    encoded = str(path).encode()
+    length = lib().hax_model_config_json(encoded, None, 0)
+    if length < 0:
+        raise ValueError(lib().hax_last_error().decode())
+    text = ctypes.create_string_buffer(length + 1)
+    if lib().hax_model_config_json(encoded, text, length + 1) != length:
+        raise ValueError(lib().hax_last_error().decode() or f"{path}: the config changed while being read")
+    return json.loads(text.value.decode())
 
 
 class Context:

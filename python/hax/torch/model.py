@@ -22,11 +22,11 @@ loss summed over the layers in ``module.gate_loss`` (a 0-dim tensor; zero for th
 The sparse branch of a mixer is a ``HaxAttention`` whose parameters, submodules and buffers are registered on the
 mixer itself (not under a name of their own), which is what makes the names line up; see ``_SparseHost``.
 """
-import difflib
 import json
 import math
 import os
 import struct
+import tempfile
 
 import numpy as np
 import torch
@@ -38,78 +38,43 @@ __all__ = ["load", "read_config", "read_safetensors", "HaxModelConfig", "HaxMode
 GATE_LOSS_WEIGHT = 0.1  # the gate loss's weight in hax's (and the reference's) training objective
 
 # ---------------------------------------------------------------------------------------------------------------
-# config.json, as src/hax/models/config.cpp reads and validates it.
-
-_CONFIG_KEYS = (
-    "model_type", "vocab_size", "hidden_size", "expand", "intermediate_size", "state_size", "time_step_rank",
-    "conv_kernel", "num_hidden_layers", "layer_norm_epsilon", "norm_eps", "num_heads", "head_dim", "n_groups",
-    "chunk_size", "rescale_prenorm_residual", "attn", "hidden_ratio", "max_position_embeddings", "use_bias",
-    "use_conv_bias", "initializer_range", "time_step_min", "time_step_max", "time_step_floor", "time_step_scale",
-    "pad_token_id", "bos_token_id", "eos_token_id", "hax_seed", "sparse_arch", "sparse_keys", "num_hash",
-    "data_max_length", "hax_semantics", "hax_lsh_resample", "hax_paper_without", "hax_lsh_statistics",
-    "hax_ks_normalization")
-_ATTENTION_KEYS = ("layers", "num_heads", "num_kv_heads", "window_size", "rope_theta", "qkv_bias")
-# Keys of the reference's configs that change nothing hax computes: None, any value; else the values allowed.
-_INERT_KEYS = {
-    "transformers_version": None, "use_cache": None, "fuse_cross_entropy": None, "fuse_norm": None,
-    "fuse_swiglu": None, "tie_word_embeddings": None, "residual_in_fp32": None,
-    "hidden_act": ("silu", "swish"), "time_step_init_scheme": ("random",), "rms_norm": (True,),
-}
-_PATTERNS = ("sliding_window", "sink", "dilated", "sign_bin_lsh", "argmax_lsh", "key_selection", "full")
-_PAPER_INGREDIENTS = ("lsh_statistics", "ks_normalization", "uniform_fallback", "gate_padding")
-
-
-def _hint(name, known):
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean \"{close[0]}\"?)" if close else ""
-
-
-def _same_json(a, b):
-    return type(a) is type(b) and a == b  # JSON true is not 1
-
+# config.json: read and checked by hax's own reader (src/hax/models/config.cpp, through the C library), so the
+# defaults and refusals are hax's, with no second copy of the rules here.
 
 class HaxModelConfig:
-    """The fields of a hax model config (src/hax/models/config.h), with hax's defaults and checks. Build it with
-    ``HaxModelConfig.from_dict(d, where)``; every error is a ValueError that names ``where`` and the key."""
+    """The fields of a hax model config (src/hax/models/config.h), from the normalized JSON hax's reader gives
+    (every default filled in). ``where`` names the source in error messages."""
 
-    def __init__(self):
-        self.model_type = "mamba"
-        self.vocab_size = 100
-        self.hidden_size = 64
-        self.intermediate_size = 128
-        self.state_size = 16
-        self.time_step_rank = 8
-        self.conv_kernel = 4
-        self.num_hidden_layers = 2
-        self.layer_norm_epsilon = 1e-5
-        self.initializer_range = 0.1
-        self.use_bias = False
-        self.use_conv_bias = True
-        self.time_step_min, self.time_step_max, self.time_step_floor, self.time_step_scale = 1e-3, 0.1, 1e-4, 1.0
-        self.pad_token_id, self.bos_token_id, self.eos_token_id = 3, 1, 2
-        self.num_heads, self.head_dim, self.n_groups, self.chunk_size = 8, 16, 1, 256
-        self.rescale_prenorm_residual = False
-        self.attn_layers = []
-        self.attn_num_heads = 4
-        self.attn_num_kv_heads = 4
-        self.attn_window = 64
-        self.rope_theta = 10000.0
-        self.qkv_bias = False
-        self.hidden_ratio = 4
-        self.max_position_embeddings = 2048
-        self.seed = 1
-        self.sparse_arch = ""
-        self.sparse_keys = 64
-        self.num_hash = 8
-        self.data_max_length = 2048
-        self.semantics = "causal"
-        self.lsh_resample = ""
-        self.paper_without = []
-        self.lsh_statistics = "none"
-        self.ks_normalization = "position"
-        self.where = "config"  # names the source in error messages
+    def __init__(self, j, where="config"):
+        self.where = where
+        for key in ("model_type", "vocab_size", "hidden_size", "intermediate_size", "state_size", "time_step_rank",
+                    "conv_kernel", "num_hidden_layers", "layer_norm_epsilon", "initializer_range", "use_bias",
+                    "use_conv_bias", "time_step_min", "time_step_max", "time_step_floor", "time_step_scale",
+                    "pad_token_id", "bos_token_id", "eos_token_id"):
+            setattr(self, key, j[key])
+        self.seed = j["hax_seed"]
+        # Mamba2
+        self.num_heads, self.head_dim = j.get("num_heads", 0), j.get("head_dim", 0)
+        self.n_groups, self.chunk_size = j.get("n_groups", 1), j.get("chunk_size", 256)
+        self.rescale_prenorm_residual = j.get("rescale_prenorm_residual", False)
+        # Samba
+        attn = j.get("attn", {})
+        self.attn_layers = list(attn.get("layers", []))
+        self.attn_num_heads, self.attn_num_kv_heads = attn.get("num_heads", 0), attn.get("num_kv_heads", 0)
+        self.attn_window, self.rope_theta = attn.get("window_size", 0), attn.get("rope_theta", 10000.0)
+        self.qkv_bias = attn.get("qkv_bias", False)
+        self.hidden_ratio = j.get("hidden_ratio", 4)
+        self.max_position_embeddings = j.get("max_position_embeddings", 2048)
+        # the sparse branch
+        self.sparse_arch = j.get("sparse_arch", "")
+        self.sparse_keys, self.num_hash = j.get("sparse_keys", 64), j.get("num_hash", 8)
+        self.data_max_length = j.get("data_max_length", 2048)
+        self.semantics = j.get("hax_semantics", "causal")
+        self.lsh_resample_mode = j.get("hax_lsh_resample", "never")
+        self.paper_without = list(j.get("hax_paper_without", []))
+        self.lsh_statistics = j.get("hax_lsh_statistics", "none")
+        self.ks_normalization = j.get("hax_ks_normalization", "position")
 
-    # -- derived ------------------------------------------------------------------------------------------------
     @property
     def patterns(self):
         return self.sparse_arch.split("+") if self.sparse_arch else []
@@ -126,12 +91,6 @@ class HaxModelConfig:
     def has_lsh(self):
         return "sign_bin_lsh" in self.patterns or "argmax_lsh" in self.patterns
 
-    @property
-    def lsh_resample_mode(self):
-        if self.lsh_resample:
-            return self.lsh_resample
-        return "every_forward" if self.semantics == "paper" else "never"
-
     def is_attention_layer(self, layer):
         return self.model_type == "samba" and layer in self.attn_layers
 
@@ -140,225 +99,28 @@ class HaxModelConfig:
         wanted = int(self.hidden_size * self.hidden_ratio * 2.0 / 3.0)
         return 256 * ((wanted + 255) // 256)
 
-    def to_dict(self):
-        return dict(vars(self))
-
     def __repr__(self):
-        return f"HaxModelConfig({self.to_dict()})"
-
-    # -- parsing ------------------------------------------------------------------------------------------------
-    @staticmethod
-    def from_dict(j, where="config"):
-        if not isinstance(j, dict):
-            raise ValueError(f"{where}: a model config must be a JSON object")
-        _check_config_keys(j, where)
-        c = HaxModelConfig()
-        c.where = where
-
-        def read(obj, key, kind, attr=None, inner=where):
-            v = obj.get(key)
-            if v is None:
-                return
-            ok = {
-                "bool": isinstance(v, bool),
-                "int": isinstance(v, int) and not isinstance(v, bool),
-                "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-                "str": isinstance(v, str),
-                "strs": isinstance(v, list) and all(isinstance(e, str) for e in v),
-            }[kind]
-            if not ok:
-                expected = {"bool": "true/false", "int": "an integer", "float": "a number", "str": "a string",
-                            "strs": "a list of strings"}[kind]
-                raise ValueError(f"{inner}: config key \"{key}\": expected {expected} (got {json.dumps(v)})")
-            setattr(c, attr or key, float(v) if kind == "float" else v)
-
-        read(j, "model_type", "str")
-        read(j, "vocab_size", "int")
-        read(j, "hidden_size", "int")
-        expand = j.get("expand")
-        if expand is not None and not (isinstance(expand, int) and not isinstance(expand, bool)):
-            raise ValueError(f"{where}: config key \"expand\": expected an integer (got {json.dumps(expand)})")
-        c.intermediate_size = (2 if expand is None else expand) * c.hidden_size
-        read(j, "intermediate_size", "int")
-        for key in ("state_size", "time_step_rank", "conv_kernel", "num_hidden_layers"):
-            read(j, key, "int")
-        read(j, "layer_norm_epsilon", "float")
-        read(j, "norm_eps", "float", "layer_norm_epsilon")  # Samba's name for it
-        for key in ("num_heads", "head_dim", "n_groups", "chunk_size"):
-            read(j, key, "int")
-        read(j, "rescale_prenorm_residual", "bool")
-        read(j, "hidden_ratio", "int")
-        read(j, "max_position_embeddings", "int")
-        _read_attention(j, c, where, read)
-        read(j, "initializer_range", "float")
-        read(j, "use_bias", "bool")
-        read(j, "use_conv_bias", "bool")
-        for key in ("time_step_min", "time_step_max", "time_step_floor", "time_step_scale"):
-            read(j, key, "float")
-        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            read(j, key, "int")
-        read(j, "hax_seed", "int", "seed")
-        read(j, "sparse_arch", "str")
-        read(j, "sparse_keys", "int")
-        read(j, "num_hash", "int")
-        read(j, "data_max_length", "int")
-        read(j, "hax_semantics", "str", "semantics")
-        read(j, "hax_lsh_resample", "str", "lsh_resample")
-        read(j, "hax_paper_without", "strs", "paper_without")
-        read(j, "hax_lsh_statistics", "str", "lsh_statistics")
-        read(j, "hax_ks_normalization", "str", "ks_normalization")
-        c.validate(where)
-        return c
-
-    def validate(self, where="config"):
-        def fail(message):
-            raise ValueError(f"{where}: {message}")
-
-        if self.model_type not in ("mamba", "mamba2", "samba"):
-            fail(f"model_type \"{self.model_type}\" is not supported (supported: mamba, mamba2, samba)")
-        if self.semantics not in ("causal", "paper"):
-            fail(f"semantics \"{self.semantics}\" is not known (known: causal, paper)")
-        if self.model_type == "mamba2":
-            if not (self.num_heads > 0 and self.head_dim > 0 and self.n_groups > 0):
-                fail("Mamba2 needs num_heads, head_dim and n_groups > 0")
-            if self.num_heads * self.head_dim != self.intermediate_size:
-                fail(f"Mamba2 needs num_heads * head_dim ({self.num_heads} * {self.head_dim}) = intermediate_size "
-                     f"= expand * hidden_size ({self.intermediate_size})")
-            if self.num_heads % self.n_groups:
-                fail(f"n_groups {self.n_groups} does not divide num_heads {self.num_heads}")
-            if self.chunk_size <= 0:
-                fail("\"chunk_size\" must be > 0")
-        if self.model_type == "samba":
-            self._validate_samba(fail)
-        for key in ("vocab_size", "hidden_size", "intermediate_size", "state_size", "time_step_rank", "conv_kernel",
-                    "num_hidden_layers"):
-            if getattr(self, key) <= 0:
-                fail(f"\"{key}\" must be > 0, got {getattr(self, key)}")
-        if not self.layer_norm_epsilon > 0:
-            fail("\"layer_norm_epsilon\" must be > 0")
-        if not self.initializer_range >= 0:
-            fail("\"initializer_range\" must be >= 0")
-        if not 0 < self.time_step_min <= self.time_step_max:
-            fail(f"need 0 < time_step_min <= time_step_max, got {self.time_step_min} and {self.time_step_max}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
-            fail(f"pad_token_id {self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
-        if not self.has_sparse:
-            return
-        if self.sparse_keys <= 0:
-            fail(f"\"sparse_keys\" must be > 0, got {self.sparse_keys}")
-        if not 1 <= self.num_hash <= 20:
-            fail(f"\"num_hash\" must be in [1, 20], got {self.num_hash}")
-        if self.data_max_length <= 0:
-            fail(f"\"data_max_length\" must be > 0, got {self.data_max_length}")
-        seen = []
-        for name in self.patterns:
-            if name not in _PATTERNS:
-                fail(f"\"sparse_arch\": unknown sparse pattern \"{name}\" in \"{self.sparse_arch}\" (known: "
-                     f"{', '.join(_PATTERNS)}){_hint(name, _PATTERNS)}")
-            if name in seen:
-                fail(f"\"sparse_arch\": sparse arch '{self.sparse_arch}' names a pattern twice")
-            seen.append(name)
-        budget = self.sparse_keys // len(self.patterns)
-        if budget <= 0:
-            fail(f"\"sparse_arch\": sparse arch '{self.sparse_arch}': {self.sparse_keys} keys split over "
-                 f"{len(self.patterns)} patterns leaves none")
-        if self.data_max_length // budget <= 0:
-            fail(f"\"sparse_arch\": sparse arch '{self.sparse_arch}': data_max_length {self.data_max_length} < "
-                 f"budget {budget}")
-        if self.lsh_resample_mode not in ("never", "training", "every_forward"):
-            fail(f"\"hax_lsh_resample\" \"{self.lsh_resample_mode}\" is not known (known: never, training, "
-                 "every_forward)")
-        if self.paper_without:
-            if self.semantics != "paper":
-                fail("\"hax_paper_without\" turns off ingredients of `paper` semantics, but the semantics is causal")
-            for name in self.paper_without:
-                if name not in _PAPER_INGREDIENTS:
-                    fail(f"\"hax_paper_without\": \"{name}\" is not an ingredient of `paper`"
-                         f"{_hint(name, _PAPER_INGREDIENTS)}")
-        for key, value, fallback, ingredient in (
-                ("hax_lsh_statistics", self.lsh_statistics, "none", "lsh_statistics"),
-                ("hax_ks_normalization", self.ks_normalization, "position", "ks_normalization")):
-            if value not in (fallback, "running"):
-                fail(f"\"{key}\" \"{value}\" is not known (known: {fallback}, running)")
-            if value != fallback and self.semantics != "causal":
-                fail(f"\"{key}\" \"running\" is a `causal` option (`paper` has its own whole-sequence statistics; "
-                     f"--paper-without {ingredient} turns them off)")
-
-    def _validate_samba(self, fail):
-        D = self.hidden_size
-        if self.has_sparse:
-            fail("Samba takes no sparse arch (the reference raises an error for it too)")
-        if not (self.attn_num_heads > 0 and D % self.attn_num_heads == 0):
-            fail(f"attn.num_heads {self.attn_num_heads} must divide hidden_size {D}")
-        if (D // self.attn_num_heads) % 2:
-            fail(f"the attention head size {D // self.attn_num_heads} must be even (rotary embeddings rotate pairs)")
-        if self.attn_num_kv_heads != self.attn_num_heads:
-            fail(f"attn.num_kv_heads {self.attn_num_kv_heads} != num_heads: hax implements multi-head attention "
-                 "only (the reference's Samba has num_kv_heads = num_heads)")
-        if self.qkv_bias:
-            fail("attn.qkv_bias true is not implemented (the reference's Samba has none)")
-        if self.attn_window <= 0:
-            fail("attn.window_size must be > 0")
-        if not self.rope_theta > 0:
-            fail("attn.rope_theta must be > 0")
-        if self.hidden_ratio <= 0:
-            fail("hidden_ratio must be > 0")
-        for layer in self.attn_layers:
-            if not 0 <= layer < self.num_hidden_layers:
-                fail(f"attn.layers holds {layer}, outside 0..{self.num_hidden_layers - 1}")
-
-
-def _check_config_keys(j, where):
-    known = list(_CONFIG_KEYS) + list(_INERT_KEYS)
-    for key, value in j.items():
-        if key not in known:
-            raise ValueError(f"{where}: \"{key}\" is not a config key hax knows{_hint(key, known)}")
-        allowed = _INERT_KEYS.get(key)
-        if allowed is not None and not any(_same_json(value, a) for a in allowed):
-            accepted = " or ".join(json.dumps(a) for a in allowed)
-            raise ValueError(f"{where}: \"{key}\" is {json.dumps(value)}, which hax does not implement (it computes "
-                             f"{accepted})")
-    attn = j.get("attn")
-    if isinstance(attn, dict):
-        for key in attn:
-            if key not in _ATTENTION_KEYS:
-                raise ValueError(f"{where}: \"attn.{key}\" is not a key of Samba's attention"
-                                 f"{_hint(key, _ATTENTION_KEYS)}")
-
-
-def _read_attention(j, c, where, read):
-    a = j.get("attn")
-    if a is None:
-        return
-    inner = f"{where}: \"attn\""
-    if not isinstance(a, dict):
-        raise ValueError(f"{inner} must be an object")
-    if "layers" in a:
-        layers = a["layers"]
-        if not isinstance(layers, list):
-            raise ValueError(f"{inner}.layers must be an array of layer indices")
-        for layer in layers:
-            if not isinstance(layer, int) or isinstance(layer, bool):
-                raise ValueError(f"{inner}.layers holds {json.dumps(layer)}, not a layer index")
-        c.attn_layers = list(layers)
-    read(a, "num_heads", "int", "attn_num_heads", inner)
-    c.attn_num_kv_heads = c.attn_num_heads
-    read(a, "num_kv_heads", "int", "attn_num_kv_heads", inner)
-    read(a, "window_size", "int", "attn_window", inner)
-    read(a, "rope_theta", "float", "rope_theta", inner)
-    read(a, "qkv_bias", "bool", "qkv_bias", inner)
+        return f"HaxModelConfig({dict(vars(self))})"
 
 
 def read_config(path):
-    """The HaxModelConfig of a config.json file (FileNotFoundError or ValueError naming the file)."""
+    """The HaxModelConfig of a config.json file, as hax reads it: FileNotFoundError for a missing file, ValueError
+    (hax's message, naming the file and the key) for one hax refuses."""
+    from hax import _capi
     if not os.path.isfile(path):
         raise FileNotFoundError(f"cannot open model config '{path}': no such file")
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            j = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"model config '{path}' is not valid JSON: {e}") from None
-    return HaxModelConfig.from_dict(j, path)
+    return HaxModelConfig(_capi.model_config(path), path)
+
+
+def config_from_dict(config):
+    """A HaxModelConfig of a config dict (the keys of config.json), checked by hax's reader like a file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "config.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        parsed = read_config(path)
+    parsed.where = "config"
+    return parsed
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -742,7 +504,7 @@ class HaxModel(_GateLossHolder):
     def __init__(self, config):
         super().__init__()
         if not isinstance(config, HaxModelConfig):
-            config = HaxModelConfig.from_dict(dict(config))
+            config = config_from_dict(dict(config))
         self.config = config
         block = SambaBlock if config.model_type == "samba" else MambaBlock
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)

@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define HAX_C_ABI_VERSION 2
+#define HAX_C_ABI_VERSION 3
 
 /* Only these functions leave the shared library (it is built with hidden visibility). */
 #if defined(HAX_C_BUILDING)
@@ -145,6 +145,12 @@ HAX_C_API int hax_branch_backward(const hax_context* context, const float* dattn
                         float* dxx_proj, float* const dscorer[6]);
 
 HAX_C_API void hax_context_free(hax_context* context);
+
+/* ---- Model configs ---------------------------------------------------------------------------------------------
+ * The config.json at `path`, read and checked as hax reads it (unknown keys, bad values and inconsistent sizes
+ * refused, with the file and key named in hax_last_error), as JSON text with every default filled in. Writes the
+ * text and a NUL to out when it fits in capacity bytes; returns its length (without the NUL) either way, or -1. */
+HAX_C_API int64_t hax_model_config_json(const char* path, char* out, size_t capacity);
 
 #ifdef __cplusplus
 }
