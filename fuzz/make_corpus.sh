@@ -9,7 +9,7 @@ corpus=fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$corpus"
-mkdir -p "$corpus"/{safetensors,model_config,binary_dataset,binary_dataset_sealed,text_dataset,tokens_file,npy,experiment}
+mkdir -p "$corpus"/{safetensors,model_config,binary_dataset,binary_dataset_sealed,text_dataset,tokens_file,npy,experiment,state_file}
 
 tiny=(--min-contexts 2 --max-contexts 3 --min-keys 2 --max-keys 2 --values 4 --vocab 24 --train-per-cell 2)
 "$hax" gen joint-recall "${tiny[@]}" --out "$corpus/binary_dataset/joint_recall.bin" >/dev/null
@@ -43,4 +43,8 @@ import sys, numpy as np
 np.save(sys.argv[1] + "/ints_i4.npy", np.arange(6, dtype="<i4").reshape(2, 3))
 np.save(sys.argv[1] + "/scalar_f4.npy", np.float32(1.5))
 PY
+# The state file seed: written by the suite from a real model of the shape fuzz/readers.h describes (needs
+# build/tests/test_inference).
+HAX_FUZZ_STATE_SEED="$corpus/state_file/tiny_hax.state" build/tests/test_inference \
+  --gtest_filter='StateFile.FuzzSeedIsARealModelsState' >/dev/null
 find "$corpus" -type f | sort | while read -r f; do printf '%6d  %s\n' "$(stat -c %s "$f")" "$f"; done

@@ -16,6 +16,7 @@
 #include "hax/data/dataset_text.h"
 #include "hax/data/tokens_file.h"
 #include "hax/engine/error.h"
+#include "hax/inference/state_file.h"
 #include "hax/io/npy.h"
 #include "hax/io/safetensors.h"
 #include "hax/models/config.h"
@@ -86,6 +87,32 @@ inline void read_experiment(const std::string& path) {
   }
 }
 
+// A saved streaming state (`hax score` / `hax generate` --save-state) of the one-block HAX model described here by
+// hand, so that reading needs no model: Mamba with 8 channels, state 2, conv kernel 2, vocabulary 24, and
+// sign_bin_lsh+key_selection with 4 keys (2 per pattern) and 4 buckets. The header must carry this config and
+// weights hash; tests/inference/test_state_file.cpp writes the seed from a real model of this shape.
+inline const inference::StateShape& fuzz_state_shape() {
+  static const inference::StateShape shape = [] {
+    layers::MixerState block;
+    block.conv_tail.assign(8, 0.0f);
+    block.h.assign(16, 0.0f);
+    block.sparse = layers::SparseState{
+        ops::sparse::SparseKeyStream(ops::sparse::parse_sparse_arch("sign_bin_lsh+key_selection", 4), 4),
+        ops::sparse::KeyValueCache(2, 8), std::vector<double>(4, 0.0), {}, {}, {}, {}};
+    inference::StateShape s;
+    s.config = {{"fuzz", "state_file"}};
+    s.weights_hash = 0x5eed;
+    s.start.blocks.push_back(std::move(block));
+    s.attention = {0};
+    s.vocab_size = 24;
+    s.hidden_size = 4;
+    return s;
+  }();
+  return shape;
+}
+
+inline void read_state_file(const std::string& path) { (void)inference::load_state_file(path, fuzz_state_shape()); }
+
 // Most changes to a binary dataset fail its checksum, so that fuzzing the file as it is never gets past it. This
 // target's inputs are sealed first: the header's file size and checksum are set to match the bytes (inputs shorter
 // than the header are left alone), so what is fuzzed is the validation behind the checksum.
@@ -113,6 +140,7 @@ inline constexpr Target kTargets[] = {
     {"tokens_file", read_tokens_file},
     {"npy", read_npy},
     {"experiment", read_experiment},
+    {"state_file", read_state_file},
 };
 
 inline const Target& target_named(const std::string& name) {

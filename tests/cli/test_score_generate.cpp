@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/model_fixtures.h"
 #include "cli_support.h"
 #include "hax/inference/generate.h"
 #include "hax/inference/score.h"
@@ -75,6 +76,79 @@ TEST(CliGenerate, BadOptionsAndPromptsAreOneErrorLine) {
   EXPECT_TRUE(FailsWithOneErrorLine(run_hax(base + quoted(dir / "prompt.txt") + " --temperature -1"), "--temperature"));
   EXPECT_TRUE(FailsWithOneErrorLine(run_hax(base + quoted(dir / "two.txt")), "holds 2 sequences"));
   EXPECT_TRUE(FailsWithOneErrorLine(run_hax(base + quoted(dir / "missing.txt")), "cannot open tokens file"));
+}
+
+// --save-state / --load-state: A then B from A's state scores what A + B scores, and generating 4 then 6 from the
+// saved state prints the 10 tokens of one run.
+TEST(CliScore, SavedStateContinuesTheSequence) {
+  const ScratchDir dir;
+  const fs::path checkpoint = save_sparse_checkpoint(dir, ops::sparse::Semantics::causal);
+  const std::string a = "1 12 30 4 99 5 6 7 8 9 10 11", b = "3 3 50 2 7 61 8 9 20";
+  write_file(dir / "a.txt", a + "\n");
+  write_file(dir / "b.txt", b + "\n");
+  write_file(dir / "ab.txt", a + " " + b + "\n");
+  const std::string base = cat("score --checkpoint ", quoted(checkpoint), " --chunk 4 --threads 1 --tokens ");
+  const auto score = [&](const std::string& tokens, const std::string& flags, const std::string& json) {
+    const CommandResult r = run_hax(base + quoted(dir / tokens) + flags + " --json " + quoted(dir / json));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(read_file(dir / json));
+  };
+  const auto whole = score("ab.txt", "", "ab.json");
+  const auto first = score("a.txt", cat(" --save-state ", quoted(dir / "a.state")), "a.json");
+  const auto second = score("b.txt", cat(" --load-state ", quoted(dir / "a.state")), "b.json");
+  EXPECT_EQ(first.at("tokens_scored"), 11);
+  EXPECT_EQ(second.at("tokens_scored"), 9);  // B's first token too, from A's last logits
+  const auto sum = [](const nlohmann::json& j) { return j.at("mean_nll").get<double>() * j.at("tokens_scored").get<double>(); };
+  EXPECT_NEAR(sum(first) + sum(second), sum(whole), 1e-12 * sum(whole));
+}
+
+TEST(CliGenerate, SavedStateContinuesTheDraws) {
+  const ScratchDir dir;
+  const fs::path checkpoint = save_sparse_checkpoint(dir, ops::sparse::Semantics::causal);
+  write_file(dir / "prompt.txt", "1 12 30 4 99\n");
+  const std::string base = cat("generate --checkpoint ", quoted(checkpoint),
+                               " --temperature 0.8 --top-k 5 --chunk 2 --threads 1");
+  const CommandResult whole = run_hax(cat(base, " --seed 3 --prompt ", quoted(dir / "prompt.txt"), " --max-new 10"));
+  const CommandResult first = run_hax(cat(base, " --seed 3 --prompt ", quoted(dir / "prompt.txt"), " --max-new 4 --save-state ",
+                                          quoted(dir / "g.state")));
+  const CommandResult second = run_hax(cat(base, " --load-state ", quoted(dir / "g.state"), " --max-new 6 --seed 77"));
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  // The state carries the generator: the second run's --seed does not count.
+  EXPECT_EQ(first.out.substr(0, first.out.size() - 1) + " " + second.out, whole.out);
+}
+
+TEST(CliScore, AStateOfAnotherCheckpointOrABrokenOneIsOneErrorLine) {
+  const ScratchDir dir;
+  const fs::path checkpoint = save_sparse_checkpoint(dir, ops::sparse::Semantics::causal);
+  write_file(dir / "a.txt", "1 12 30 4 99 5 6 7\n");
+  const fs::path state = dir / "a.state";
+  ASSERT_EQ(run_hax(cat("score --checkpoint ", quoted(checkpoint), " --tokens ", quoted(dir / "a.txt"),
+                        " --save-state ", quoted(state))).exit_code, 0);
+  // The same config with other weights, and another model.
+  auto model = training::load_model(checkpoint);
+  perturb_parameters(*model, 5);
+  training::save_model(dir / "other_weights", *model);
+  const fs::path other_model = save_untrained_checkpoint(dir);
+  const auto load = [&](const fs::path& from, const fs::path& file) {
+    return run_hax(cat("score --checkpoint ", quoted(from), " --tokens ", quoted(dir / "a.txt"), " --load-state ",
+                       quoted(file)));
+  };
+  const auto refused = [&](const CommandResult& r, const std::string& reason) {
+    EXPECT_TRUE(FailsWithOneErrorLine(r, state.string()));
+    EXPECT_NE(r.err.find(reason), std::string::npos) << r.err;
+  };
+  refused(load(dir / "other_weights", state), "other weights");
+  refused(load(other_model, state), "another model or config");
+  const std::string bytes = read_file(state);
+  write_file(state, bytes.substr(0, bytes.size() - 10));
+  refused(load(checkpoint, state), "truncated");
+  write_file(state, "not a state at all\n");
+  refused(load(checkpoint, state), "bad magic");
+  EXPECT_TRUE(FailsWithOneErrorLine(
+      run_hax(cat("generate --checkpoint ", quoted(checkpoint), " --max-new 2 --load-state ", quoted(state))),
+      state.string()));
 }
 
 }  // namespace

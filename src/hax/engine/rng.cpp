@@ -25,6 +25,16 @@ Rng::Rng(std::uint64_t seed) : seed_(seed) {
   for (auto& word : s_) word = splitmix64(x);
 }
 
+Rng::State Rng::state() const {
+  State state{seed_, {s_[0], s_[1], s_[2], s_[3]}, has_spare_, spare_};
+  return state;
+}
+
+Rng::Rng(const State& state) : seed_(state.seed), has_spare_(state.has_spare), spare_(state.spare) {
+  check((state.s[0] | state.s[1] | state.s[2] | state.s[3]) != 0, "random generator state is all zeros");
+  std::copy_n(state.s, 4, s_);
+}
+
 std::uint64_t Rng::next_u64() {
   const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
   const std::uint64_t t = s_[1] << 17;

@@ -12,6 +12,17 @@ class Rng {
  public:
   explicit Rng(std::uint64_t seed);
 
+  // Everything the generator carries, for saved states (inference/state_file.h): Rng(state()) continues the draws.
+  struct State {
+    std::uint64_t seed = 0;
+    std::uint64_t s[4] = {};
+    bool has_spare = false;
+    double spare = 0.0;
+  };
+  State state() const;
+  // hax::Error for an all-zero xoshiro state (it would draw zeros forever).
+  explicit Rng(const State& state);
+
   std::uint64_t next_u64();
   // Uniform in [0, 1) with 24 (float) or 53 (double) random bits.
   float uniform();

@@ -40,28 +40,52 @@ std::int32_t choose_token(std::span<const float> logits, const SamplingOptions& 
   return ids[k - 1];  // u landed on the total by rounding
 }
 
-std::vector<std::int32_t> generate(models::Model& model, std::span<const std::int32_t> prompt, int max_new,
-                                   const SamplingOptions& o, std::uint64_t seed, int chunk,
-                                   const std::function<void(std::int32_t)>& on_token) {
+namespace {
+
+std::vector<std::int32_t> run(models::Model& model, SavedStream& saved, std::span<const std::int32_t> prompt,
+                              int max_new, const SamplingOptions& o, std::uint64_t seed, int chunk,
+                              const std::function<void(std::int32_t)>& on_token, bool feed_last) {
   validate(o);
-  check(!prompt.empty(), "the prompt must hold at least one token");
+  check(!prompt.empty() || !saved.next_logits.empty(), "the prompt must hold at least one token");
   check(max_new >= 0, "--max-new must be >= 0, got ", max_new);
   check(chunk > 0, "--chunk must be > 0, got ", chunk);
   const std::size_t V = static_cast<std::size_t>(model.config().vocab_size);
-  LogitStream stream(model);
-  std::span<const float> logits;
+  LogitStream stream(model, std::move(saved.state));
+  std::span<const float> logits = saved.next_logits;
   for (std::size_t at = 0; at < prompt.size(); at += static_cast<std::size_t>(chunk))
     logits = stream.feed(prompt.subspan(at, std::min(prompt.size() - at, static_cast<std::size_t>(chunk))));
-  Rng rng(seed);
+  Rng rng = saved.rng ? Rng(*saved.rng) : Rng(seed);
   std::vector<std::int32_t> tokens;
   for (int i = 0; i < max_new; ++i) {
     // The last row of what was fed last is the next token's distribution.
     const std::int32_t token = choose_token(logits.last(V), o, rng);
     tokens.push_back(token);
     if (on_token) on_token(token);
-    if (i + 1 < max_new) logits = stream.feed({&token, 1});
+    if (i + 1 < max_new || feed_last) logits = stream.feed({&token, 1});
   }
+  if (feed_last) {
+    std::vector<float> next(logits.end() - static_cast<std::ptrdiff_t>(V), logits.end());
+    saved.next_logits = std::move(next);
+    saved.rng = rng.state();
+  }
+  saved.state = stream.take_state();
   return tokens;
+}
+
+}  // namespace
+
+std::vector<std::int32_t> generate(models::Model& model, std::span<const std::int32_t> prompt, int max_new,
+                                   const SamplingOptions& o, std::uint64_t seed, int chunk,
+                                   const std::function<void(std::int32_t)>& on_token) {
+  SavedStream stream = start_stream(model);
+  return run(model, stream, prompt, max_new, o, seed, chunk, on_token, false);
+}
+
+std::vector<std::int32_t> generate_stream(models::Model& model, SavedStream& stream,
+                                          std::span<const std::int32_t> prompt, int max_new,
+                                          const SamplingOptions& o, std::uint64_t seed, int chunk,
+                                          const std::function<void(std::int32_t)>& on_token) {
+  return run(model, stream, prompt, max_new, o, seed, chunk, on_token, true);
 }
 
 }  // namespace hax::inference

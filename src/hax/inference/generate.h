@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hax/engine/rng.h"
+#include "hax/inference/state_file.h"
 #include "hax/models/model.h"
 
 namespace hax::inference {
@@ -28,5 +29,16 @@ std::int32_t choose_token(std::span<const float> logits, const SamplingOptions& 
 std::vector<std::int32_t> generate(models::Model& model, std::span<const std::int32_t> prompt, int max_new,
                                    const SamplingOptions& options, std::uint64_t seed, int chunk = 4096,
                                    const std::function<void(std::int32_t)>& on_token = {});
+
+// The same continuing `stream` (start_stream() for a new sequence): `prompt` is appended to it (it may be empty
+// when the stream has consumed tokens: the first new token is then drawn from its next_logits), the draws come
+// from the stream's generator when it has one (saved by an earlier generate) and from Rng(seed) otherwise.
+// Afterwards the stream has consumed the prompt and every new token (the last one too, which costs one more
+// decoding step) and holds the logits of the next token and the generator: saved and loaded, it continues with
+// the tokens, logits and draws of a run that never stopped.
+std::vector<std::int32_t> generate_stream(models::Model& model, SavedStream& stream,
+                                          std::span<const std::int32_t> prompt, int max_new,
+                                          const SamplingOptions& options, std::uint64_t seed, int chunk = 4096,
+                                          const std::function<void(std::int32_t)>& on_token = {});
 
 }  // namespace hax::inference

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "hax/engine/arena.h"
@@ -15,6 +16,11 @@ class LogitStream {
  public:
   // From an empty state: hax::Error for a model that cannot stream (`paper` semantics with a sparse arch).
   explicit LogitStream(models::Model& model) : model_(model), state_(model.start_state()) {}
+  // Continuing a sequence from its state (a saved one: inference/state_file.h).
+  LogitStream(models::Model& model, models::ModelState state) : model_(model), state_(std::move(state)) {}
+
+  const models::ModelState& state() const { return state_; }
+  models::ModelState take_state() { return std::move(state_); }
 
   // The logits (T, V) of the next T tokens of the sequence; valid until the next feed.
   std::span<const float> feed(std::span<const std::int32_t> tokens) {

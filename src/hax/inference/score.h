@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hax/data/tokens_file.h"
+#include "hax/inference/state_file.h"
 #include "hax/models/model.h"
 
 namespace hax::inference {
@@ -36,6 +37,13 @@ struct ScoreResult {
 // arch). `on_tokens(n)` is called after each chunk with the tokens it consumed, for progress.
 ScoreResult score_sequences(models::Model& model, const std::vector<data::TokenSequence>& sequences,
                             const ScoreOptions& options, const std::function<void(std::uint64_t)>& on_tokens = {});
+
+// One sequence continuing `stream` (start_stream() for a new one), which afterwards holds the state after
+// `tokens` (what --save-state writes). Each token is scored by the logits of the one before it: the first by the
+// stream's next_logits when it has consumed tokens already (so scoring A, then B from A's stream, scores every
+// token of A + B but A's first, the same as scoring A + B). Bucket positions count from the stream's start.
+ScoreResult score_stream(models::Model& model, SavedStream& stream, std::span<const std::int32_t> tokens,
+                         const ScoreOptions& options, const std::function<void(std::uint64_t)>& on_tokens = {});
 
 // -log softmax(logits)[target], in double.
 double token_nll(std::span<const float> logits, std::int32_t target);

@@ -42,6 +42,15 @@ std::int32_t PositionSlots::find(std::int32_t position) const {
   return e.position == position ? e.slot : -1;
 }
 
+std::vector<std::int32_t> PositionSlots::positions() const {
+  std::vector<std::int32_t> out;
+  out.reserve(size_);
+  for (const Entry& e : table_)
+    if (e.position >= 0) out.push_back(e.position);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::int32_t PositionSlots::erase(std::int32_t position) {
   const std::int32_t slot = find(position);
   check(slot >= 0, "key-value cache: position ", position, " is not kept");
@@ -78,6 +87,13 @@ void KeyValueCache::append(std::int32_t position, const float* key, const float*
   std::copy_n(value, value_width_, values_.begin() + std::size_t(slot) * value_width_);
   holds_[slot] = 0;
   map_.insert(position, slot);
+}
+
+void KeyValueCache::restore(std::int32_t position, const float* key, const float* value, int holds) {
+  check(holds > 0, "key-value cache: position ", position, " restored with ", holds, " holds");
+  check(!keeps(position), "key-value cache: position ", position, " restored twice");
+  append(position, key, value);
+  holds_[slot_of(position)] = holds;
 }
 
 std::int32_t KeyValueCache::slot_of(std::int32_t position) const {

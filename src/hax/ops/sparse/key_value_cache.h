@@ -25,6 +25,7 @@ class PositionSlots {
   void insert(std::int32_t position, std::int32_t slot);
   std::int32_t find(std::int32_t position) const;  // -1 when absent
   std::int32_t erase(std::int32_t position);       // its slot; hax::Error when absent
+  std::vector<std::int32_t> positions() const;     // the positions held, ascending
   std::size_t size() const { return size_; }
   std::size_t bytes() const { return table_.capacity() * sizeof(Entry); }
 
@@ -64,6 +65,19 @@ class KeyValueCache {
   int held() const { return int(map_.size()); }           // positions kept
   bool keeps(std::int32_t position) const { return map_.find(position) >= 0; }
   std::size_t bytes() const;                              // memory reserved, spare capacity included
+
+  // Saved states (inference/state_file.h) keep the positions held, ascending, with their holds and rows: which
+  // slot a row sat in changes nothing a query sees (each key list keeps the order of its positions).
+  int key_width() const { return key_width_; }
+  int value_width() const { return value_width_; }
+  std::vector<std::int32_t> positions() const { return map_.positions(); }
+  int holds_of(std::int32_t position) const { return holds_[slot_of(position)]; }
+  const float* key_of(std::int32_t position) const { return keys() + std::size_t(slot_of(position)) * key_width_; }
+  const float* value_of(std::int32_t position) const {
+    return values() + std::size_t(slot_of(position)) * value_width_;
+  }
+  // append() with its holds already counted (> 0), for positions not kept yet, in increasing order.
+  void restore(std::int32_t position, const float* key, const float* value, int holds);
 
  private:
   std::int32_t slot_of(std::int32_t position) const;  // hax::Error when not kept

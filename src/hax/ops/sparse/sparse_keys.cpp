@@ -1,6 +1,7 @@
 #include "hax/ops/sparse/sparse_keys.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <string>
 
@@ -116,6 +117,47 @@ void BucketWindows::append_keys(int bucket, std::vector<std::int32_t>& out) cons
   out.insert(out.end(), slots, slots + std::min<std::int64_t>(inserted_[bucket], w_));
 }
 
+void BucketWindows::restore(std::vector<std::int32_t> slots, std::vector<std::int64_t> inserted,
+                            std::int32_t position) {
+  check(slots.size() == slots_.size() && inserted.size() == inserted_.size(), "LSH rings: ", slots.size(),
+        " slots and ", inserted.size(), " counters, expected ", slots_.size(), " and ", inserted_.size());
+  for (std::size_t b = 0; b < inserted.size(); ++b) {
+    check(inserted[b] >= 0 && inserted[b] <= position, "LSH ring ", b, ": ", inserted[b], " keys inserted after ",
+          position, " positions");
+    const std::int64_t live = std::min<std::int64_t>(inserted[b], w_);
+    for (std::int64_t i = 0; i < live; ++i) {
+      const std::int32_t s = slots[b * std::size_t(w_) + std::size_t(i)];
+      check(s >= 0 && s < position, "LSH ring ", b, " holds position ", s, " outside [0, ", position, ")");
+    }
+  }
+  slots_ = std::move(slots);
+  inserted_ = std::move(inserted);
+}
+
+void BucketWindows::count_holds(std::vector<std::int32_t>& holds) const {
+  std::vector<std::int32_t> keys;
+  for (std::size_t b = 0; b < inserted_.size(); ++b) {
+    keys.clear();
+    append_keys(int(b), keys);
+    for (const std::int32_t s : keys) ++holds[std::size_t(s)];
+  }
+}
+
+void TopKeys::restore(std::vector<Entry> entries, std::int32_t position) {
+  check(int(entries.size()) <= w_, "top-w set: ", entries.size(), " keys, at most ", w_);
+  std::vector<std::int32_t> seen;
+  for (const Entry& e : entries) {
+    check(e.s >= 0 && e.s < position, "top-w set holds position ", e.s, " outside [0, ", position, ")");
+    check(!std::isnan(e.score), "top-w set: position ", e.s, " has a NaN score");
+    seen.push_back(e.s);
+  }
+  std::sort(seen.begin(), seen.end());
+  check(std::adjacent_find(seen.begin(), seen.end()) == seen.end(), "top-w set holds a position twice");
+  check(std::is_heap(entries.begin(), entries.end(), ranks_higher), "top-w set is not in heap order");
+  heap_ = std::move(entries);
+  heap_.reserve(w_);
+}
+
 TopKeys::TopKeys(int w) : w_(w) { heap_.reserve(w); }
 
 TopKeys::Offered TopKeys::offer(std::int32_t s, float score) {
@@ -150,6 +192,56 @@ SparseKeyStream::SparseKeyStream(const SparseArch& arch, int num_buckets)
       sign_bin_(arch.has(Pattern::sign_bin_lsh) ? num_buckets : 0, arch.budget),
       argmax_(arch.has(Pattern::argmax_lsh) ? num_buckets : 0, arch.budget),
       top_(arch.has(Pattern::key_selection) ? arch.budget : 0) {}
+
+SparseKeyStream::Snapshot SparseKeyStream::snapshot() const {
+  return {t_, sign_bin_.slots(), argmax_.slots(), sign_bin_.inserted(), argmax_.inserted(), top_.entries()};
+}
+
+void SparseKeyStream::restore(Snapshot s) {
+  check(s.position >= 0, "key stream: negative position ", s.position);
+  sign_bin_.restore(std::move(s.sign_bin_slots), std::move(s.sign_bin_inserted), s.position);
+  argmax_.restore(std::move(s.argmax_slots), std::move(s.argmax_inserted), s.position);
+  top_.restore(std::move(s.top), s.position);
+  t_ = s.position;
+}
+
+SparseKeyStream::Held SparseKeyStream::held(std::size_t limit) const {
+  const int w = arch_.budget, d = arch_.dilation, t = t_;
+  // The data-dependent holds, once per ring or top-w entry.
+  std::vector<std::int32_t> listed;
+  for (const detail::BucketWindows* rings : {&sign_bin_, &argmax_})
+    for (std::size_t b = 0; b < rings->inserted().size(); ++b) rings->append_keys(int(b), listed);
+  top_.append_keys(listed);
+  std::sort(listed.begin(), listed.end());
+  // Every candidate, at most limit + 1 from each pattern that may hold many.
+  std::vector<std::int32_t> candidates = listed;
+  const auto add_range = [&](std::int64_t lo, std::int64_t hi) {  // [lo, hi)
+    for (std::int64_t s = std::max<std::int64_t>(lo, 0); s < hi && s - lo <= std::int64_t(limit); ++s)
+      candidates.push_back(std::int32_t(s));
+  };
+  if (arch_.has(Pattern::sliding_window)) add_range(std::int64_t(t) - w + 1, t);
+  if (arch_.has(Pattern::sink)) add_range(0, std::min(w, t));
+  if (arch_.has(Pattern::full)) add_range(0, t);
+  if (arch_.has(Pattern::dilated))
+    for (std::int64_t s = d - 1, n = 0; s < t && n <= std::int64_t(limit); s += d, ++n)
+      candidates.push_back(std::int32_t(s));
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  if (candidates.size() > limit + 1) candidates.resize(limit + 1);
+  Held held;
+  for (const std::int32_t s : candidates) {
+    const auto [first, last] = std::equal_range(listed.begin(), listed.end(), s);
+    int h = int(last - first);
+    h += arch_.has(Pattern::sliding_window) && s > t - w;
+    h += arch_.has(Pattern::sink) && s < w;
+    h += arch_.has(Pattern::dilated) && s % d == d - 1;
+    h += arch_.has(Pattern::full);
+    if (h == 0) continue;
+    held.positions.push_back(s);
+    held.holds.push_back(h);
+  }
+  return held;
+}
 
 void SparseKeyStream::check_bucket(std::int32_t bucket, const char* what) const {
   check(bucket >= 0 && bucket < num_buckets_, what, " holds bucket ", bucket, " outside [0, ", num_buckets_, ")");

@@ -96,6 +96,14 @@ class BucketWindows {
   std::int32_t insert(int bucket, std::int32_t s);
   void append_keys(int bucket, std::vector<std::int32_t>& out) const;
 
+  // Saved states: the rings (num_buckets, w) and the insert counters as they are; restore() takes them back after
+  // checking the sizes and that every live entry is a position before `position` (hax::Error otherwise).
+  const std::vector<std::int32_t>& slots() const { return slots_; }
+  const std::vector<std::int64_t>& inserted() const { return inserted_; }
+  void restore(std::vector<std::int32_t> slots, std::vector<std::int64_t> inserted, std::int32_t position);
+  // Adds 1 to holds[s] for every position s in a ring.
+  void count_holds(std::vector<std::int32_t>& holds) const;
+
  private:
   int w_;
   std::vector<std::int32_t> slots_;     // (num_buckets, w)
@@ -114,11 +122,16 @@ class TopKeys {
   Offered offer(std::int32_t s, float score);
   void append_keys(std::vector<std::int32_t>& out) const;
 
- private:
   struct Entry {
     float score;
     std::int32_t s;
   };
+  // Saved states: the heap as it is laid out; restore() checks its size, its order, and that each position is
+  // before `position` and there once (hax::Error otherwise).
+  const std::vector<Entry>& entries() const { return heap_; }
+  void restore(std::vector<Entry> entries, std::int32_t position);
+
+ private:
   // Used as the heap's "less than", it keeps the lowest-ranked entry (the one to evict) at the front.
   static bool ranks_higher(const Entry& a, const Entry& b);
 
@@ -151,6 +164,25 @@ class SparseKeyStream {
 
   int position() const { return t_; }
   const SparseArch& arch() const { return arch_; }
+
+  // Everything the stream carries, as plain values (saved states, inference/state_file.h). Patterns the arch lacks
+  // leave their fields empty.
+  struct Snapshot {
+    std::int32_t position = 0;
+    std::vector<std::int32_t> sign_bin_slots, argmax_slots;        // (buckets, w)
+    std::vector<std::int64_t> sign_bin_inserted, argmax_inserted;  // (buckets)
+    std::vector<detail::TopKeys::Entry> top;                       // the top-w heap, in its layout
+  };
+  Snapshot snapshot() const;
+  // Takes a snapshot of a stream of the same arch and buckets back: the stream then continues as that one did.
+  // hax::Error when its sizes or positions cannot be that stream's.
+  void restore(Snapshot snapshot);
+  // The past positions some pattern holds, ascending, with how many hold each (the holds KeyValueCache counts):
+  // at most `limit` + 1 of them (more means more than limit), so that the work stays bounded by the caller's.
+  struct Held {
+    std::vector<std::int32_t> positions, holds;
+  };
+  Held held(std::size_t limit) const;
 
  private:
   void check_bucket(std::int32_t bucket, const char* what) const;
