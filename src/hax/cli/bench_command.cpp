@@ -288,25 +288,6 @@ void write_padded_batch(const fs::path& path, const Batch& b, std::int32_t pad) 
 }
 
 // Runs `command`, returning its stdout and exit status (-1 when it could not start or did not exit normally).
-std::pair<std::string, int> run_capture(const std::string& command) {
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {"", -1};
-  std::string out;
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-  const int status = pclose(pipe);
-  return {out, status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
-// The script prints one JSON object, on the last line that starts with '{'.
-json parse_last_json_line(const std::string& out) {
-  std::istringstream lines(out);
-  json found;
-  for (std::string line; std::getline(lines, line);)
-    if (!line.empty() && line[0] == '{') found = json::parse(line, nullptr, false);
-  return found;
-}
-
 Baseline run_baseline(const BenchOptions& o, const models::ModelConfig& config, const Batch& b) {
   Baseline r;
   const std::string script = find_baseline_script(o);
@@ -573,6 +554,7 @@ void register_bench_commands(CLI::App& app) {
   bench->require_subcommand(1);
   register_train_step(*bench);
   register_sparse_layer_bench(*bench);
+  register_decode_bench(*bench);
 }
 
 }  // namespace hax::cli

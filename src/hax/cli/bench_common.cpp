@@ -1,6 +1,7 @@
 #include "hax/cli/bench_common.h"
 
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include "hax/io/atomic_file.h"
 
@@ -79,6 +81,24 @@ std::string grouped(double v) {
     out += digits[i];
   }
   return out;
+}
+
+std::pair<std::string, int> run_capture(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {"", -1};
+  std::string out;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  const int status = pclose(pipe);
+  return {out, status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+nlohmann::json parse_last_json_line(const std::string& out) {
+  std::istringstream lines(out);
+  nlohmann::json found;
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{') found = nlohmann::json::parse(line, nullptr, false);
+  return found;
 }
 
 std::string shell_quote(const std::string& s) {

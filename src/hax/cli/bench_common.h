@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,11 @@ double median_of(std::vector<double> v);
 std::string fmt(double v, int decimals);
 std::string grouped(double v);  // 1234567 -> "1,234,567"
 std::string shell_quote(const std::string& s);
+
+// Runs a shell command; its stdout and exit status (-1 when it did not exit normally).
+std::pair<std::string, int> run_capture(const std::string& command);
+// The JSON object on the last line of `out` that starts with '{' (null when none parses): how a child reports.
+nlohmann::json parse_last_json_line(const std::string& out);
 
 // Writes j (indented) to path atomically.
 void write_json(const std::string& path, const nlohmann::json& j);

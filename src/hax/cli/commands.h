@@ -15,5 +15,7 @@ void register_sweep_commands(CLI::App& app);  // hax sweep  (sweep_command.cpp)
 void register_bench_commands(CLI::App& app);  // hax bench train-step | sparse-layer  (bench_command.cpp)
 // hax bench sparse-layer (bench_sparse_layer.cpp), registered by register_bench_commands on its `bench` group.
 void register_sparse_layer_bench(CLI::App& bench);
+// hax bench decode (bench_decode.cpp), likewise.
+void register_decode_bench(CLI::App& bench);
 
 }  // namespace hax::cli
