@@ -233,9 +233,7 @@ SparseKeyStream::Held SparseKeyStream::held(std::size_t limit) const {
     const auto [first, last] = std::equal_range(listed.begin(), listed.end(), s);
     int h = int(last - first);
     h += arch_.has(Pattern::sliding_window) && s > t - w;
-    h += arch_.has(Pattern::sink) && s < w;
-    h += arch_.has(Pattern::dilated) && s % d == d - 1;
-    h += arch_.has(Pattern::full);
+    h += fixed_holds(s);
     if (h == 0) continue;
     held.positions.push_back(s);
     held.holds.push_back(h);
@@ -285,17 +283,20 @@ int SparseKeyStream::enter_key(const PositionInputs& in, std::vector<std::int32_
 }
 
 int SparseKeyStream::range_holds(std::vector<std::int32_t>* released) const {
-  const int w = arch_.budget, d = arch_.dilation, t = t_;
+  const int w = arch_.budget, t = t_;
   int holders = 0;
   if (arch_.has(Pattern::sliding_window)) {
     ++holders;
     // Query t + 1's window starts at t - w + 2: the key at t - w + 1 was the last query's oldest.
     if (t - w + 1 >= 0 && released) released->push_back(t - w + 1);
   }
-  holders += arch_.has(Pattern::sink) && t < w;
-  holders += arch_.has(Pattern::dilated) && t % d == d - 1;
-  holders += arch_.has(Pattern::full);
-  return holders;
+  return holders + fixed_holds(t);
+}
+
+int SparseKeyStream::fixed_holds(std::int64_t s) const {
+  const int w = arch_.budget, d = arch_.dilation;
+  return (arch_.has(Pattern::sink) && s < w) + (arch_.has(Pattern::dilated) && s % d == d - 1) +
+         arch_.has(Pattern::full);
 }
 
 void SparseKeyStream::append_pattern_keys(Pattern pattern, const PositionInputs& in,

@@ -193,6 +193,8 @@ class SparseKeyStream {
   int enter_key(const PositionInputs& in, std::vector<std::int32_t>* released);
   // The holds of window, sink, dilated and full on key t_ (the window lets go of the key that slides out).
   int range_holds(std::vector<std::int32_t>* released) const;
+  // How many of sink, dilated and full hold key s for good (each holds it from its step on, or never).
+  int fixed_holds(std::int64_t s) const;
 
   SparseArch arch_;
   int num_buckets_;
