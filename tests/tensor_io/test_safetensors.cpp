@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <algorithm>
 #include <limits>
 #include <string>
 #include <vector>
@@ -53,11 +55,11 @@ TEST(Safetensors, RoundTripKeepsNamesShapesValuesAndMetadata) {
     for (std::size_t i = 0; i < want.values.size(); ++i)  // bit for bit: -0 and the denormal too
       EXPECT_EQ(std::bit_cast<std::uint32_t>(got.values[i]), std::bit_cast<std::uint32_t>(want.values[i]));
   }
-  // The data buffer starts 8-byte aligned, as the reference writer lays it out.
+  // The data buffer starts 64-byte aligned (the reference writer aligns to 8), so a mapping can use it in place.
   const std::string bytes = hax::testing::read_file(dir / "m.safetensors");
   std::uint64_t header_size = 0;
   std::memcpy(&header_size, bytes.data(), 8);
-  EXPECT_EQ((8 + header_size) % 8, 0u);
+  EXPECT_EQ((8 + header_size) % kDataAlignBytes, 0u);
 }
 
 TEST(Safetensors, NamesComeInTheOrderOfTheirData) {
@@ -280,6 +282,127 @@ TEST(Safetensors, OtherDtypesOpenButCannotBeReadAsFloats) {
   const SafetensorsFile file(dir / "i.safetensors");
   EXPECT_EQ(file.dtype("ids"), "I64");
   expect_error_naming([&] { file.read("ids"); }, {"'ids' is I64", "F32, F16 and BF16"});
+}
+
+}  // namespace
+}  // namespace hax::io
+
+namespace hax::io {
+namespace {
+
+// Every tensor a whole number of 64-byte lines: the flat buffer has no padding, so a file holds it as it is.
+ParamStore unpadded_model() {
+  ParamStore store;
+  store.add("embeddings.weight", {8, 4});
+  store.add("layers.0.mixer.A_log", {4, 4});
+  store.add("norm_f.weight", {16});
+  store.allocate();
+  return store;
+}
+
+ParamStore unpadded_buffers() {
+  ParamStore store;
+  store.add("layers.0.mixer.lsh.projection", {2, 8});
+  store.allocate();
+  return store;
+}
+
+void expect_same_values(const ParamStore& a, const ParamStore& b) {
+  for (const TensorInfo& t : a.tensors()) {
+    const auto x = a.param(t.name), y = b.param(t.name);
+    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin())) << t.name;
+  }
+}
+
+TEST(SafetensorsMapped, AnUnpaddedLayoutIsMappedInPlaceAndWritesNeverReachTheFile) {
+  const ScratchDir dir;
+  ParamStore saved = unpadded_model(), saved_buffers = unpadded_buffers();
+  Rng(3).fill_normal(saved.params(), 0.0f, 1.0f);
+  Rng(4).fill_normal(saved_buffers.params(), 0.0f, 1.0f);
+  save_params(dir / "model.safetensors", {&saved, &saved_buffers});
+  const std::string before = hax::testing::read_file(dir / "model.safetensors");
+
+  ParamStore loaded = unpadded_model(), loaded_buffers = unpadded_buffers();
+  load_params_mapped(dir / "model.safetensors", {&loaded, &loaded_buffers});
+  EXPECT_TRUE(loaded.params_are_file_mapping());
+  EXPECT_TRUE(loaded_buffers.params_are_file_mapping());
+  expect_same_values(saved, loaded);
+  expect_same_values(saved_buffers, loaded_buffers);
+  // Copy-on-write: the model may change its weights (training from a checkpoint); the file stays as it was.
+  std::fill(loaded.params().begin(), loaded.params().end(), 7.0f);
+  std::fill(loaded_buffers.params().begin(), loaded_buffers.params().end(), -7.0f);
+  EXPECT_EQ(hax::testing::read_file(dir / "model.safetensors"), before);
+  ParamStore again = unpadded_model(), again_buffers = unpadded_buffers();
+  load_params(dir / "model.safetensors", {&again, &again_buffers});
+  expect_same_values(saved, again);
+}
+
+TEST(SafetensorsMapped, APaddedLayoutOrAnotherOrderIsCopiedWithTheSameValues) {
+  const ScratchDir dir;
+  ParamStore saved = small_model();  // tensors of 40, 6, 3 and 4 floats: padded to 64-byte lines
+  Rng(5).fill_normal(saved.params(), 0.0f, 1.0f);
+  save_params(dir / "model.safetensors", saved);
+  ParamStore loaded = small_model();
+  load_params_mapped(dir / "model.safetensors", {&loaded});
+  EXPECT_FALSE(loaded.params_are_file_mapping());
+  expect_same_values(saved, loaded);
+
+  // The same tensors in another order in the file: read one by one.
+  ParamStore unpadded = unpadded_model();
+  Rng(6).fill_normal(unpadded.params(), 0.0f, 1.0f);
+  std::vector<TensorView> reversed = layout_views(unpadded, unpadded.params());
+  std::reverse(reversed.begin(), reversed.end());
+  save_safetensors(dir / "reversed.safetensors", reversed);
+  ParamStore from_reversed = unpadded_model();
+  load_params_mapped(dir / "reversed.safetensors", {&from_reversed});
+  EXPECT_FALSE(from_reversed.params_are_file_mapping());
+  expect_same_values(unpadded, from_reversed);
+}
+
+TEST(SafetensorsMapped, MissingTensorsAndWrongShapesAreStillNamed) {
+  const ScratchDir dir;
+  ParamStore saved = unpadded_model();
+  save_params(dir / "model.safetensors", saved);
+  ParamStore bigger = unpadded_model();
+  ParamStore other;
+  other.add("embeddings.weight", {4, 8});
+  other.add("layers.0.mixer.A_log", {4, 4});
+  other.add("norm_f.weight", {16});
+  other.allocate();
+  expect_error_naming([&] { load_params_mapped(dir / "model.safetensors", {&other}); },
+                      {"model.safetensors", "embeddings.weight", "(8, 4)"});
+  ParamStore with_extra = unpadded_model();
+  ParamStore extra;
+  extra.add("not.in.the.file", {16});
+  extra.allocate();
+  expect_error_naming([&] { load_params_mapped(dir / "model.safetensors", {&with_extra, &extra}); },
+                      {"model.safetensors", "not.in.the.file"});
+}
+
+TEST(AlignedBufferMapping, ATooShortFileOrAnUnalignedOffsetIsAnErrorNamingTheFile) {
+  const ScratchDir dir;
+  {
+    std::ofstream out(dir / "short.bin", std::ios::binary);
+    out << std::string(100, 'x');
+  }
+  const std::string path = (dir / "short.bin").string();
+  expect_error_naming([&] { AlignedBuffer::map_file(path, 0, 26); }, {"short.bin", "too short"});
+  expect_error_naming([&] { AlignedBuffer::map_file(path, 8, 4); }, {"short.bin", "aligned"});
+  expect_error_naming([&] { AlignedBuffer::map_file((dir / "none.bin").string(), 0, 1); }, {"none.bin"});
+  const AlignedBuffer ok = AlignedBuffer::map_file(path, 64, 9);
+  EXPECT_TRUE(ok.is_file_mapping());
+  EXPECT_EQ(ok.size(), 9u);
+}
+
+TEST(AlignedBuffer, LargeBuffersAreZeroAndWritable) {
+  // From kMappedBytes up the memory comes from an anonymous mapping: zero without a memset.
+  AlignedBuffer large(AlignedBuffer::kMappedBytes / sizeof(float) * 3 + 5, "a test buffer");
+  EXPECT_TRUE(std::all_of(large.span().begin(), large.span().end(), [](float v) { return v == 0.0f; }));
+  std::fill(large.span().begin(), large.span().end(), 2.0f);
+  large.fill_zero();
+  EXPECT_EQ(large.data()[large.size() - 1], 0.0f);
+  AlignedBuffer moved = std::move(large);
+  EXPECT_EQ(moved.size(), AlignedBuffer::kMappedBytes / sizeof(float) * 3 + 5);
 }
 
 }  // namespace

@@ -5,9 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include "hax/cli/commands.h"
+#include "hax/engine/blas.h"
 #include "hax/engine/error.h"
 
 int main(int argc, char** argv) {
+  hax::restart_with_short_thread_spin(argv);
   CLI::App app{"hax: state-space models with context-dependent sparse attention (HAX), on the CPU"};
   app.set_version_flag("--version", "hax 0.1.0");
   app.require_subcommand(1);

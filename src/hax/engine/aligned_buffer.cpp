@@ -1,5 +1,6 @@
 #include "hax/engine/aligned_buffer.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -9,9 +10,12 @@
 
 #include "hax/engine/error.h"
 
-namespace hax {
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-void AlignedBuffer::Free::operator()(float* p) const { std::free(p); }
+namespace hax {
 
 namespace {
 
@@ -45,14 +49,60 @@ AlignedBuffer::AlignedBuffer(std::size_t count, const char* what) : size_(count)
   const std::size_t available = bytes < kCheckedBytes ? 0 : available_memory_bytes();
   check(available == 0 || bytes <= available, "allocating ", what, " needs ", format_bytes(bytes), " (", count,
         " floats), but this machine has ", format_bytes(available), " available (memory + swap)");
-  void* p = std::aligned_alloc(kAlignBytes, bytes);
-  check(p != nullptr, "cannot allocate ", format_bytes(bytes), " for ", what);
-  std::memset(p, 0, bytes);
-  data_.reset(static_cast<float*>(p));
+  if (bytes >= kMappedBytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    check(p != MAP_FAILED, "cannot allocate ", format_bytes(bytes), " for ", what, ": ", std::strerror(errno));
+    owner_ = std::shared_ptr<void>(p, [bytes](void* q) { munmap(q, bytes); });
+  } else {
+    void* p = std::aligned_alloc(kAlignBytes, bytes);
+    check(p != nullptr, "cannot allocate ", format_bytes(bytes), " for ", what);
+    std::memset(p, 0, bytes);
+    owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  }
+  data_ = static_cast<float*>(owner_.get());
+}
+
+AlignedBuffer AlignedBuffer::map_file(const std::string& path, std::size_t offset, std::size_t count) {
+  check(offset % kAlignBytes == 0, path, ": mapped data at byte ", offset, " is not ", kAlignBytes, "-byte aligned");
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  check(fd >= 0, path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  const bool stat_ok = fstat(fd, &st) == 0;
+  const std::size_t file_bytes = stat_ok ? std::size_t(st.st_size) : 0;
+  if (!stat_ok || offset + count * sizeof(float) > file_bytes || file_bytes == 0) {
+    close(fd);
+    fail(path, ": ", file_bytes, " bytes, too short for ", count, " floats at byte ", offset);
+  }
+  // Populated at once: the caller reads every value (the load checks them all), and one call that maps the page
+  // cache is cheaper than a fault per page.
+  void* p = mmap(nullptr, file_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  const int mmap_errno = errno;
+  close(fd);  // the mapping keeps the file open
+  check(p != MAP_FAILED, path, ": cannot map: ", std::strerror(mmap_errno));
+  AlignedBuffer whole;
+  whole.owner_ = std::shared_ptr<void>(p, [file_bytes](void* q) { munmap(q, file_bytes); });
+  whole.mapping_base_ = static_cast<const char*>(p);
+  whole.mapping_bytes_ = file_bytes;
+  whole.file_mapping_ = true;
+  return whole.view_of_same_mapping(offset, count);
+}
+
+AlignedBuffer AlignedBuffer::view_of_same_mapping(std::size_t offset, std::size_t count) const {
+  check(file_mapping_, "view of a buffer that is not a file mapping");
+  check(offset % kAlignBytes == 0 && offset + count * sizeof(float) <= mapping_bytes_, "view of ", count,
+        " floats at byte ", offset, " outside a mapping of ", mapping_bytes_, " bytes");
+  AlignedBuffer view;
+  view.owner_ = owner_;
+  view.mapping_base_ = mapping_base_;
+  view.mapping_bytes_ = mapping_bytes_;
+  view.file_mapping_ = true;
+  view.data_ = reinterpret_cast<float*>(const_cast<char*>(mapping_base_) + offset);
+  view.size_ = count;
+  return view;
 }
 
 void AlignedBuffer::fill_zero() {
-  if (size_ != 0) std::memset(data_.get(), 0, size_ * sizeof(float));
+  if (size_ != 0) std::memset(data_, 0, size_ * sizeof(float));
 }
 
 }  // namespace hax

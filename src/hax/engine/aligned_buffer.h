@@ -17,21 +17,43 @@ class AlignedBuffer {
   // `what` names the buffer in the error when the machine cannot hold it: a large size (64 MiB and up) is checked
   // against the memory available (MemAvailable + free swap) before allocating, so a model too large ends in one line
   // that says how much it needs and how much there is, not in std::bad_alloc or the OOM killer.
+  // Buffers from kMappedBytes up are fresh anonymous mappings: the kernel hands out zero pages on first touch, so
+  // allocating costs nothing and memory is only used where the buffer is written (a model's gradients, when it only
+  // runs inference, never are).
   explicit AlignedBuffer(std::size_t count, const char* what = "a buffer");
 
-  float* data() { return data_.get(); }
-  const float* data() const { return data_.get(); }
+  // `count` floats of the file at byte `offset` (a multiple of kAlignBytes), mapped copy-on-write: reading costs no
+  // copy, writing copies only the pages written, and the file never changes. The file must not be truncated while
+  // the buffer lives (replacing it by a rename, as every writer of ours does, is safe). Throws hax::Error naming the
+  // file when it is shorter than offset + count floats or cannot be mapped.
+  static AlignedBuffer map_file(const std::string& path, std::size_t offset, std::size_t count);
+  // The same range of an existing mapping (two buffers of one file share its mapping).
+  AlignedBuffer view_of_same_mapping(std::size_t offset, std::size_t count) const;
+  bool is_file_mapping() const { return file_mapping_; }
+
+  AlignedBuffer(AlignedBuffer&&) noexcept = default;
+  AlignedBuffer& operator=(AlignedBuffer&&) noexcept = default;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
   std::size_t size() const { return size_; }
-  std::span<float> span() { return {data_.get(), size_}; }
-  std::span<const float> span() const { return {data_.get(), size_}; }
+  std::span<float> span() { return {data_, size_}; }
+  std::span<const float> span() const { return {data_, size_}; }
   void fill_zero();
 
+  static constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
+
  private:
-  struct Free {
-    void operator()(float* p) const;
-  };
-  std::unique_ptr<float[], Free> data_;
+  // What the memory belongs to (an aligned_alloc block or a mapping); shared only by views of one file mapping.
+  std::shared_ptr<void> owner_;
+  float* data_ = nullptr;
   std::size_t size_ = 0;
+  bool file_mapping_ = false;
+  // For views: where the whole mapping starts and its length in bytes.
+  const char* mapping_base_ = nullptr;
+  std::size_t mapping_bytes_ = 0;
 };
 
 // Bytes of memory available to a new allocation: MemAvailable + SwapFree from /proc/meminfo; 0 if unknown.

@@ -3,7 +3,12 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <string>
+
+#include <unistd.h>
 
 #include "hax/engine/error.h"
 
@@ -23,8 +28,21 @@ void gemm(Trans trans_a, Trans trans_b, int M, int N, int K, float alpha, const 
   if (M == 0 || N == 0) return;
   const bool counted = !omp_in_parallel();
   const auto start = counted ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  cblas_sgemm(CblasRowMajor, trans_a == Trans::Yes ? CblasTrans : CblasNoTrans,
-              trans_b == Trans::Yes ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (M == 1 && K > 0) {
+    // One row (a decoded token): sgemm would pack all of B for a single pass over it, which costs more than the
+    // product itself; a GEMV streams B once. a's K elements are a row (stride 1) or a column (stride lda) of A.
+    // With beta = 0, C may hold garbage (an uninitialized arena): zero it, since some BLAS versions scale y by beta
+    // and 0 * NaN is NaN.
+    if (beta == 0.0f) std::fill_n(C, N, 0.0f);
+    const int a_stride = trans_a == Trans::Yes ? lda : 1;
+    if (trans_b == Trans::Yes)  // C (1, N) = a B^T with B (N, K): rows of B dotted with a
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, a_stride, beta, C, 1);
+    else  // C (1, N) = a B with B (K, N)
+      cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, a_stride, beta, C, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, trans_a == Trans::Yes ? CblasTrans : CblasNoTrans,
+                trans_b == Trans::Yes ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
   if (!counted) return;
   tally.flop += 2.0 * M * N * K;
   tally.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -40,5 +58,17 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return omp_get_max_threads(); }
+
+}  // namespace hax
+
+namespace hax {
+
+void restart_with_short_thread_spin(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (setenv("GOMP_SPINCOUNT", std::to_string(kShortSpinCount).c_str(), 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // Still here: the re-exec failed (no /proc); run on with libgomp's defaults. The variable stays set, so a child
+  // process (a sweep's runs) gets the short spin from the start.
+}
 
 }  // namespace hax

@@ -24,3 +24,17 @@ void set_num_threads(int n);
 int num_threads();
 
 }  // namespace hax
+
+namespace hax {
+
+// OpenMP's idle threads spin for a while after each parallel region before they sleep (libgomp: 300k spins by
+// default). On a virtual machine a spinning vCPU is descheduled by the hypervisor's pause-loop detection, and the
+// next region waits for it to be scheduled again: decoding at 2 threads ran 2.5x slower than at 1. A short spin
+// avoids that and costs nothing where regions are long. libgomp reads its settings once, when it is loaded, so the
+// only way to change them from inside is to start the program again: when neither OMP_WAIT_POLICY nor
+// GOMP_SPINCOUNT is set, this sets GOMP_SPINCOUNT to kShortSpinCount and re-executes argv (/proc/self/exe); it
+// returns (doing nothing) when either is set or the re-exec fails. Call first thing in main().
+inline constexpr int kShortSpinCount = 1000;
+void restart_with_short_thread_spin(char** argv);
+
+}  // namespace hax

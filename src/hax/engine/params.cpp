@@ -53,6 +53,12 @@ void ParamStore::allocate() {
   allocated_ = true;
 }
 
+void ParamStore::use_params(AlignedBuffer values) {
+  check(allocated_, "parameter buffer replaced before it was allocated");
+  check(values.size() == total_, "parameter buffer of ", values.size(), " floats for a layout of ", total_);
+  params_ = std::move(values);
+}
+
 bool ParamStore::contains(std::string_view name) const { return index_.contains(std::string(name)); }
 
 const TensorInfo& ParamStore::checked(std::string_view name) const {

@@ -42,8 +42,14 @@ class ParamStore {
  public:
   // Layout phase: declare every tensor once, before allocate(). Returns its offset.
   std::size_t add(std::string name, std::vector<std::int64_t> shape);
-  // Allocates the parameter and gradient buffers, both zero-filled. No add() after this.
+  // Allocates the parameter and gradient buffers, both zero-filled. No add() after this. Large buffers take memory
+  // only where they are written (aligned_buffer.h): a model that never computes a gradient never pays for them.
   void allocate();
+  // Replaces the (allocated) parameter buffer by `values` of the same size, laid out as this store: a checkpoint's
+  // file mapping (io::load_params), so loading copies nothing.
+  void use_params(AlignedBuffer values);
+  std::size_t total_floats() const { return total_; }  // the flat buffers' size, padding included
+  bool params_are_file_mapping() const { return params_.is_file_mapping(); }
   bool allocated() const { return allocated_; }
 
   bool contains(std::string_view name) const;

@@ -122,7 +122,9 @@ void save_safetensors(const std::filesystem::path& path, std::span<const TensorV
     offset = end;
   }
   std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned, as the reference writer does
+  // The data starts 64-byte aligned (the reference writer aligns to 8): a reader can then map the file and use its
+  // floats in place, as load_params does.
+  text.append((kDataAlignBytes - (8 + text.size()) % kDataAlignBytes) % kDataAlignBytes, ' ');
   AtomicFile file(path);
   std::ostream& out = file.stream();
   write_u64_le(out, text.size());
@@ -240,6 +242,10 @@ const SafetensorsFile::Entry& SafetensorsFile::entry(const std::string& name) co
 const std::vector<std::int64_t>& SafetensorsFile::shape(const std::string& name) const { return entry(name).shape; }
 const std::string& SafetensorsFile::dtype(const std::string& name) const { return entry(name).dtype; }
 std::size_t SafetensorsFile::numel(const std::string& name) const { return entry(name).numel; }
+std::pair<std::uint64_t, std::uint64_t> SafetensorsFile::data_range(const std::string& name) const {
+  const Entry& e = entry(name);
+  return {e.begin, e.end};
+}
 
 void SafetensorsFile::read(const std::string& name, std::span<float> out) const {
   const Entry& e = entry(name);
@@ -326,15 +332,79 @@ void save_params(const std::filesystem::path& path, std::initializer_list<const 
 
 void load_params(const std::filesystem::path& path, ParamStore& store) { load_params(path, {&store}); }
 
-void load_params(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores) {
+namespace {
+
+void read_stores(const SafetensorsFile& file, std::initializer_list<ParamStore*> stores) {
+  for (ParamStore* store : stores) read_layout(file, *store, store->params());
+}
+
+// Where `store`'s flat buffer lies in the file as it is, byte for byte: every tensor F32 with the store's shape, in
+// the store's order, at its flat offset from the first one, and no padding in the store (the file has no gaps).
+// Returns the file offset of the first tensor, or nothing when the layouts differ anywhere.
+std::optional<std::uint64_t> flat_range_in_file(const SafetensorsFile& file, const ParamStore& store) {
+  const std::vector<TensorInfo>& tensors = store.tensors();
+  if (tensors.empty()) return std::nullopt;
+  const TensorInfo& last = tensors.back();
+  if (last.offset + last.numel != store.total_floats()) return std::nullopt;  // tail padding
+  if (!file.contains(tensors.front().name)) return std::nullopt;
+  const std::uint64_t start = file.data_range(tensors.front().name).first;
+  for (const TensorInfo& t : tensors) {
+    if (!file.contains(t.name) || file.dtype(t.name) != "F32" || file.shape(t.name) != t.shape) return std::nullopt;
+    if (file.data_range(t.name).first != start + t.offset * sizeof(float)) return std::nullopt;
+  }
+  const std::uint64_t at = file.data_start() + start;
+  if (at % AlignedBuffer::kAlignBytes != 0) return std::nullopt;
+  return at;
+}
+
+// Maps the file and points every store's parameters into it when each store's layout lies in the file as it is
+// (files written by save_params with tensor sizes in whole 64-byte lines, such as every model of the paper's shape
+// and the 130M one). False, with nothing changed, otherwise.
+bool map_stores(const SafetensorsFile& file, std::initializer_list<ParamStore*> stores) {
+  std::vector<std::pair<ParamStore*, std::uint64_t>> ranges;
+  for (ParamStore* store : stores) {
+    if (store->tensors().empty()) continue;
+    const std::optional<std::uint64_t> at = flat_range_in_file(file, *store);
+    if (!at) return false;
+    ranges.emplace_back(store, *at);
+  }
+  if (ranges.empty()) return false;
+  const AlignedBuffer first = AlignedBuffer::map_file(file.path().string(), ranges.front().second,
+                                                      ranges.front().first->total_floats());
+  for (auto& [store, at] : ranges) store->use_params(first.view_of_same_mapping(at, store->total_floats()));
+  return true;
+}
+
+}  // namespace
+
+namespace {
+
+// The checks every load makes before it copies or maps anything.
+void check_loadable(const SafetensorsFile& file, std::initializer_list<ParamStore*> stores) {
   for (const ParamStore* store : stores)
-    check(store->allocated(), "cannot load '", path.string(), "': the parameters are not allocated");
-  const SafetensorsFile file(path);
+    check(store->allocated(), "cannot load '", file.path().string(), "': the parameters are not allocated");
   for (const std::string& name : file.names()) {
     const bool known = std::any_of(stores.begin(), stores.end(), [&](const ParamStore* s) { return s->contains(name); });
-    if (!known) bad_file(path, "tensor '", name, "' is not a parameter of this model");
+    if (!known) bad_file(file.path(), "tensor '", name, "' is not a parameter of this model");
   }
-  for (ParamStore* store : stores) read_layout(file, *store, store->params());
+}
+
+}  // namespace
+
+void load_params(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores) {
+  const SafetensorsFile file(path);
+  check_loadable(file, stores);
+  read_stores(file, stores);
+}
+
+void load_params_mapped(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores) {
+  const SafetensorsFile file(path);
+  check_loadable(file, stores);
+  // A missing tensor or a wrong shape is reported by read_layout's checks, which name it.
+  for (const ParamStore* store : stores)
+    for (const TensorInfo& t : store->tensors())
+      if (!file.contains(t.name) || file.shape(t.name) != t.shape) return read_stores(file, stores);
+  if (!map_stores(file, stores)) read_stores(file, stores);
 }
 
 }  // namespace hax::io

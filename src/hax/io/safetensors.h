@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "hax/engine/params.h"
@@ -25,6 +26,9 @@
 namespace hax::io {
 
 using SafetensorsMetadata = std::map<std::string, std::string>;
+
+// Our writer pads the header so that the data buffer starts at a multiple of this many bytes.
+inline constexpr std::size_t kDataAlignBytes = 64;
 
 // A tensor to write, without copying its values.
 struct TensorView {
@@ -59,6 +63,9 @@ class SafetensorsFile {
   const std::string& dtype(const std::string& name) const;  // "F32", "BF16", ...
   std::size_t numel(const std::string& name) const;
   const SafetensorsMetadata& metadata() const { return metadata_; }
+  std::uint64_t data_start() const { return data_start_; }  // file offset of the data buffer
+  // Byte range [begin, end) of `name` in the data buffer.
+  std::pair<std::uint64_t, std::uint64_t> data_range(const std::string& name) const;
 
   // The values of `name` as floats; `out` must hold exactly numel(name) of them.
   void read(const std::string& name, std::span<float> out) const;
@@ -104,5 +111,9 @@ void load_params(const std::filesystem::path& path, ParamStore& store);
 void save_params(const std::filesystem::path& path, std::initializer_list<const ParamStore*> stores,
                  const SafetensorsMetadata& metadata = {});
 void load_params(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores);
+// The same, but where the file holds each store's flat buffer as it is (our own F32 files, with no padding in the
+// layouts), the stores' parameter buffers are replaced by a copy-on-write mapping of the file: nothing is copied. So
+// nothing may point into the stores' old buffers (Model loads this way before it binds its layers).
+void load_params_mapped(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores);
 
 }  // namespace hax::io

@@ -21,13 +21,18 @@ std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::si
 
 }  // namespace
 
-Model::Model(const ModelConfig& config, bool initialize) : config_(config) {
+Model::Model(const ModelConfig& config, bool initialize)
+    : Model(config, [&](ParamStore& params, ParamStore& buffers) {
+        if (initialize) init_parameters(params, config), init_buffers(buffers, config);
+      }) {}
+
+Model::Model(const ModelConfig& config, const ParamsLoader& load) : config_(config) {
   config_.validate("model config");
   declare_parameters(params_, config_);
   params_.allocate();
   declare_buffers(buffers_, config_);
   buffers_.allocate();
-  if (initialize) init_parameters(params_, config_), init_buffers(buffers_, config_);
+  load(params_, buffers_);
   blocks_ = build_blocks(config_, params_, buffers_);
 }
 

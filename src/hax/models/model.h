@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <span>
@@ -59,6 +60,10 @@ class Model {
  public:
   // Declares and allocates the parameters; initializes them from config.seed unless `initialize` is false.
   explicit Model(const ModelConfig& config, bool initialize = true);
+  // Fills the parameters and buffers with `load` (which may replace their storage, as io::load_params_mapped does)
+  // before the layers bind to them.
+  using ParamsLoader = std::function<void(ParamStore& params, ParamStore& buffers)>;
+  Model(const ModelConfig& config, const ParamsLoader& load);
 
   const ModelConfig& config() const { return config_; }
   ParamStore& params() { return params_; }

@@ -60,8 +60,9 @@ void write_model_files(const fs::path& dir, const models::Model& model) {
 std::unique_ptr<models::Model> read_model_files(const fs::path& dir) {
   const fs::path config_path = dir / "config.json";
   const auto config = models::ModelConfig::from_json(read_json(config_path), config_path.string());
-  auto model = std::make_unique<models::Model>(config, /*initialize=*/false);
-  io::load_params(dir / "model.safetensors", {&model->params(), &model->buffers()});
+  auto model = std::make_unique<models::Model>(config, [&](ParamStore& params, ParamStore& buffers) {
+    io::load_params_mapped(dir / "model.safetensors", {&params, &buffers});
+  });
   for (const ParamStore* store : {&model->params(), &model->buffers()})
     if (const auto bad = first_nonfinite(*store, store->params()))
       fail((dir / "model.safetensors").string(), ": tensor '", bad->tensor, "' holds ", bad->value, " at flat index ",
