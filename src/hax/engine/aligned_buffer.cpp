@@ -73,12 +73,18 @@ AlignedBuffer AlignedBuffer::map_file(const std::string& path, std::size_t offse
     close(fd);
     fail(path, ": ", file_bytes, " bytes, too short for ", count, " floats at byte ", offset);
   }
-  // Populated at once: the caller reads every value (the load checks them all), and one call that maps the page
-  // cache is cheaper than a fault per page.
-  void* p = mmap(nullptr, file_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-  const int mmap_errno = errno;
+  // Populated at once, since the caller reads every value (the load checks them all) and one call that maps the
+  // page cache is cheaper than a fault per page; but populated read-only, then made writable: populating a writable
+  // private mapping copies every page (6x slower for a 365 MB model), where this way only a page written is copied.
+  void* p = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  int map_errno = errno;
   close(fd);  // the mapping keeps the file open
-  check(p != MAP_FAILED, path, ": cannot map: ", std::strerror(mmap_errno));
+  if (p != MAP_FAILED && mprotect(p, file_bytes, PROT_READ | PROT_WRITE) != 0) {
+    map_errno = errno;
+    munmap(p, file_bytes);
+    p = MAP_FAILED;
+  }
+  check(p != MAP_FAILED, path, ": cannot map: ", std::strerror(map_errno));
   AlignedBuffer whole;
   whole.owner_ = std::shared_ptr<void>(p, [file_bytes](void* q) { munmap(q, file_bytes); });
   whole.mapping_base_ = static_cast<const char*>(p);

@@ -7,9 +7,23 @@
 
 namespace hax {
 
+namespace {
+
+// Whether v[0, n) are all finite, at memory speed: x * 0 is 0 for every finite x and NaN for NaN and infinity, and a
+// sum of those vectorizes where a test per element would branch (loading a 365 MB checkpoint checks every weight).
+bool all_finite(const float* v, std::size_t n) {
+  float zero_unless_nonfinite = 0.0f;
+#pragma omp simd reduction(+ : zero_unless_nonfinite)
+  for (std::size_t i = 0; i < n; ++i) zero_unless_nonfinite += v[i] * 0.0f;
+  return zero_unless_nonfinite == 0.0f;
+}
+
+}  // namespace
+
 std::optional<NonFinite> first_nonfinite(const ParamStore& layout, std::span<const float> values) {
   for (const TensorInfo& t : layout.tensors()) {
     const float* v = values.data() + t.offset;
+    if (all_finite(v, t.numel)) continue;
     for (std::size_t i = 0; i < t.numel; ++i)
       if (!std::isfinite(v[i])) return NonFinite{t.name, i, v[i]};
   }
