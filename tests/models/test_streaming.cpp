@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../support/model_fixtures.h"
+#include "hax/engine/blas.h"
 #include "hax/engine/error.h"
 #include "hax/engine/rng.h"
 #include "hax/models/model.h"
@@ -134,6 +135,28 @@ std::vector<testing::BaseArch> long_streaming_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Models, LongStreamingTest, ::testing::ValuesIn(long_streaming_cases()),
                          [](const auto& info) { return testing::base_arch_identifier(info.param); });
+
+// A decoded Mamba token runs fused in one parallel region (layers/mamba_token.cpp) where the layer is wide enough to
+// share out; the tiny configs above stay on one thread. At a wide shape, with biases, plain and with HAX, at one
+// and two threads: decoding equals the parallel forward.
+TEST(Streaming, DecodingAWideMambaOnTwoThreadsMatchesTheParallelForward) {
+  const int threads_before = num_threads();
+  for (const std::string arch : {"", "sign_bin_lsh+key_selection"})
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      ModelConfig config = testing::tiny_config("mamba", arch);
+      config.hidden_size = 256, config.intermediate_size = 512, config.use_bias = true;
+      Model model(config);
+      perturb(model);
+      const std::vector<std::int32_t> tokens = testing::random_tokens(24, config.vocab_size, 5);
+      const std::vector<float> expected = testing::parallel_logits(model, tokens);
+      ModelState state = model.start_state();
+      std::vector<float> got;
+      feed(model, state, tokens, 1, got);
+      expect_same_logits(got, expected, cat("arch '", arch, "', ", threads, " thread(s)"));
+    }
+  set_num_threads(threads_before);
+}
 
 TEST(Streaming, TheStateHoldsAKeyValueCacheAndAConstantSizeRest) {
   Model model(streaming_config("sign_bin_lsh+key_selection"));

@@ -82,6 +82,11 @@ MixerState MambaMixer::start_state() const {
 }
 
 void MambaMixer::forward_chunk(float* out, const float* u, int T, MixerState& state, Arena& arena) const {
+  if (T == 1) return forward_token(out, u, state, arena);
+  forward_chunk_as_batch(out, u, T, state, arena);
+}
+
+void MambaMixer::forward_chunk_as_batch(float* out, const float* u, int T, MixerState& state, Arena& arena) const {
   run_as_chunk<Saved>(T, arena, [&](const PackedBatch& one, Saved& saved) {
     forward_impl(out, u, one, SparseStep{}, arena, saved, &state);
   });

@@ -64,6 +64,11 @@ class MambaMixer {
   // forward() gives at those positions of the whole sequence. Advances the state. The arena's scratch (forward()'s
   // for a T-row batch plus the sparse branch's chunk_arena_floats) is released before returning.
   void forward_chunk(float* out, const float* u, int T, MixerState& state, Arena& arena) const;
+  // forward_chunk's two ways: a chunk of T rows run as forward() runs a batch of one sequence (any T), and a single
+  // token fused into one parallel region (layers/mamba_token.cpp), which forward_chunk takes for T = 1. The first is
+  // the second's reference in the tests.
+  void forward_chunk_as_batch(float* out, const float* u, int T, MixerState& state, Arena& arena) const;
+  void forward_token(float* out, const float* u, MixerState& state, Arena& arena) const;
 
   const SparseBranch* sparse() const { return sparse_ ? &*sparse_ : nullptr; }
 
