@@ -8,6 +8,8 @@
 
 #include "hax/engine/blas.h"
 #include "hax/engine/rng.h"
+#include "hax/ops/linear.h"
+#include "hax/ops/linear_ref.h"
 
 namespace hax {
 namespace {
@@ -62,6 +64,25 @@ TEST(Gemm, OneRowMatchesLoopsForEveryTransposeAndBeta) {
               EXPECT_NEAR(C[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << "at " << m << ", " << n;
             }
         }
+}
+
+// gemv_rows (the decoded token's per-thread projection): every row count around its blocks of eight and four, every K around
+// its eight lanes, with and without a bias, against the reference linear layer in double.
+TEST(GemvRows, MatchesTheReferenceLinearLayer) {
+  for (int rows : {1, 3, 4, 5, 8, 9, 13, 21})
+    for (int K : {1, 7, 8, 45})
+      for (bool bias : {false, true}) {
+        SCOPED_TRACE(testing::Message() << rows << " rows, K " << K << (bias ? ", bias" : ""));
+        Rng rng(rows * 100 + K);
+        std::vector<float> W(std::size_t(rows) * K), x(K), b(rows), y(rows, std::numeric_limits<float>::quiet_NaN());
+        rng.fill_normal(W, 0.0f, 1.0f);
+        rng.fill_normal(x, 0.0f, 1.0f);
+        rng.fill_normal(b, 0.0f, 1.0f);
+        std::vector<double> Wd(W.begin(), W.end()), xd(x.begin(), x.end()), bd(b.begin(), b.end()), want(rows);
+        ops::ref::linear_forward(want.data(), xd.data(), Wd.data(), bias ? bd.data() : nullptr, 1, K, rows);
+        ops::gemv_rows(y.data(), W.data(), x.data(), bias ? b.data() : nullptr, rows, K);
+        for (int r = 0; r < rows; ++r) EXPECT_NEAR(y[r], want[r], 1e-5 * (1 + std::fabs(want[r]))) << "row " << r;
+      }
 }
 
 }  // namespace

@@ -12,7 +12,6 @@
 
 #include <omp.h>
 
-#include "hax/engine/blas.h"
 #include "hax/layers/mamba_mixer.h"
 #include "hax/ops/fast_math.h"
 #include "hax/ops/linear.h"
@@ -31,13 +30,10 @@ std::pair<int, int> thread_share(int n, int align = 16) {
   return {std::min(n, b0 * align), std::min(n, b1 * align)};
 }
 
-// out[r] = bias[r] + W[r, :] . v for this thread's rows r of W (rows, K): a GEMV on the thread's slice (one-row gemm).
+// out[r] = bias[r] + W[r, :] . v for this thread's rows r of W (rows, K).
 void project_share(float* out, const float* W, const float* bias, const float* v, int rows, int K) {
   const auto [r0, r1] = thread_share(rows);
-  if (r0 >= r1) return;
-  if (bias) std::copy(bias + r0, bias + r1, out + r0);
-  gemm(Trans::No, Trans::Yes, 1, r1 - r0, K, 1.0f, v, K, W + std::size_t(r0) * K, K, bias ? 1.0f : 0.0f, out + r0,
-       r1 - r0);
+  if (r0 < r1) ops::gemv_rows(out + r0, W + std::size_t(r0) * K, v, bias ? bias + r0 : nullptr, r1 - r0, K);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "hax/engine/blas.h"
+#include "hax/ops/fast_math.h"
 #include "hax/ops/parallel.h"
 
 namespace hax::ops {
@@ -23,6 +24,41 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
   if (dx) gemm(Trans::No, Trans::No, M, K, N, 1.0f, dy, N, W, K, 1.0f, dx, K);
   if (dW) gemm(Trans::Yes, Trans::No, N, K, M, 1.0f, dy, N, x, K, 1.0f, dW, K);
   if (db) add_column_sums(db, dy, M, N);
+}
+
+namespace {
+
+// kRows rows of W at a time, eight lanes per row: each x vector is loaded once for all the rows, and kRows
+// independent accumulators keep the FMA units busy while the rows stream from memory (8 rows measured fastest, above
+// OpenBLAS's sgemv, on the development machine).
+template <int kRows>
+void gemv_block(float* y, const float* W, const float* x, const float* b, int K) {
+  Vec8 acc[kRows] = {};
+  int k = 0;
+  for (; k + kVecWidth <= K; k += kVecWidth) {
+    const Vec8 xv = load_vec(x + k);
+    for (int r = 0; r < kRows; ++r) acc[r] += load_vec(W + std::size_t(r) * K + k) * xv;
+  }
+  for (int r = 0; r < kRows; ++r) {
+    float sum = b ? b[r] : 0.0f;
+    for (int lane = 0; lane < kVecWidth; ++lane) sum += acc[r][lane];
+    for (int kk = k; kk < K; ++kk) sum += W[std::size_t(r) * K + kk] * x[kk];
+    y[r] = sum;
+  }
+}
+
+template <int kRows>
+int gemv_blocks(float* y, const float* W, const float* x, const float* b, int r, int rows, int K) {
+  for (; r + kRows <= rows; r += kRows) gemv_block<kRows>(y + r, W + std::size_t(r) * K, x, b ? b + r : nullptr, K);
+  return r;
+}
+
+}  // namespace
+
+void gemv_rows(float* y, const float* W, const float* x, const float* b, int rows, int K) {
+  int r = gemv_blocks<8>(y, W, x, b, 0, rows, K);
+  r = gemv_blocks<4>(y, W, x, b, r, rows, K);
+  gemv_blocks<1>(y, W, x, b, r, rows, K);
 }
 
 void add_column_sums(float* out, const float* a, int rows, int cols) {

@@ -10,6 +10,11 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int M, int K,
                      int N);
 
+// y (rows) = W (rows, K) x (K) + b, with b (rows) optional: one row of linear_forward, on the calling thread only, so
+// that the threads of a parallel region can each take a share of the rows (a decoded token, layers/mamba_token.cpp).
+// BLAS is not called from there: inside a region that is inactive (one thread) it would start a team of its own.
+void gemv_rows(float* y, const float* W, const float* x, const float* b, int rows, int K);
+
 // Adds the column sums of a (rows, cols) to out (cols): deterministic for a given thread count.
 void add_column_sums(float* out, const float* a, int rows, int cols);
 
