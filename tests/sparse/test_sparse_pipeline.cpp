@@ -160,5 +160,53 @@ TEST(CausalSemantics, RunsAreBitForBitRepeatableAndIndependentOfThreads) {
   }
 }
 
+// The layer passes the backwards working memory it keeps (an arena) instead of letting them allocate it: the same
+// bits, whatever that memory held before (here NaN, then the previous call's leftovers) and at any thread count,
+// with gradients that already hold something (they are added to).
+TEST(SparseBackward, KeptScratchGivesTheSameBitsAsAFreshOne) {
+  constexpr int T = 1500, N = 16, I = 32;
+  const SparsePipeline pipeline("sign_bin_lsh+key_selection", 64, 2048, Semantics::causal, N, I, 8, 7);
+  const Sequence x = random_sequence(T, N, I, Rng(61));
+  Rng rng(62);
+  const std::vector<float> dout = random_floats(std::size_t(T) * I, rng);
+  const std::vector<float> start = random_floats(std::size_t(T) * I, rng);
+  const PipelineRun run = pipeline.forward(x.Q, x.K, x.V);
+  std::vector<float> scratch(sparse_attention_backward_scratch_floats(run.keys, N, I), NAN);
+  const int before = omp_get_max_threads();
+  for (int threads : {1, std::max(2, before)}) {
+    omp_set_num_threads(threads);
+    std::vector<float> gradients[2][3];  // [fresh, kept][dQ, dK, dV], each starting from `start`
+    for (auto& g : gradients) g[0].assign(start.begin(), start.begin() + std::size_t(T) * N), g[1] = g[0], g[2] = start;
+    sparse_attention_backward(gradients[0][0].data(), gradients[0][1].data(), gradients[0][2].data(), dout.data(),
+                              run.probs.data(), x.Q.data(), x.K.data(), x.V.data(), run.keys, N, I, Semantics::causal);
+    sparse_attention_backward_with_scratch(gradients[1][0].data(), gradients[1][1].data(), gradients[1][2].data(),
+                                           dout.data(), run.probs.data(), x.Q.data(), x.K.data(), x.V.data(),
+                                           run.keys, N, I, Semantics::causal, scratch.data());
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(gradients[0][i], gradients[1][i]) << "gradient " << i << ", " << threads;
+  }
+  omp_set_num_threads(before);
+}
+
+TEST(SparseBackward, ScorerWithKeptScratchGivesTheSameBitsAsAFreshOne) {
+  constexpr int T = 700, N = 16, F = 2 * N;
+  Rng rng(71);
+  const std::vector<float> features = random_floats(std::size_t(T) * F, rng), dscore = random_floats(T, rng);
+  std::vector<float> weights[6], gradients[2][6], hidden1(std::size_t(T) * F), hidden2(hidden1.size()), score(T);
+  const std::size_t sizes[6] = {F * F, F, F * F, F, F, 1};
+  for (int i = 0; i < 6; ++i) weights[i] = random_floats(sizes[i], rng), gradients[0][i] = gradients[1][i] = weights[i];
+  const ScorerWeights<float> w{weights[0].data(), weights[1].data(), weights[2].data(),
+                               weights[3].data(), weights[4].data(), weights[5].data()};
+  key_scorer_forward(score.data(), hidden1.data(), hidden2.data(), features.data(), w, T, N);
+  auto grads = [&](int k) {
+    auto* g = gradients[k];
+    return ScorerGradients<float>{g[0].data(), g[1].data(), g[2].data(), g[3].data(), g[4].data(), g[5].data()};
+  };
+  std::vector<float> scratch(std::size_t(T) * 4 * N, NAN);
+  key_scorer_backward(grads(0), dscore.data(), features.data(), hidden1.data(), hidden2.data(), w, T, N);
+  key_scorer_backward_with_scratch(grads(1), dscore.data(), features.data(), hidden1.data(), hidden2.data(), w, T, N,
+                                   scratch.data());
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(gradients[0][i], gradients[1][i]) << "weight " << i;
+}
+
 }  // namespace
 }  // namespace hax::ops::sparse::testing

@@ -80,11 +80,11 @@ LengthResult time_length(const models::ModelConfig& config, models::Model& model
   LengthResult r;
   r.T = T;
   std::vector<double> totals;
+  layers::MambaMixer::Saved saved;  // kept between steps, as the model's mixers keep theirs (layers/mixer.h)
   for (int i = 0; i < o.warmup + o.repeats; ++i) {
     arena.reset();
     model.params().zero_grad();
     std::fill(du.begin(), du.end(), 0.0f);
-    layers::MambaMixer::Saved saved;
     const layers::SparseStep step{true, Rng(o.seed).fork(1000 + i).next_u64(), T};
     const double cpu0 = cpu_seconds();
     const auto t0 = clock::now();

@@ -110,7 +110,9 @@ std::size_t SparseBranch::arena_floats(int M, int S, int longest, int padded_len
   const std::size_t padded_copies = paper() ? 2 * P * I : 0;  // V and attn (forward), dattn and dV (backward)
   const std::size_t scorer = uses(Pattern::key_selection) ? P * (3 * F + 2) : 0;  // + dscore in backward
   const std::size_t forward = M * F + 2 * P * N + padded_copies + scorer + P * k_max + 16 * pad;
-  const std::size_t backward = 2 * P * N + M * F + padded_copies + 8 * pad;
+  // dQ, dK, dKQ, the attention's scratch (sparse_attention_backward_scratch_floats) and the scorer's (4 N per row).
+  const std::size_t backward = 2 * P * N + M * F + padded_copies + P * (k_max + N + I) +
+                               (uses(Pattern::key_selection) ? P * 4 * N : 0) + 10 * pad;
   return forward + backward;
 }
 
@@ -214,7 +216,7 @@ void SparseBranch::select_and_attend(float* attn_layout, Saved& s, const SparseS
   const int N = N_, I = I_;
   const bool lsh = num_buckets() > 0;
   const std::vector<float> H = lsh ? lsh_projection(step) : std::vector<float>{};
-  s.keys.assign(s.layout.num_sequences(), {});
+  s.keys.resize(s.layout.num_sequences());  // the mixer keeps `s` between steps: the lists reuse their buffers
   for_each_sequence(s.layout, [&](int q) {
     const int T = s.layout.length(q);
     const std::size_t at = s.layout.start(q);
@@ -223,7 +225,7 @@ void SparseBranch::select_and_attend(float* attn_layout, Saved& s, const SparseS
     std::vector<double> lsh_sums(lsh_running_ ? 4 * std::size_t(N) : 0, 0.0);  // each sequence from its start
     if (lsh) lsh_inputs(in, buckets, s.Q + at * N, s.K + at * N, T, H.data(), lsh_sums.data(), 0);
     if (uses(Pattern::key_selection)) in.key_score = {s.score + at, std::size_t(T)};
-    s.keys[q] = ops::sparse::build_sparse_keys(arch_, T, in);
+    ops::sparse::build_sparse_keys(arch_, T, in, s.keys[q]);
     ops::sparse::sparse_attention_forward(attn_layout + at * I, s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N,
                                           s.V + at * I, s.keys[q], N, I, attention_semantics());
   });
@@ -330,11 +332,16 @@ void SparseBranch::backward(float* dxc, const float* dattn, const PackedBatch& b
     dattn_layout = padded;
     dV = alloc(rows_times(P, I), "sparse dV (padded)");
   }
+  // The attention backward's working memory, from the arena (sparse_attention.h says why): sequence q's takes
+  // its probs' size (score gradients) plus N + I floats per row (per-key sums), so it starts at the sum of those
+  // of the sequences before it.
+  const std::size_t scratch_floats = s.probs_at.back() + rows_times(P, N + I);
+  float* scratch = arena.alloc_uninitialized(scratch_floats, "sparse attention backward scratch").data();
   for_each_sequence(s.layout, [&](int q) {
     const std::size_t at = s.layout.start(q);
-    ops::sparse::sparse_attention_backward(dQ + at * N, dK + at * N, dV + at * I, dattn_layout + at * I,
-                                           s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N, s.V + at * I,
-                                           s.keys[q], N, I, attention_semantics());
+    ops::sparse::sparse_attention_backward_with_scratch(
+        dQ + at * N, dK + at * N, dV + at * I, dattn_layout + at * I, s.probs + s.probs_at[q], s.Q + at * N,
+        s.K + at * N, s.V + at * I, s.keys[q], N, I, attention_semantics(), scratch + s.probs_at[q] + at * (N + I));
   });
   if (paper()) add_rows(dxc, batch, dV, s.layout, I);  // padding rows of xc are masked to zero: drop theirs
   float* dKQ = alloc(rows_times(M, F), "sparse d xx_proj out");
@@ -368,7 +375,9 @@ void SparseBranch::gate_loss_backward(const Saved& s, float gate_weight, Arena& 
     for (int j = 0; j < k; ++j) dscore[at + s.candidates[q][j]] += dpred[j];
   }
   const ops::sparse::ScorerGradients<float> g{w1_.grad, b1_.grad, w2_.grad, b2_.grad, w3_.grad, b3_.grad};
-  ops::sparse::key_scorer_backward(g, dscore, s.features, s.hidden1, s.hidden2, scorer_weights(), P, N_);
+  float* scratch = arena.alloc_uninitialized(rows_times(P, 4 * N_), "key scorer backward scratch").data();
+  ops::sparse::key_scorer_backward_with_scratch(g, dscore, s.features, s.hidden1, s.hidden2, scorer_weights(), P, N_,
+                                                scratch);
 }
 
 }  // namespace hax::layers

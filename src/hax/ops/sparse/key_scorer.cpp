@@ -97,14 +97,23 @@ void key_scorer_forward(float* score, float* hidden1, float* hidden2, const floa
 
 void key_scorer_backward(const ScorerGradients<float>& g, const float* dscore, const float* features,
                          const float* hidden1, const float* hidden2, const ScorerWeights<float>& w, int T, int N) {
+  std::vector<float> scratch(std::size_t(T) * 4 * N);
+  key_scorer_backward_with_scratch(g, dscore, features, hidden1, hidden2, w, T, N, scratch.data());
+}
+
+void key_scorer_backward_with_scratch(const ScorerGradients<float>& g, const float* dscore, const float* features,
+                                      const float* hidden1, const float* hidden2, const ScorerWeights<float>& w, int T,
+                                      int N, float* scratch) {
   const int F = 2 * N;
   const std::size_t n = std::size_t(T) * F;
-  std::vector<float> dhidden2(n, 0.0f), dhidden1(n, 0.0f);
-  linear_backward(dhidden2.data(), g.W3, g.b3, dscore, hidden2, w.W3, T, F, 1);
-  ref::relu_backward_in_place(dhidden2.data(), hidden2, n);
-  linear_backward(dhidden1.data(), g.W2, g.b2, dhidden2.data(), hidden1, w.W2, T, F, F);
-  ref::relu_backward_in_place(dhidden1.data(), hidden1, n);
-  linear_backward(nullptr, g.W1, g.b1, dhidden1.data(), features, w.W1, T, F, F);
+  float* dhidden2 = scratch;
+  float* dhidden1 = scratch + n;
+  std::fill_n(scratch, 2 * n, 0.0f);  // linear_backward adds into them
+  linear_backward(dhidden2, g.W3, g.b3, dscore, hidden2, w.W3, T, F, 1);
+  ref::relu_backward_in_place(dhidden2, hidden2, n);
+  linear_backward(dhidden1, g.W2, g.b2, dhidden2, hidden1, w.W2, T, F, F);
+  ref::relu_backward_in_place(dhidden1, hidden1, n);
+  linear_backward(nullptr, g.W1, g.b1, dhidden1, features, w.W1, T, F, F);
 }
 
 }  // namespace hax::ops::sparse

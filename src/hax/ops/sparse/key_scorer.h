@@ -43,5 +43,10 @@ void key_scorer_forward(float* score, float* hidden1, float* hidden2, const floa
 // Adds d(sum dscore * score) / d(weights) to g; dscore (T).
 void key_scorer_backward(const ScorerGradients<float>& g, const float* dscore, const float* features,
                          const float* hidden1, const float* hidden2, const ScorerWeights<float>& w, int T, int N);
+// The same with `scratch` (4 T N floats, contents ignored) as its working memory, the two hidden layers' gradients:
+// a caller that runs every step passes memory it keeps (an arena), as for sparse_attention_backward's scratch.
+void key_scorer_backward_with_scratch(const ScorerGradients<float>& g, const float* dscore, const float* features,
+                                      const float* hidden1, const float* hidden2, const ScorerWeights<float>& w, int T,
+                                      int N, float* scratch);
 
 }  // namespace hax::ops::sparse

@@ -110,14 +110,22 @@ constexpr int kKeyRowBlock = 16;
 // cache. Walking key by key instead (the key lists transposed) gathers probs and dscore entries and dout rows from
 // all over the sequence, which stops fitting in cache as T grows (at T = 64k, 3x the time per token of T = 4k).
 // Each key row is summed by one thread (its owner: blocks of kKeyRowBlock rows dealt round-robin), in increasing t,
-// into a zeroed accumulator that is then added to dK / dV once: the same bits whatever the thread count.
-void key_gradients(float* dK, float* dV, const float* dscore, const float* probs, const float* Q, const float* dout,
-                   const SparseKeys& keys, int N, int I) {
+// into a zeroed accumulator (dk_sum (rows, N), dv_sum (rows, I); the owner zeroes its rows) that is then added to
+// dK / dV once: the same bits whatever the thread count.
+void key_gradients(float* dK, float* dV, float* dk_sum, float* dv_sum, const float* dscore, const float* probs,
+                   const float* Q, const float* dout, const SparseKeys& keys, int N, int I) {
   const int rows = keys.key_rows();
-  std::vector<float> dk_sum(dK ? std::size_t(rows) * N : 0, 0.0f), dv_sum(dV ? std::size_t(rows) * I : 0, 0.0f);
 #pragma omp parallel if (worth_threads(keys.total() * (N + I)))
   {
     const int owner = omp_get_thread_num(), owners = omp_get_num_threads();
+    auto for_owned_rows = [&](auto&& fn) {
+      for (int s = owner * kKeyRowBlock; s < rows; s += owners * kKeyRowBlock)
+        for (int r = s; r < std::min(s + kKeyRowBlock, rows); ++r) fn(std::size_t(r));
+    };
+    for_owned_rows([&](std::size_t r) {
+      if (dK) std::fill_n(dk_sum + r * N, N, 0.0f);
+      if (dV) std::fill_n(dv_sum + r * I, I, 0.0f);
+    });
     for (int t = 0; t < keys.T; ++t) {
       const auto list = keys.keys_of(t);
       const float* ds = dscore + std::size_t(t) * keys.k_max;
@@ -125,16 +133,15 @@ void key_gradients(float* dK, float* dV, const float* dscore, const float* probs
       for (std::size_t j = 0; j < list.size(); ++j) {
         const std::size_t s = std::size_t(list[j]);
         if (int(s / kKeyRowBlock) % owners != owner) continue;
-        if (dV && j + kPrefetchAhead < list.size()) prefetch_row(dv_sum.data() + list[j + kPrefetchAhead] * std::size_t(I), I);
-        if (dK) axpy(dk_sum.data() + s * N, ds[j], Q + std::size_t(t) * N, N);
-        if (dV) axpy(dv_sum.data() + s * I, p[j], dout + std::size_t(t) * I, I);
+        if (dV && j + kPrefetchAhead < list.size()) prefetch_row(dv_sum + list[j + kPrefetchAhead] * std::size_t(I), I);
+        if (dK) axpy(dk_sum + s * N, ds[j], Q + std::size_t(t) * N, N);
+        if (dV) axpy(dv_sum + s * I, p[j], dout + std::size_t(t) * I, I);
       }
     }
-    for (int s = owner * kKeyRowBlock; s < rows; s += owners * kKeyRowBlock)
-      for (int r = s; r < std::min(s + kKeyRowBlock, rows); ++r) {
-        if (dK) axpy(dK + std::size_t(r) * N, 1.0f, dk_sum.data() + std::size_t(r) * N, N);
-        if (dV) axpy(dV + std::size_t(r) * I, 1.0f, dv_sum.data() + std::size_t(r) * I, I);
-      }
+    for_owned_rows([&](std::size_t r) {
+      if (dK) axpy(dK + r * N, 1.0f, dk_sum + r * N, N);
+      if (dV) axpy(dV + r * I, 1.0f, dv_sum + r * I, I);
+    });
   }
 }
 
@@ -178,14 +185,27 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
   }
 }
 
+std::size_t sparse_attention_backward_scratch_floats(const SparseKeys& keys, int N, int I) {
+  return std::size_t(keys.T) * keys.k_max + std::size_t(keys.key_rows()) * (N + I);
+}
+
 void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
                                const float* K, const float* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics) {
+  std::vector<float> scratch(sparse_attention_backward_scratch_floats(keys, N, I));
+  sparse_attention_backward_with_scratch(dQ, dK, dV, dout, probs, Q, K, V, keys, N, I, semantics, scratch.data());
+}
+
+void sparse_attention_backward_with_scratch(float* dQ, float* dK, float* dV, const float* dout, const float* probs,
+                                            const float* Q, const float* K, const float* V, const SparseKeys& keys,
+                                            int N, int I, Semantics semantics, float* scratch) {
   check_chunk(keys, semantics);
   check_positions(keys);
-  std::vector<float> dscore(std::size_t(keys.T) * keys.k_max);
-  if (dQ || dK) score_gradients(dscore.data(), dQ, dout, probs, K, V, keys, N, I);
-  if (dK || dV) key_gradients(dK, dV, dscore.data(), probs, Q, dout, keys, N, I);
+  float* dscore = scratch;  // every entry read is written first
+  float* dk_sum = dscore + std::size_t(keys.T) * keys.k_max;
+  float* dv_sum = dk_sum + std::size_t(keys.key_rows()) * N;
+  if (dQ || dK) score_gradients(dscore, dQ, dout, probs, K, V, keys, N, I);
+  if (dK || dV) key_gradients(dK, dV, dk_sum, dv_sum, dscore, probs, Q, dout, keys, N, I);
   if (dV && semantics == Semantics::paper && any_empty_row(keys)) uniform_row_gradients(dV, dout, keys, I);
 }
 

@@ -12,6 +12,8 @@
 // so it gives the same bits whichever rows the keys live in.
 #pragma once
 
+#include <cstddef>
+
 #include "hax/ops/sparse/semantics.h"
 #include "hax/ops/sparse/sparse_keys.h"
 
@@ -30,6 +32,19 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
 void sparse_attention_backward(float* dQ, float* dK, float* dV, const float* dout, const float* probs, const float* Q,
                                const float* K, const float* V, const SparseKeys& keys, int N, int I,
                                Semantics semantics);
+
+// The backward's working memory, O(T (k_max + N + I)): the score gradients (T, k_max) and the per-key sums of dK
+// (key_rows, N) and dV (key_rows, I). sparse_attention_backward allocates it per call; a caller that runs every
+// step passes memory it keeps (an arena). At short lengths malloc reuses the freed block, but at long ones glibc
+// gives it back to the kernel (blocks past its mmap threshold, at most 32 MiB, and a large free heap top), so each
+// call faults in fresh zero pages: a cost per token that grows with the length (on the development VM at T = 64k,
+// page faults took about a third of the sparse branch's time).
+std::size_t sparse_attention_backward_scratch_floats(const SparseKeys& keys, int N, int I);
+// sparse_attention_backward with `scratch` (sparse_attention_backward_scratch_floats floats, contents ignored) as
+// that memory: the same bits. (A name of its own: tests take the plain one's address.)
+void sparse_attention_backward_with_scratch(float* dQ, float* dK, float* dV, const float* dout, const float* probs,
+                                            const float* Q, const float* K, const float* V, const SparseKeys& keys,
+                                            int N, int I, Semantics semantics, float* scratch);
 
 // hax::Error when `keys` is a chunk (query_offset > 0) and the semantics is `paper`. Both paths call it.
 void check_chunk(const SparseKeys& keys, Semantics semantics);

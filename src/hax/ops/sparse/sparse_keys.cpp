@@ -99,6 +99,10 @@ SparseKeys build_sparse_keys(const SparseArch& arch, int T, const PatternInputs&
   return SparseKeyStream(arch, in.num_buckets).advance(T, in);
 }
 
+void build_sparse_keys(const SparseArch& arch, int T, const PatternInputs& in, SparseKeys& keys) {
+  SparseKeyStream(arch, in.num_buckets).advance(T, in, keys);
+}
+
 namespace detail {
 
 BucketWindows::BucketWindows(int num_buckets, int w)
@@ -323,12 +327,17 @@ void SparseKeyStream::append_pattern_keys(Pattern pattern, const PositionInputs&
 
 SparseKeys SparseKeyStream::advance(int T, const PatternInputs& in) {
   SparseKeys keys;
-  KeyHolds holds;
-  advance(T, in, keys, holds);
+  advance_into(T, in, keys, nullptr);
   return keys;
 }
 
 void SparseKeyStream::advance(int T, const PatternInputs& in, SparseKeys& keys, KeyHolds& holds) {
+  advance_into(T, in, keys, &holds);
+}
+
+void SparseKeyStream::advance(int T, const PatternInputs& in, SparseKeys& keys) { advance_into(T, in, keys, nullptr); }
+
+void SparseKeyStream::advance_into(int T, const PatternInputs& in, SparseKeys& keys, KeyHolds* holds) {
   check_inputs(arch_, T, in);
   keys.T = T;
   keys.query_offset = t_;
@@ -336,9 +345,9 @@ void SparseKeyStream::advance(int T, const PatternInputs& in, SparseKeys& keys, 
   keys.k_max = max_keys_per_query(arch_, t_ + T);
   keys.index.assign(std::size_t(T) * keys.k_max, 0);
   keys.count.assign(T, 0);
-  holds.clear();
+  if (holds) holds->clear();
   for (int t = 0; t < T; ++t) {
-    next(position_inputs(arch_, in, t), row_, &holds);
+    next(position_inputs(arch_, in, t), row_, holds);
     std::copy(row_.begin(), row_.end(), keys.index.begin() + std::size_t(t) * keys.k_max);
     keys.count[t] = int(row_.size());
   }

@@ -84,6 +84,9 @@ struct KeyHolds {
 int max_keys_per_query(const SparseArch& arch, int T);
 
 SparseKeys build_sparse_keys(const SparseArch& arch, int T, const PatternInputs& in);
+// The same into `keys`, whose buffers are reused: a training step's lists are kept between steps, because at long
+// lengths a fresh (T, k_max) list comes from the kernel as new zero pages every step (see sparse_attention.h).
+void build_sparse_keys(const SparseArch& arch, int T, const PatternInputs& in, SparseKeys& keys);
 
 namespace detail {
 
@@ -161,6 +164,8 @@ class SparseKeyStream {
   // The same into `keys`, whose buffers are reused (decoding allocates nothing once they are large enough), and the
   // T steps' holds into `holds` (cleared first).
   void advance(int T, const PatternInputs& in, SparseKeys& keys, KeyHolds& holds);
+  // The same without the holds.
+  void advance(int T, const PatternInputs& in, SparseKeys& keys);
 
   int position() const { return t_; }
   const SparseArch& arch() const { return arch_; }
@@ -186,6 +191,8 @@ class SparseKeyStream {
 
  private:
   void check_bucket(std::int32_t bucket, const char* what) const;
+  // The advance()s: holds (cleared first) may be null.
+  void advance_into(int T, const PatternInputs& in, SparseKeys& keys, KeyHolds* holds);
   // Appends query t_'s keys of one pattern (duplicates across patterns possible).
   void append_pattern_keys(Pattern pattern, const PositionInputs& in, std::vector<std::int32_t>& out) const;
   // Key t_ enters the LSH rings and the top-w; returns how many of them hold it, and appends what they let go of
