@@ -41,25 +41,43 @@ std::size_t available_memory_bytes() {
   return total_kb * 1024;
 }
 
-AlignedBuffer::AlignedBuffer(std::size_t count, const char* what) : size_(count) {
-  if (count == 0) return;
+std::size_t AlignedBuffer::checked_bytes(std::size_t count, const char* what) {
   check(count <= std::numeric_limits<std::size_t>::max() / sizeof(float) - kAlignFloats, what, " of ", count,
         " floats is larger than any memory");
   const std::size_t bytes = round_up_to_alignment(count) * sizeof(float);
   const std::size_t available = bytes < kCheckedBytes ? 0 : available_memory_bytes();
   check(available == 0 || bytes <= available, "allocating ", what, " needs ", format_bytes(bytes), " (", count,
         " floats), but this machine has ", format_bytes(available), " available (memory + swap)");
+  return bytes;
+}
+
+void AlignedBuffer::map_anonymous(std::size_t bytes, const char* what) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  check(p != MAP_FAILED, "cannot allocate ", format_bytes(bytes), " for ", what, ": ", std::strerror(errno));
+  owner_ = std::shared_ptr<void>(p, [bytes](void* q) { munmap(q, bytes); });
+  data_ = static_cast<float*>(p);
+}
+
+AlignedBuffer::AlignedBuffer(std::size_t count, const char* what) : size_(count) {
+  if (count == 0) return;
+  const std::size_t bytes = checked_bytes(count, what);
   if (bytes >= kMappedBytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    check(p != MAP_FAILED, "cannot allocate ", format_bytes(bytes), " for ", what, ": ", std::strerror(errno));
-    owner_ = std::shared_ptr<void>(p, [bytes](void* q) { munmap(q, bytes); });
-  } else {
-    void* p = std::aligned_alloc(kAlignBytes, bytes);
-    check(p != nullptr, "cannot allocate ", format_bytes(bytes), " for ", what);
-    std::memset(p, 0, bytes);
-    owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    map_anonymous(bytes, what);
+    return;
   }
-  data_ = static_cast<float*>(owner_.get());
+  void* p = std::aligned_alloc(kAlignBytes, bytes);
+  check(p != nullptr, "cannot allocate ", format_bytes(bytes), " for ", what);
+  std::memset(p, 0, bytes);
+  owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  data_ = static_cast<float*>(p);
+}
+
+AlignedBuffer AlignedBuffer::zero_pages(std::size_t count, const char* what) {
+  AlignedBuffer buffer;
+  if (count == 0) return buffer;
+  buffer.map_anonymous(checked_bytes(count, what), what);
+  buffer.size_ = count;
+  return buffer;
 }
 
 AlignedBuffer AlignedBuffer::map_file(const std::string& path, std::size_t offset, std::size_t count) {

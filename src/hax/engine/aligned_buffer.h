@@ -19,8 +19,12 @@ class AlignedBuffer {
   // that says how much it needs and how much there is, not in std::bad_alloc or the OOM killer.
   // Buffers from kMappedBytes up are fresh anonymous mappings: the kernel hands out zero pages on first touch, so
   // allocating costs nothing and memory is only used where the buffer is written (a model's gradients, when it only
-  // runs inference, never are).
+  // runs inference, never are). Smaller ones come from the heap and are zeroed: a buffer made per call is then
+  // reused by the allocator instead of faulting in fresh pages every time (glibc maps blocks from 32 MiB up itself).
   explicit AlignedBuffer(std::size_t count, const char* what = "a buffer");
+  // A fresh anonymous mapping whatever the size (zero pages on first touch): for long-lived buffers of which only
+  // a part may ever be written, such as an arena sized for the largest call.
+  static AlignedBuffer zero_pages(std::size_t count, const char* what = "a buffer");
 
   // `count` floats of the file at byte `offset` (a multiple of kAlignBytes), mapped copy-on-write: reading costs no
   // copy, writing copies only the pages written, and the file never changes. The file must not be truncated while
@@ -43,7 +47,7 @@ class AlignedBuffer {
   std::span<const float> span() const { return {data_, size_}; }
   void fill_zero();
 
-  static constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
+  static constexpr std::size_t kMappedBytes = std::size_t(32) << 20;
 
  private:
   // What the memory belongs to (an aligned_alloc block or a mapping); shared only by views of one file mapping.
@@ -51,6 +55,9 @@ class AlignedBuffer {
   float* data_ = nullptr;
   std::size_t size_ = 0;
   bool file_mapping_ = false;
+  // Checks the size against the machine's memory and returns it in bytes, rounded up to whole 64-byte lines.
+  static std::size_t checked_bytes(std::size_t count, const char* what);
+  void map_anonymous(std::size_t bytes, const char* what);
   // For views: where the whole mapping starts and its length in bytes.
   const char* mapping_base_ = nullptr;
   std::size_t mapping_bytes_ = 0;

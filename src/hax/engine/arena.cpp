@@ -9,7 +9,8 @@
 namespace hax {
 
 Arena::Arena(std::size_t capacity_floats)
-    : buffer_(round_up_to_alignment(capacity_floats), "the activation arena") {}
+    // Sized for the largest call, of which most calls use a part: only the pages written cost memory.
+    : buffer_(AlignedBuffer::zero_pages(round_up_to_alignment(capacity_floats), "the activation arena")) {}
 
 std::span<float> Arena::alloc(std::size_t count, const char* what) {
   const std::span<float> block = alloc_uninitialized(count, what);
