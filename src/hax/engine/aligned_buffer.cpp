@@ -63,6 +63,7 @@ AlignedBuffer::AlignedBuffer(std::size_t count, const char* what) : size_(count)
   const std::size_t bytes = checked_bytes(count, what);
   if (bytes >= kMappedBytes) {
     map_anonymous(bytes, what);
+    madvise(data_, bytes, MADV_HUGEPAGE);  // advice only: where the kernel has no huge pages, 4 KiB ones it is
     return;
   }
   void* p = std::aligned_alloc(kAlignBytes, bytes);

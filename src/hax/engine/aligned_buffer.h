@@ -19,7 +19,8 @@ class AlignedBuffer {
   // that says how much it needs and how much there is, not in std::bad_alloc or the OOM killer.
   // Buffers from kMappedBytes up are fresh anonymous mappings: the kernel hands out zero pages on first touch, so
   // allocating costs nothing and memory is only used where the buffer is written (a model's gradients, when it only
-  // runs inference, never are). Smaller ones come from the heap and are zeroed: a buffer made per call is then
+  // runs inference, never are). They ask for transparent huge pages: a 365 MB model faults in 2 MiB at a time
+  // instead of 4 KiB (on the development VM a fault costs microseconds: 0.6 s for the 4 KiB pages of 365 MB). Smaller ones come from the heap and are zeroed: a buffer made per call is then
   // reused by the allocator instead of faulting in fresh pages every time (glibc maps blocks from 32 MiB up itself).
   explicit AlignedBuffer(std::size_t count, const char* what = "a buffer");
   // A fresh anonymous mapping whatever the size (zero pages on first touch): for long-lived buffers of which only
@@ -34,6 +35,8 @@ class AlignedBuffer {
   // The same range of an existing mapping (two buffers of one file share its mapping).
   AlignedBuffer view_of_same_mapping(std::size_t offset, std::size_t count) const;
   bool is_file_mapping() const { return file_mapping_; }
+  // The whole file of a file mapping, as bytes (for copying tensors that do not lie where a view could use them).
+  std::span<const char> mapped_file() const { return {mapping_base_, mapping_bytes_}; }
 
   AlignedBuffer(AlignedBuffer&&) noexcept = default;
   AlignedBuffer& operator=(AlignedBuffer&&) noexcept = default;

@@ -59,6 +59,16 @@ void set_num_threads(int n) {
 
 int num_threads() { return omp_get_max_threads(); }
 
+OneThreadIf::OneThreadIf(bool alone) {
+  if (!alone || omp_get_max_threads() == 1) return;
+  restore_ = omp_get_max_threads();
+  omp_set_num_threads(1);
+}
+
+OneThreadIf::~OneThreadIf() {
+  if (restore_ > 0) omp_set_num_threads(restore_);
+}
+
 }  // namespace hax
 
 namespace hax {

@@ -23,6 +23,19 @@ GemmTally gemm_tally();
 void set_num_threads(int n);
 int num_threads();
 
+// While it lives, the calling thread runs its parallel regions (and OpenBLAS, which follows OpenMP's count) alone
+// when `alone` is true; the thread count comes back when it ends. For calls with too little work to share out.
+class OneThreadIf {
+ public:
+  explicit OneThreadIf(bool alone);
+  ~OneThreadIf();
+  OneThreadIf(const OneThreadIf&) = delete;
+  OneThreadIf& operator=(const OneThreadIf&) = delete;
+
+ private:
+  int restore_ = 0;  // the thread count to restore; 0 when nothing was changed
+};
+
 }  // namespace hax
 
 namespace hax {

@@ -389,6 +389,25 @@ void check_loadable(const SafetensorsFile& file, std::initializer_list<ParamStor
   }
 }
 
+// Where the layouts differ (padding in a store, another order, another writer): every F32 tensor copied from a
+// mapping of the file, which is faster than reading it through a stream; other dtypes are read and converted.
+void copy_from_mapping(const SafetensorsFile& file, std::initializer_list<ParamStore*> stores) {
+  const AlignedBuffer mapping = AlignedBuffer::map_file(file.path().string(), 0, 0);
+  const std::span<const char> bytes = mapping.mapped_file();
+  for (ParamStore* store : stores)
+    for (const TensorInfo& t : store->tensors()) {
+      const std::span<float> to = store->param(t.name);
+      if (file.dtype(t.name) != "F32") {
+        file.read(t.name, to);
+        continue;
+      }
+      const auto [begin, end] = file.data_range(t.name);
+      if (file.data_start() + end > bytes.size())
+        bad_file(file.path(), "tensor '", t.name, "' ends past the end of the file (file changed or truncated?)");
+      std::memcpy(to.data(), bytes.data() + file.data_start() + begin, end - begin);
+    }
+}
+
 }  // namespace
 
 void load_params(const std::filesystem::path& path, std::initializer_list<ParamStore*> stores) {
@@ -404,7 +423,8 @@ void load_params_mapped(const std::filesystem::path& path, std::initializer_list
   for (const ParamStore* store : stores)
     for (const TensorInfo& t : store->tensors())
       if (!file.contains(t.name) || file.shape(t.name) != t.shape) return read_stores(file, stores);
-  if (!map_stores(file, stores)) read_stores(file, stores);
+  if (map_stores(file, stores)) return;
+  copy_from_mapping(file, stores);
 }
 
 }  // namespace hax::io

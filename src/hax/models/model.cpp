@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "hax/engine/blas.h"
 #include "hax/engine/rng.h"
 #include "hax/models/blocks.h"
 #include "hax/models/model_params.h"
@@ -18,6 +19,9 @@ namespace hax::models {
 namespace {
 
 std::size_t rows_times(int rows, int width) { return std::size_t(rows) * std::size_t(width); }
+
+// Streaming calls below this many token x weight products run on one thread (Model::prefill).
+constexpr double kMinSharedStreamWork = double(1 << 22);
 
 }  // namespace
 
@@ -196,6 +200,10 @@ void Model::prefill(float* logits, ModelState& state, std::span<const std::int32
   check(state.blocks.size() == blocks_.size(), "prefill: the state has ", state.blocks.size(), " blocks, the model ",
         blocks_.size(), " (make it with start_state())");
   if (tokens.empty()) return;
+  // A call with too little work to share out (a decoded token of a small model) runs on this thread alone: at two
+  // threads, waking the other one for each of its many small ops cost more than it saved (Mamba2 decoded 1.5x
+  // slower). The work is about tokens x weights.
+  const OneThreadIf small(double(tokens.size()) * double(params_.num_parameters()) < kMinSharedStreamWork);
   arena.reset();
   training_ = false;
   const layers::PackedBatch one = layers::PackedBatch::of_one(int(tokens.size()));
