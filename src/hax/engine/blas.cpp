@@ -63,10 +63,13 @@ OneThreadIf::OneThreadIf(bool alone) {
   if (!alone || omp_get_max_threads() == 1) return;
   restore_ = omp_get_max_threads();
   omp_set_num_threads(1);
+  openblas_set_num_threads(1);
 }
 
 OneThreadIf::~OneThreadIf() {
-  if (restore_ > 0) omp_set_num_threads(restore_);
+  if (restore_ == 0) return;
+  omp_set_num_threads(restore_);
+  openblas_set_num_threads(restore_);
 }
 
 }  // namespace hax

@@ -23,7 +23,7 @@ GemmTally gemm_tally();
 void set_num_threads(int n);
 int num_threads();
 
-// While it lives, the calling thread runs its parallel regions (and OpenBLAS, which follows OpenMP's count) alone
+// While it lives, the calling thread runs its parallel regions and OpenBLAS alone
 // when `alone` is true; the thread count comes back when it ends. For calls with too little work to share out.
 class OneThreadIf {
  public:
