@@ -20,8 +20,9 @@ class AlignedBuffer {
   // Buffers from kMappedBytes up are fresh anonymous mappings: the kernel hands out zero pages on first touch, so
   // allocating costs nothing and memory is only used where the buffer is written (a model's gradients, when it only
   // runs inference, never are). They ask for transparent huge pages: a 365 MB model faults in 2 MiB at a time
-  // instead of 4 KiB (on the development VM a fault costs microseconds: 0.6 s for the 4 KiB pages of 365 MB). Smaller ones come from the heap and are zeroed: a buffer made per call is then
-  // reused by the allocator instead of faulting in fresh pages every time (glibc maps blocks from 32 MiB up itself).
+  // instead of 4 KiB (on the development VM a fault costs microseconds: 0.6 s for the 4 KiB pages of 365 MB).
+  // Smaller ones come from the heap and are zeroed: a buffer made per call is then reused by the allocator instead
+  // of faulting in fresh pages every time (glibc maps blocks from 32 MiB up itself).
   explicit AlignedBuffer(std::size_t count, const char* what = "a buffer");
   // A fresh anonymous mapping whatever the size (zero pages on first touch): for long-lived buffers of which only
   // a part may ever be written, such as an arena sized for the largest call.
@@ -53,14 +54,15 @@ class AlignedBuffer {
   static constexpr std::size_t kMappedBytes = std::size_t(32) << 20;
 
  private:
+  // Checks the size against the machine's memory and returns it in bytes, rounded up to whole 64-byte lines.
+  static std::size_t checked_bytes(std::size_t count, const char* what);
+  void map_anonymous(std::size_t bytes, const char* what);
+
   // What the memory belongs to (an aligned_alloc block or a mapping); shared only by views of one file mapping.
   std::shared_ptr<void> owner_;
   float* data_ = nullptr;
   std::size_t size_ = 0;
   bool file_mapping_ = false;
-  // Checks the size against the machine's memory and returns it in bytes, rounded up to whole 64-byte lines.
-  static std::size_t checked_bytes(std::size_t count, const char* what);
-  void map_anonymous(std::size_t bytes, const char* what);
   // For views: where the whole mapping starts and its length in bytes.
   const char* mapping_base_ = nullptr;
   std::size_t mapping_bytes_ = 0;

@@ -72,10 +72,6 @@ OneThreadIf::~OneThreadIf() {
   openblas_set_num_threads(restore_);
 }
 
-}  // namespace hax
-
-namespace hax {
-
 void restart_with_short_thread_spin(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
   if (setenv("GOMP_SPINCOUNT", std::to_string(kShortSpinCount).c_str(), 1) != 0) return;

@@ -23,8 +23,8 @@ GemmTally gemm_tally();
 void set_num_threads(int n);
 int num_threads();
 
-// While it lives, the calling thread runs its parallel regions and OpenBLAS alone
-// when `alone` is true; the thread count comes back when it ends. For calls with too little work to share out.
+// While it lives, the calling thread runs its parallel regions and OpenBLAS alone when `alone` is true; the thread
+// count comes back when it ends. For calls with too little work to share out.
 class OneThreadIf {
  public:
   explicit OneThreadIf(bool alone);
@@ -35,10 +35,6 @@ class OneThreadIf {
  private:
   int restore_ = 0;  // the thread count to restore; 0 when nothing was changed
 };
-
-}  // namespace hax
-
-namespace hax {
 
 // OpenMP's idle threads spin for a while after each parallel region before they sleep (libgomp: 300k spins by
 // default). On a virtual machine a spinning vCPU is descheduled by the hypervisor's pause-loop detection, and the

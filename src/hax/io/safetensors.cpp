@@ -338,20 +338,19 @@ void read_stores(const SafetensorsFile& file, std::initializer_list<ParamStore*>
   for (ParamStore* store : stores) read_layout(file, *store, store->params());
 }
 
-// Where `store`'s flat buffer lies in the file as it is, byte for byte: every tensor F32 with the store's shape, in
-// the store's order, at its flat offset from the first one, and no padding in the store (the file has no gaps).
-// Returns the file offset of the first tensor, or nothing when the layouts differ anywhere.
+// Where `store`'s flat buffer lies in the file as it is, byte for byte: every tensor F32, in the store's order, at its
+// flat offset from the first one, and no padding in the store (the file has no gaps). The file holds every tensor of
+// the store with its shape (load_params_mapped checks that first). Returns the file offset of the first tensor, or
+// nothing when the layouts differ anywhere.
 std::optional<std::uint64_t> flat_range_in_file(const SafetensorsFile& file, const ParamStore& store) {
   const std::vector<TensorInfo>& tensors = store.tensors();
   if (tensors.empty()) return std::nullopt;
   const TensorInfo& last = tensors.back();
   if (last.offset + last.numel != store.total_floats()) return std::nullopt;  // tail padding
-  if (!file.contains(tensors.front().name)) return std::nullopt;
   const std::uint64_t start = file.data_range(tensors.front().name).first;
-  for (const TensorInfo& t : tensors) {
-    if (!file.contains(t.name) || file.dtype(t.name) != "F32" || file.shape(t.name) != t.shape) return std::nullopt;
-    if (file.data_range(t.name).first != start + t.offset * sizeof(float)) return std::nullopt;
-  }
+  for (const TensorInfo& t : tensors)
+    if (file.dtype(t.name) != "F32" || file.data_range(t.name).first != start + t.offset * sizeof(float))
+      return std::nullopt;
   const std::uint64_t at = file.data_start() + start;
   if (at % AlignedBuffer::kAlignBytes != 0) return std::nullopt;
   return at;
@@ -374,10 +373,6 @@ bool map_stores(const SafetensorsFile& file, std::initializer_list<ParamStore*> 
   for (auto& [store, at] : ranges) store->use_params(first.view_of_same_mapping(at, store->total_floats()));
   return true;
 }
-
-}  // namespace
-
-namespace {
 
 // The checks every load makes before it copies or maps anything.
 void check_loadable(const SafetensorsFile& file, std::initializer_list<ParamStore*> stores) {

@@ -27,8 +27,9 @@ namespace hax::io {
 
 using SafetensorsMetadata = std::map<std::string, std::string>;
 
-// Our writer pads the header so that the data buffer starts at a multiple of this many bytes.
-inline constexpr std::size_t kDataAlignBytes = 64;
+// Our writer pads the header so that the data buffer starts at a multiple of this many bytes: the alignment a mapped
+// parameter buffer needs (load_params_mapped).
+inline constexpr std::size_t kDataAlignBytes = AlignedBuffer::kAlignBytes;
 
 // A tensor to write, without copying its values.
 struct TensorView {
