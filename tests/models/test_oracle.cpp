@@ -87,7 +87,7 @@ void write_candidates(const std::filesystem::path& path, const Model& model) {
 void write_batch(const std::filesystem::path& path, const TokenBatch& tb) {
   std::ofstream out(path);
   for (int q = 0; q < tb.batch.num_sequences(); ++q) {
-    const int begin = tb.batch.start(q), end = tb.batch.offsets[q + 1];
+    const int begin = tb.batch.start(q), end = tb.batch.start(q + 1);
     for (const auto* row : {&tb.inputs, &tb.labels}) {
       for (int m = begin; m < end; ++m) out << (*row)[m] << (m + 1 < end ? " " : "");
       out << "\n";

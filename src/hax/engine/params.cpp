@@ -73,17 +73,17 @@ void ParamStore::use_params(AlignedBuffer values) {
   params_ = std::move(values);
 }
 
-bool ParamStore::contains(std::string_view name) const { return index_.contains(std::string(name)); }
+bool ParamStore::contains(std::string_view name) const { return index_.contains(name); }
 
 const TensorInfo& ParamStore::checked(std::string_view name) const {
-  auto it = index_.find(std::string(name));
+  auto it = index_.find(name);
   check(it != index_.end(), "no parameter named '", name, "'");
   check(allocated_, "parameter '", name, "' read before the parameter buffer was allocated");
   return tensors_[it->second];
 }
 
 const TensorInfo& ParamStore::info(std::string_view name) const {
-  auto it = index_.find(std::string(name));
+  auto it = index_.find(name);
   check(it != index_.end(), "no parameter named '", name, "'");
   return tensors_[it->second];
 }

@@ -74,7 +74,13 @@ class ParamStore {
   const TensorInfo& checked(std::string_view name) const;
 
   std::vector<TensorInfo> tensors_;
-  std::unordered_map<std::string, std::size_t> index_;
+  // Looked up by string_view without building a std::string: a decoded token reads parameters by name and must
+  // not allocate.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::size_t, NameHash, std::equal_to<>> index_;
   std::size_t total_ = 0;
   bool allocated_ = false;
   AlignedBuffer params_;

@@ -41,6 +41,13 @@ ops::SsdShape ssd_shape(int T, int H, int P, int G, int N, int chunk) { return {
 
 }  // namespace
 
+std::size_t Mamba2Mixer::ssd_floats(const PackedBatch& batch) const {
+  std::size_t floats = 0;
+  for (int q = 0; q < batch.num_sequences(); ++q)
+    floats += ops::ssd_saved_floats(ssd_shape(batch.length(q), H_, P_, G_, N_, chunk_));
+  return floats;
+}
+
 std::vector<std::size_t> Mamba2Mixer::ssd_offsets(const PackedBatch& batch) const {
   std::vector<std::size_t> at{0};
   for (int q = 0; q < batch.num_sequences(); ++q)
@@ -55,7 +62,7 @@ Mixer::ArenaNeeds Mamba2Mixer::arena_floats(const PackedBatch& batch, int padded
   Mixer::ArenaNeeds needs;
   // z, xBC, conv out, x, B, C, dt, y, rstd, normed, and the SSD's saved states; plus the activated xBC, scratch
   // in the middle of the forward (counted as kept, so that a chunk's bound covers it too).
-  needs.kept = M * (I + 2 * C + I + 2 * GN + H + I + 1 + I) + M * C + ssd_offsets(batch).back() + 16 * pad;
+  needs.kept = M * (I + 2 * C + I + 2 * GN + H + I + 1 + I) + M * C + ssd_floats(batch) + 16 * pad;
   // d normed, dy, dz, dx, dB, dC, d dt, d xBC (activated, then pre-activation), and the per-sequence parameter blocks.
   needs.scratch = M * (4 * I + 2 * GN + H + 2 * C) + S * (C * (K_ + 1) + 3 * H) + 12 * pad;
   if (sparse_) {
@@ -109,7 +116,7 @@ void Mamba2Mixer::forward_impl(float* out, const float* u, const PackedBatch& ba
   s.y = written(I, "mamba2 y");
   s.rstd = written(1, "mamba2 norm rstd");
   s.normed = written(I, "mamba2 normed");
-  s.ssd = arena.alloc_uninitialized(ssd_offsets(batch).back(), "mamba2 ssd saved").data();
+  s.ssd = arena.alloc_uninitialized(ssd_floats(batch), "mamba2 ssd saved").data();
 
   // in_proj as three GEMMs over its row blocks, so z, xBC and dt come out contiguous.
   const float* b_in = in_proj_b_.value;

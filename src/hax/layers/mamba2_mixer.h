@@ -68,6 +68,7 @@ class Mamba2Mixer {
   int conv_channels() const { return H_ * P_ + 2 * G_ * N_; }
   // Where each sequence's SSD saved state starts; the last entry is the total.
   std::vector<std::size_t> ssd_offsets(const PackedBatch& batch) const;
+  std::size_t ssd_floats(const PackedBatch& batch) const;  // ssd_offsets(batch).back(), allocation-free
   void forward_impl(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,
                     Saved& saved, MixerState* state) const;
 

@@ -37,6 +37,12 @@ MambaMixer::MambaMixer(const MambaMixerConfig& c, ParamStore& store, ParamStore&
   out_proj_b_ = bind_tensor(store, p + "out_proj.bias", c.use_bias);
 }
 
+std::size_t MambaMixer::checkpoint_floats(const PackedBatch& batch) const {
+  std::size_t floats = 0;
+  for (int q = 0; q < batch.num_sequences(); ++q) floats += ops::scan_checkpoint_floats(one_sequence(batch.length(q), I_, N_));
+  return floats;
+}
+
 std::vector<std::size_t> MambaMixer::checkpoint_offsets(const PackedBatch& batch) const {
   std::vector<std::size_t> at{0};
   for (int q = 0; q < batch.num_sequences(); ++q)
@@ -49,7 +55,7 @@ Mixer::ArenaNeeds MambaMixer::arena_floats(const PackedBatch& batch, int padded_
   const std::size_t pad = AlignedBuffer::kAlignFloats;  // alignment slack per block
   Mixer::ArenaNeeds needs;
   // x, z, conv out, xc, dt_raw, y (I each), dtl, B, C, the x_proj scratch, and the scan checkpoints.
-  needs.kept = M * (6 * I + 2 * (R + 2 * N)) + checkpoint_offsets(batch).back() + 16 * pad;
+  needs.kept = M * (6 * I + 2 * (R + 2 * N)) + checkpoint_floats(batch) + 16 * pad;
   needs.scratch = M * (4 * I + 2 * N + (R + 2 * N)) + S * I * (K + 3 + N) + 8 * pad;
   if (sparse_) {
     // The attention output kept for backward, its gradient, and the branch's own needs.
@@ -111,7 +117,7 @@ void MambaMixer::forward_impl(float* out, const float* u, const PackedBatch& bat
   s.Cm = written(N, "mamba C");
   s.dt_raw = written(I, "mamba dt");
   s.y = written(I, "mamba y");
-  s.checkpoints = arena.alloc_uninitialized(checkpoint_offsets(batch).back(), "mamba scan checkpoints").data();
+  s.checkpoints = arena.alloc_uninitialized(checkpoint_floats(batch), "mamba scan checkpoints").data();
 
   // in_proj as two GEMMs over its row halves, so x and z come out contiguous.
   const float* b_in = in_proj_b_.value;

@@ -79,6 +79,7 @@ class MambaMixer {
  private:
   // Where each sequence's scan checkpoints start in Saved::checkpoints; the last entry is the total.
   std::vector<std::size_t> checkpoint_offsets(const PackedBatch& batch) const;
+  std::size_t checkpoint_floats(const PackedBatch& batch) const;  // checkpoint_offsets(batch).back(), allocation-free
   // forward(), or with a state (a batch of one sequence) forward_chunk's math: the conv starts from the state's
   // tail, the scan from its h, the sparse branch from its stream and cache, and all three advance.
   void forward_impl(float* out, const float* u, const PackedBatch& batch, const SparseStep& step, Arena& arena,

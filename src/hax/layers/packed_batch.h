@@ -1,5 +1,5 @@
 // A batch of variable-length sequences packed row after row, with no padding rows (like flash-attention's varlen
-// layout): sequence s owns rows [offsets[s], offsets[s+1]). Row-wise ops (GEMMs, norms, the loss) run on the real
+// layout): sequence s owns rows [start(s), start(s+1)). Row-wise ops (GEMMs, norms, the loss) run on the real
 // tokens only, so padding costs no compute; time-wise ops (conv, scan) run per sequence.
 #pragma once
 
@@ -10,9 +10,8 @@
 
 namespace hax::layers {
 
-struct PackedBatch {
-  std::vector<int> offsets{0};  // size num_sequences + 1; offsets.back() = total rows
-
+class PackedBatch {
+ public:
   // A batch of one sequence of `length` rows (a streamed chunk, a single sequence).
   static PackedBatch of_one(int length) {
     PackedBatch batch;
@@ -20,19 +19,31 @@ struct PackedBatch {
     return batch;
   }
 
-  int num_sequences() const { return static_cast<int>(offsets.size()) - 1; }
-  int rows() const { return offsets.back(); }
-  int start(int s) const { return offsets[s]; }
-  int length(int s) const { return offsets[s + 1] - offsets[s]; }
+  int num_sequences() const { return sequences_; }
+  int rows() const { return start(sequences_); }
+  int start(int s) const { return s == 0 ? 0 : s == 1 ? first_end_ : later_ends_[s - 2]; }  // s <= num_sequences
+  int length(int s) const { return start(s + 1) - start(s); }
   void add_sequence(int length) {
     check(length >= 0, "negative sequence length ", length);
-    offsets.push_back(offsets.back() + length);
+    const int end = rows() + length;
+    if (sequences_ == 0)
+      first_end_ = end;
+    else
+      later_ends_.push_back(end);
+    ++sequences_;
   }
   int longest() const {
     int most = 0;
     for (int s = 0; s < num_sequences(); ++s) most = length(s) > most ? length(s) : most;
     return most;
   }
+
+ private:
+  // The first sequence's end is kept inline, so that a batch of one sequence (a streamed chunk, a decoded token)
+  // needs no heap memory.
+  int sequences_ = 0;
+  int first_end_ = 0;
+  std::vector<int> later_ends_;
 };
 
 // Runs fn(q) for every sequence q. With several sequences they are spread over the threads (each kernel then runs

@@ -133,20 +133,21 @@ int SparseBranch::num_buckets() const {
 
 void SparseBranch::lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::int32_t> (&buckets)[4],
                               const float* Q, const float* K, int T, const float* H, double* lsh_sums,
-                              std::int64_t before) const {
+                              std::int64_t before, float* proj_scratch) const {
   const int H_cols = num_hash_;
-  std::vector<float> proj_q(rows_times(T, H_cols)), proj_k(rows_times(T, H_cols));
-  project(proj_q.data(), Q, T, H, lsh_sums, before);
-  project(proj_k.data(), K, T, H, lsh_sums + 2 * N_, before);
+  float* proj_q = proj_scratch;
+  float* proj_k = proj_scratch + rows_times(T, H_cols);
+  project(proj_q, Q, T, H, lsh_sums, before);
+  project(proj_k, K, T, H, lsh_sums + 2 * N_, before);
   for (auto& b : buckets) b.resize(T);
   if (uses(Pattern::sign_bin_lsh)) {
-    ops::sparse::sign_bin_buckets(buckets[0].data(), proj_q.data(), T, H_cols);
-    ops::sparse::sign_bin_buckets(buckets[1].data(), proj_k.data(), T, H_cols);
+    ops::sparse::sign_bin_buckets(buckets[0].data(), proj_q, T, H_cols);
+    ops::sparse::sign_bin_buckets(buckets[1].data(), proj_k, T, H_cols);
     in.sign_bin_query_bucket = buckets[0], in.sign_bin_key_bucket = buckets[1];
   }
   if (uses(Pattern::argmax_lsh)) {
-    ops::sparse::argmax_buckets(buckets[2].data(), proj_q.data(), T, H_cols);
-    ops::sparse::argmax_buckets(buckets[3].data(), proj_k.data(), T, H_cols);
+    ops::sparse::argmax_buckets(buckets[2].data(), proj_q, T, H_cols);
+    ops::sparse::argmax_buckets(buckets[3].data(), proj_k, T, H_cols);
     in.argmax_query_bucket = buckets[2], in.argmax_key_bucket = buckets[3];
   }
   in.num_buckets = num_buckets();
@@ -223,7 +224,8 @@ void SparseBranch::select_and_attend(float* attn_layout, Saved& s, const SparseS
     ops::sparse::PatternInputs in;
     std::vector<std::int32_t> buckets[4];
     std::vector<double> lsh_sums(lsh_running_ ? 4 * std::size_t(N) : 0, 0.0);  // each sequence from its start
-    if (lsh) lsh_inputs(in, buckets, s.Q + at * N, s.K + at * N, T, H.data(), lsh_sums.data(), 0);
+    std::vector<float> proj(lsh ? 2 * rows_times(T, num_hash_) : 0);
+    if (lsh) lsh_inputs(in, buckets, s.Q + at * N, s.K + at * N, T, H.data(), lsh_sums.data(), 0, proj.data());
     if (uses(Pattern::key_selection)) in.key_score = {s.score + at, std::size_t(T)};
     ops::sparse::build_sparse_keys(arch_, T, in, s.keys[q]);
     ops::sparse::sparse_attention_forward(attn_layout + at * I, s.probs + s.probs_at[q], s.Q + at * N, s.K + at * N,
@@ -247,8 +249,9 @@ SparseState SparseBranch::start_state() const {
 std::size_t SparseBranch::chunk_arena_floats(int T, int position) const {
   const std::size_t F = 2 * N_, pad = AlignedBuffer::kAlignFloats;
   const std::size_t scorer = uses(Pattern::key_selection) ? std::size_t(T) * (3 * F + 1) : 0;
+  const std::size_t lsh = num_buckets() > 0 ? 2 * std::size_t(T) * num_hash_ : 0;
   const std::size_t k_max = ops::sparse::max_keys_per_query(arch_, position + T);
-  return std::size_t(T) * (F + 2 * N_ + k_max) + scorer + 8 * pad;
+  return std::size_t(T) * (F + 2 * N_ + k_max) + scorer + lsh + 9 * pad;
 }
 
 void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseState& st, Arena& arena) const {
@@ -267,7 +270,8 @@ void SparseBranch::forward_chunk(float* attn, const float* xc, int T, SparseStat
   ops::sparse::PatternInputs in;
   // The saved projection: start_state() refused one redrawn every forward, and inference is not training.
   if (num_buckets() > 0)
-    lsh_inputs(in, st.chunk_buckets, Q, K, T, saved_lsh_projection_, st.lsh_sums.data(), first);
+    lsh_inputs(in, st.chunk_buckets, Q, K, T, saved_lsh_projection_, st.lsh_sums.data(), first,
+               alloc(2 * rows_times(T, num_hash_), "chunk LSH projections"));
   if (uses(Pattern::key_selection)) {
     float* features = alloc(rows_times(T, F), "chunk key selection features");
     float* hidden1 = alloc(rows_times(T, F), "chunk key scorer hidden 1");

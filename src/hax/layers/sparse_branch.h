@@ -118,9 +118,10 @@ class SparseBranch {
   // The LSH buckets of queries Q and keys K (T, N) under projection H, into `in` (spans into `buckets`: sign-bin
   // query, key; argmax query, key).
   // lsh_sums (4N): the running statistics' sums of Q then K over the `before` earlier positions (advanced); unused
-  // otherwise.
+  // otherwise. proj_scratch: 2 T num_hash floats (the callers own it, so a decoded token allocates nothing).
   void lsh_inputs(ops::sparse::PatternInputs& in, std::vector<std::int32_t> (&buckets)[4], const float* Q,
-                  const float* K, int T, const float* H, double* lsh_sums, std::int64_t before) const;
+                  const float* K, int T, const float* H, double* lsh_sums, std::int64_t before,
+                  float* proj_scratch) const;
   // proj (T, num_hash) of x (T, N) under this branch's statistics.
   void project(float* proj, const float* x, int T, const float* H, double* sums, std::int64_t before) const;
   void select_and_attend(float* attn_layout, Saved& s, const SparseStep& step) const;

@@ -125,7 +125,7 @@ BatchResult Model::forward(const TokenBatch& tb, Arena& arena, const ForwardOpti
   int i = 0;
   for (int q = 0; q < tb.batch.num_sequences(); ++q) {
     int total = 0, correct = 0;
-    for (; i < S && scored_rows_[i] < tb.batch.offsets[q + 1]; ++i, ++total)
+    for (; i < S && scored_rows_[i] < tb.batch.start(q + 1); ++i, ++total)
       correct += ops::ref::argmax(logits_ + rows_times(i, V), V) == scored_labels_[i];
     if (total > 0) result.sequence_accuracy[q] = static_cast<double>(correct) / total;
   }

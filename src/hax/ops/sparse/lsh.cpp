@@ -59,8 +59,10 @@ void lsh_projections(float* proj, const float* x, const float* H, int T, int N, 
 
 void lsh_projections_running(float* proj, const float* x, const float* H, int T, int N, int num_hash, double* sums,
                              std::int64_t before) {
-  // Sequential in t (each row needs its prefix's sums); the projection after it is parallel.
-  std::vector<float> y(std::size_t(T) * N);
+  // Sequential in t (each row needs its prefix's sums); the projection after it is parallel. The normalized rows
+  // live in a per-thread buffer that only grows, so that decoding a token allocates nothing.
+  thread_local std::vector<float> y;
+  y.resize(std::size_t(T) * N);
   double* sum = sums;
   double* sum_sq = sums + N;
   for (int t = 0; t < T; ++t) {

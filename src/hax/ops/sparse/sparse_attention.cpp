@@ -173,12 +173,15 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
                               const SparseKeys& keys, int N, int I, Semantics semantics) {
   check_chunk(keys, semantics);
   const bool uniform_rows = semantics == Semantics::paper && any_empty_row(keys);
-  const std::vector<float> mean_v = uniform_rows ? mean_rows(V, keys.T, I) : std::vector<float>(I, 0.0f);
+  // Only `paper`'s empty rows need the mean (so a `causal` decoded token allocates nothing here).
+  const std::vector<float> mean_v = uniform_rows ? mean_rows(V, keys.T, I) : std::vector<float>{};
 #pragma omp parallel for schedule(static) if (worth_threads(keys.total() * (N + I)))
   for (int t = 0; t < keys.T; ++t) {
     float* o = out + std::size_t(t) * I;
-    if (keys.count[t] == 0)
-      std::copy(mean_v.begin(), mean_v.end(), o);  // zeros for `causal`
+    if (keys.count[t] == 0 && uniform_rows)
+      std::copy(mean_v.begin(), mean_v.end(), o);
+    else if (keys.count[t] == 0)
+      std::fill(o, o + I, 0.0f);  // `causal`: an empty row attends to nothing
     else
       attend(o, probs + std::size_t(t) * keys.k_max, Q + std::size_t(t) * N, keys.keys_of(t).data(), keys.count[t], K,
              V, N, I);
