@@ -43,12 +43,13 @@ void run_convert(const ConvertCommand& c) {
   const std::string& input = from_hf ? c.from_hf : c.to_hf;
   check_output(c, input);
   const auto model = from_hf ? training::load_hf_model(input) : training::load_model(input);
-  std::cerr << "hax convert: read " << input << " (" << summary(*model) << ")\n";
   if (from_hf)
     training::save_model(c.out, *model);
   else
     training::save_hf_model(c.out, *model);
-  std::cerr << "hax convert: wrote " << (from_hf ? "hax checkpoint " : "Hugging Face checkpoint ") << c.out << "\n";
+  // Only now: a refused conversion prints its error line alone.
+  std::cerr << "hax convert: read " << input << " (" << summary(*model) << ")\nhax convert: wrote "
+            << (from_hf ? "hax checkpoint " : "Hugging Face checkpoint ") << c.out << "\n";
 }
 
 void register_convert(CLI::App& app) {

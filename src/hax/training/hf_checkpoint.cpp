@@ -113,17 +113,19 @@ class ConfigKeys {
           ", which hax does not compute (", why, ")");
   }
   void ignore(const std::vector<std::string>& keys) { known_.insert(keys.begin(), keys.end()); }
+  // Keys accepted but left out of the hint that lists the known ones (kGenericKeys: too many to be a help).
+  void ignore_unlisted(const std::vector<std::string>& keys) { unlisted_.insert(keys.begin(), keys.end()); }
   void finish() const {
     const std::vector<std::string> known(known_.begin(), known_.end());
     for (const auto& item : j_.items())
-      check(known_.contains(item.key()), where_, ": \"", item.key(), "\" is not a config key hax knows",
-            io::closest_key_hint(item.key(), known));
+      check(known_.contains(item.key()) || unlisted_.contains(item.key()), where_, ": \"", item.key(),
+            "\" is not a config key hax knows", io::closest_key_hint(item.key(), known));
   }
 
  private:
   const json& j_;
   std::string where_;
-  std::set<std::string> known_;
+  std::set<std::string> known_, unlisted_;
 };
 
 // "auto" (or absent): ceil(D / 16), as transformers and mamba_ssm compute it.
@@ -395,7 +397,7 @@ void check_tensors(const HfWeights& weights, const ParamStore& layout, const HfC
 
 HfConfig hf_config_from_json(const json& j, const std::string& where) {
   ConfigKeys k(j, where);
-  k.ignore(kGenericKeys);
+  k.ignore_unlisted(kGenericKeys);
   const json* type = k.find("model_type");
   HfConfig hf;
   if (type && (*type == "mamba" || *type == "mamba2")) {
