@@ -151,25 +151,48 @@ TEST(HfCheckpoint, ReadsShardedCheckpoints) {
   expect_error_naming([&] { load_hf_model(hf); }, {"model.safetensors.index.json", "model-00002-of-00002", "missing"});
 }
 
-TEST(HfCheckpoint, ReadsMambaSsmLayoutWithItsPaddedVocabulary) {
+// mamba_ssm's MambaLMHeadModel layout: `model` written as transformers' folder, then its config replaced by
+// mamba_ssm's (`ssm_cfg` holding the mixer's settings) and the embedding renamed; the logits must not change.
+void expect_mamba_ssm_layout_loads(models::Model& model, const json& ssm_cfg, int vocab_in_config) {
   const ScratchDir dir;
+  const models::ModelConfig& c = model.config();
+  save_hf_model(dir / "hf", model);
+  const fs::path hf = dir / "hf";
+  testing::write_file(hf / "config.json",
+                      json{{"d_model", c.hidden_size}, {"n_layer", c.num_hidden_layers}, {"vocab_size", vocab_in_config},
+                           {"ssm_cfg", ssm_cfg}, {"rms_norm", true}, {"residual_in_fp32", true},
+                           {"fused_add_norm", true}, {"pad_vocab_size_multiple", 8}, {"tie_embeddings", true}}.dump());
+  edit_tensors(hf, [](auto& tensors) { tensors.front().name = "backbone.embedding.weight"; });
+  const auto loaded = load_hf_model(hf);
+  EXPECT_EQ(loaded->config().model_type, c.model_type);
+  EXPECT_EQ(loaded->config().vocab_size, c.vocab_size);
+  EXPECT_EQ(loaded->config().intermediate_size, c.intermediate_size);
+  const auto tokens = testing::random_tokens(9, c.vocab_size, 4);
+  EXPECT_EQ(testing::parallel_logits(model, tokens), testing::parallel_logits(*loaded, tokens));
+}
+
+TEST(HfCheckpoint, ReadsMambaSsmLayoutWithItsPaddedVocabulary) {
   models::ModelConfig c = plain_config("mamba");
-  c.vocab_size = 40;  // 37 padded up to a multiple of 8
+  c.vocab_size = 40;  // 37 in the config, padded up to a multiple of 8
   c.hidden_size = 16;
   c.intermediate_size = 32;
   c.time_step_rank = 1;  // "auto": ceil(16 / 16)
-  c.pad_token_id = c.bos_token_id = c.eos_token_id = 0;
-  const fs::path hf = write_hf(dir, c);
-  testing::write_file(hf / "config.json",
-                      json{{"d_model", 16}, {"n_layer", c.num_hidden_layers}, {"vocab_size", 37},
-                           {"ssm_cfg", {{"d_state", c.state_size}, {"d_conv", c.conv_kernel}}}, {"rms_norm", true},
-                           {"residual_in_fp32", true}, {"fused_add_norm", true}, {"pad_vocab_size_multiple", 8},
-                           {"tie_embeddings", true}}.dump());
-  edit_tensors(hf, [](auto& tensors) { tensors.front().name = "backbone.embedding.weight"; });
-  const auto model = load_hf_model(hf);
-  EXPECT_EQ(model->config().vocab_size, 40);
-  EXPECT_EQ(model->config().time_step_rank, 1);
-  EXPECT_EQ(model->config().intermediate_size, 32);
+  c.layer_norm_epsilon = 1e-5;  // mamba_ssm's, which its config does not name
+  models::Model model(c);
+  testing::perturb_parameters(model);
+  expect_mamba_ssm_layout_loads(model, {{"d_state", c.state_size}, {"d_conv", c.conv_kernel}}, 37);
+}
+
+TEST(HfCheckpoint, ReadsMambaSsmMamba2Layout) {
+  models::ModelConfig c = plain_config("mamba2");
+  c.vocab_size = 24;
+  c.layer_norm_epsilon = 1e-5;
+  models::Model model(c);
+  testing::perturb_parameters(model);
+  expect_mamba_ssm_layout_loads(
+      model, {{"layer", "Mamba2"}, {"d_state", c.state_size}, {"d_conv", c.conv_kernel}, {"headdim", c.head_dim},
+              {"expand", c.intermediate_size / c.hidden_size}, {"ngroups", 1}},
+      24);
 }
 
 // Each bad folder: one hax::Error naming the file and the problem.
