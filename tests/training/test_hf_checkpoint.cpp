@@ -247,6 +247,8 @@ TEST(HfCheckpoint, RefusesBadFolders) {
   hf = write_hf(dir, plain_config("mamba2"), "groups");
   edit_config(hf, [](json& j) { j["n_groups"] = 2; });
   expect_error_naming([&] { load_hf_model(hf); }, {"config.json", "n_groups 2", "not supported"});
+  edit_config(hf, [](json& j) { j["n_groups"] = 1, j["norm_before_gate"] = true; });
+  expect_error_naming([&] { load_hf_model(hf); }, {"config.json", "norm_before_gate"});
 }
 
 TEST(HfCheckpoint, RefusesUnsupportedDtypes) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "hax/cli/commands.h"
+#include "hax/cli/progress.h"
 #include "hax/engine/error.h"
 #include "hax/training/checkpoint.h"
 #include "hax/training/hf_checkpoint.h"
@@ -42,7 +43,12 @@ void run_convert(const ConvertCommand& c) {
   const bool from_hf = !c.from_hf.empty();
   const std::string& input = from_hf ? c.from_hf : c.to_hf;
   check_output(c, input);
-  const auto model = from_hf ? training::load_hf_model(input) : training::load_model(input);
+  std::unique_ptr<Progress> bar;  // made once the total is known; draws on a terminal only
+  const auto model = from_hf ? training::load_hf_model(input, [&](std::uint64_t done, std::uint64_t total) {
+    if (!bar) bar = std::make_unique<Progress>("read", total, "params");
+    bar->update(done);
+  }) : training::load_model(input);
+  if (bar) bar->finish();
   if (from_hf)
     training::save_model(c.out, *model);
   else

@@ -195,6 +195,7 @@ HfConfig read_transformers_config(ConfigKeys& k, bool mamba2) {
     c.chunk_size = k.get("chunk_size", 256);
     expect_no_dt_clamp(k, "time_step_limit");
     expect_one_group(c.n_groups, k.where());
+    k.expect("norm_before_gate", false, "the gate before the norm");  // some released configs carry it
   } else {
     c.time_step_scale = k.get("time_step_scale", 1.0);
     // Keys that state-spaces/mamba-*-hf configs carry over from mamba_ssm, which transformers ignores.
@@ -462,7 +463,7 @@ json hf_config_json(const models::ModelConfig& c) {
   return j;
 }
 
-std::unique_ptr<models::Model> load_hf_model(const fs::path& dir) {
+std::unique_ptr<models::Model> load_hf_model(const fs::path& dir, const LoadProgress& progress) {
   check(fs::is_directory(dir), "no Hugging Face checkpoint folder '", dir.string(), "'");
   const fs::path config_path = dir / "config.json";
   check(fs::exists(config_path), "'", dir.string(), "' has no config.json (a Hugging Face checkpoint folder holds ",
@@ -474,9 +475,11 @@ std::unique_ptr<models::Model> load_hf_model(const fs::path& dir) {
   models::declare_parameters(layout, hf.config);
   check_tensors(weights, layout, hf);
   auto model = std::make_unique<models::Model>(hf.config, [&](ParamStore& params, ParamStore&) {
+    std::uint64_t done = 0;
     for (const TensorInfo& t : params.tensors()) {
       const std::string name = hf_name(t.name, hf.layout);
       weights.file(name).read(name, params.param(t.name));
+      if (progress) progress(done += t.numel, params.num_parameters());
     }
   });
   if (const auto bad = first_nonfinite(model->params(), model->params().params()))

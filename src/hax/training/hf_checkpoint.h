@@ -13,7 +13,9 @@
 // missing or extra tensors, wrong shapes and unreadable dtypes are each one hax::Error naming the file.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,7 +38,9 @@ HfConfig hf_config_from_json(const nlohmann::json& j, const std::string& where);
 // branch, Samba, Mamba2 with n_groups > 1, an inner width that is not a multiple of the hidden size.
 nlohmann::json hf_config_json(const models::ModelConfig& config);
 
-std::unique_ptr<models::Model> load_hf_model(const std::filesystem::path& dir);
+// Reads and checks a folder. `progress`, when given, hears (parameters read, parameters in all) after each tensor.
+using LoadProgress = std::function<void(std::uint64_t done, std::uint64_t total)>;
+std::unique_ptr<models::Model> load_hf_model(const std::filesystem::path& dir, const LoadProgress& progress = {});
 // Writes `model` as a MambaForCausalLM / Mamba2ForCausalLM folder (config.json, model.safetensors in F32), through
 // a temp folder renamed into place.
 void save_hf_model(const std::filesystem::path& dir, const models::Model& model);
