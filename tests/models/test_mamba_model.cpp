@@ -38,11 +38,7 @@ TEST(Model, GradientsMatchFiniteDifferences) {
   for (const auto& t : model.params().tensors())
     for (float& v : model.params().param(t.name)) v += 0.05f * static_cast<float>(rng.normal());
   const TokenBatch tb = random_batch(model.config(), {9, 1, 17}, 5);
-  Arena arena(model.arena_floats(tb.batch, tb.batch.rows()));
-  model.params().zero_grad();
-  model.forward(tb, arena);
-  model.backward(tb, arena);
-  const std::vector<float> grads(model.params().grads().begin(), model.params().grads().end());
+  const std::vector<float> grads = testing::batch_gradients(model, tb);
   const int checked = testing::check_finite_differences(
       model, grads, [&] { return loss_of(model, tb); }, [](const std::string&) { return true; }, 4);
   EXPECT_GT(checked, 50);

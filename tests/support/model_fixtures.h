@@ -158,6 +158,16 @@ inline models::TokenBatch random_batch(const models::ModelConfig& c, const std::
   return tb;
 }
 
+// The gradient buffer after one forward + backward of `tb` (zeroed first), as a copy.
+inline std::vector<float> batch_gradients(models::Model& model, const models::TokenBatch& tb,
+                                          const models::ForwardOptions& options = {}) {
+  Arena arena(model.arena_floats(tb.batch, tb.batch.rows(), tb.padded_length));
+  model.params().zero_grad();
+  model.forward(tb, arena, options);
+  model.backward(tb, arena);
+  return {model.params().grads().begin(), model.params().grads().end()};
+}
+
 // Central differences of `loss` for a few entries (every numel / per_tensor-th) of every parameter whose name passes
 // `select`, against the analytic gradients `grads` (a copy of the gradient buffer). Returns how many were checked.
 template <class Loss, class Select>

@@ -12,6 +12,7 @@ The module's parameter and buffer names are the checkpoint's tensor names, exact
     layers.L.mixer.xx_proj.weight, .E, .dx_proj_{1,2,3}.*, .lsh_projection (buffer)   sparse branch (HaxAttention)
     layers.L.mixer_norm.weight, layers.L.mlp_norm.weight, layers.L.mlp.{gate,up,down}_proj.weight   Samba block
     norm_f.weight                           (D)      final RMSNorm
+    lm_head.weight                          (V, D)   the output layer, with "hax_untied_lm_head" only
 
 so ``module.load_state_dict(tensors)`` of the checkpoint works, and ``module.state_dict()`` can be written back as a
 checkpoint. ``module(input_ids)`` with input_ids (batch, T) int64 gives the logits (batch, T, vocab) that
@@ -53,6 +54,7 @@ class HaxModelConfig:
                     "pad_token_id", "bos_token_id", "eos_token_id"):
             setattr(self, key, j[key])
         self.seed = j["hax_seed"]
+        self.untied_lm_head = j.get("hax_untied_lm_head", False)  # an output layer of its own, lm_head.weight
         # Mamba2
         self.num_heads, self.head_dim = j.get("num_heads", 0), j.get("head_dim", 0)
         self.n_groups, self.chunk_size = j.get("n_groups", 1), j.get("chunk_size", 256)
@@ -499,7 +501,8 @@ class SambaBlock(nn.Module):
 
 
 class HaxModel(_GateLossHolder):
-    """A hax model: embeddings -> blocks -> norm_f -> logits = h @ embeddings.weight^T (tied output layer)."""
+    """A hax model: embeddings -> blocks -> norm_f -> logits = h @ embeddings.weight^T (tied output layer), or
+    h @ lm_head.weight^T with "hax_untied_lm_head" (a Hugging Face checkpoint with tie_word_embeddings false)."""
 
     def __init__(self, config):
         super().__init__()
@@ -510,6 +513,8 @@ class HaxModel(_GateLossHolder):
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList([block(config, layer) for layer in range(config.num_hidden_layers)])
         self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+        if config.untied_lm_head:
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.gate_loss = torch.zeros(())
 
     def forward(self, input_ids):
@@ -537,7 +542,7 @@ class HaxModel(_GateLossHolder):
                 gates.append(gate.reshape(()).to(h.dtype))
         h = self.norm_f(h)
         self.gate_loss = torch.stack(gates).sum() if gates else h.new_zeros(())
-        return F.linear(h, self.embeddings.weight)
+        return F.linear(h, self.lm_head.weight if self.config.untied_lm_head else self.embeddings.weight)
 
 
 # ---------------------------------------------------------------------------------------------------------------

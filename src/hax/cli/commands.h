@@ -13,6 +13,7 @@ void register_logits_commands(CLI::App& app);  // hax logits  (logits_command.cp
 void register_inference_commands(CLI::App& app);  // hax score | generate  (inference_command.cpp)
 void register_sweep_commands(CLI::App& app);  // hax sweep  (sweep_command.cpp)
 void register_lm_commands(CLI::App& app);  // hax lm prepare | train | eval  (lm_command.cpp)
+void register_convert_commands(CLI::App& app);  // hax convert --from-hf | --to-hf  (convert_command.cpp)
 void register_bench_commands(CLI::App& app);  // hax bench train-step | sparse-layer  (bench_command.cpp)
 // hax bench sparse-layer (bench_sparse_layer.cpp), registered by register_bench_commands on its `bench` group.
 void register_sparse_layer_bench(CLI::App& bench);

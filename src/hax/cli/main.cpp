@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   hax::cli::register_inference_commands(app);
   hax::cli::register_sweep_commands(app);
   hax::cli::register_lm_commands(app);
+  hax::cli::register_convert_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -86,7 +86,7 @@ const std::vector<std::string> kConfigKeys = {
     "conv_kernel", "num_hidden_layers", "layer_norm_epsilon", "norm_eps", "num_heads", "head_dim", "n_groups",
     "chunk_size", "rescale_prenorm_residual", "attn", "hidden_ratio", "max_position_embeddings", "use_bias",
     "use_conv_bias", "initializer_range", "time_step_min", "time_step_max", "time_step_floor", "time_step_scale",
-    "pad_token_id", "bos_token_id", "eos_token_id", "hax_seed", "sparse_arch", "sparse_keys", "num_hash",
+    "pad_token_id", "bos_token_id", "eos_token_id", "hax_untied_lm_head", "hax_seed", "sparse_arch", "sparse_keys", "num_hash",
     "data_max_length", "hax_semantics", "hax_lsh_resample", "hax_paper_without", "hax_lsh_statistics",
     "hax_ks_normalization"};
 const std::vector<std::string> kAttentionKeys = {"layers", "num_heads", "num_kv_heads", "window_size", "rope_theta",
@@ -192,6 +192,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   read_field(j, "pad_token_id", c.pad_token_id, where);
   read_field(j, "bos_token_id", c.bos_token_id, where);
   read_field(j, "eos_token_id", c.eos_token_id, where);
+  read_field(j, "hax_untied_lm_head", c.untied_lm_head, where);
   read_field(j, "hax_seed", c.seed, where);
   read_field(j, "sparse_arch", c.sparse_arch, where);
   read_field(j, "sparse_keys", c.sparse_keys, where);
@@ -321,6 +322,7 @@ nlohmann::json ModelConfig::to_json() const {
           {"bos_token_id", bos_token_id},
           {"eos_token_id", eos_token_id},
           {"hax_seed", seed}};
+  if (untied_lm_head) j["hax_untied_lm_head"] = true;
   if (is_mamba2()) {
     j["num_heads"] = num_heads;
     j["head_dim"] = head_dim;

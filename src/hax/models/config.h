@@ -52,6 +52,11 @@ struct ModelConfig {
   int hidden_ratio = 4;
   int max_position_embeddings = 2048;
 
+  // hax extension ("hax_untied_lm_head"): the output layer has weights of its own, "lm_head.weight" (V, D), instead
+  // of the input embedding's (a Hugging Face checkpoint with tie_word_embeddings false; models/hf_checkpoint.h).
+  // False: logits = h E^T with the embedding E, as the reference computes whatever "tie_word_embeddings" says.
+  bool untied_lm_head = false;
+
   std::uint64_t seed = 1;  // hax extension ("hax_seed"): the seed of the initialization and of the LSH projections
 
   // The sparse-attention branch of the enhanced mixer (reference.md §3.3, §3.5-3.10). Empty: plain Mamba.

@@ -71,7 +71,7 @@ void Model::forward_body(std::span<const std::int32_t> inputs, const layers::Pac
   normed_.assign(L, nullptr);
   rstd_.assign(L, nullptr);
   hidden_[0] = arena.alloc(rows_times(M, D), "embeddings").data();
-  ops::embedding_forward(hidden_[0], inputs.data(), params_.param("embeddings.weight").data(), M,
+  ops::embedding_forward(hidden_[0], inputs.data(), params_.param(kEmbeddingsName).data(), M,
                          config_.vocab_size, D);
   const float eps = static_cast<float>(config_.layer_norm_epsilon);
   for (int l = 0; l < L; ++l) {
@@ -112,8 +112,7 @@ BatchResult Model::forward(const TokenBatch& tb, Arena& arena, const ForwardOpti
     std::copy_n(last + rows_times(scored_rows_[i], D), D, final_in_ + rows_times(i, D));
   ops::rmsnorm_forward(final_out_, final_rstd_, final_in_, params_.param("norm_f.weight").data(), S, D,
                        static_cast<float>(config_.layer_norm_epsilon));
-  const float* E = params_.param("embeddings.weight").data();
-  ops::tied_output_forward(logits_, final_out_, E, S, D, V);
+  ops::tied_output_forward(logits_, final_out_, params_.param(output_weight_name(config_)).data(), S, D, V);
 
   BatchResult result;
   result.scored_rows = S;
@@ -140,9 +139,10 @@ void Model::backward(const TokenBatch& tb, Arena& arena) {
   const std::vector<std::uint8_t> all_scored(S, 1);
   ops::cross_entropy_backward(dlogits, 1.0f, logits_, scored_labels_.data(), all_scored.data(), S, V);
   float* d_final_out = arena.alloc(rows_times(S, D), "d final norm out").data();
-  const float* E = params_.param("embeddings.weight").data();
-  float* dE = params_.grad("embeddings.weight").data();
-  ops::tied_output_backward(d_final_out, dE, dlogits, final_out_, E, S, D, V);
+  // Tied: the output layer's gradient and the embedding lookup's (below) both add into the embedding's.
+  const char* output = output_weight_name(config_);
+  ops::tied_output_backward(d_final_out, params_.grad(output).data(), dlogits, final_out_,
+                            params_.param(output).data(), S, D, V);
   float* d_final_in = arena.alloc(rows_times(S, D), "d final norm in").data();
   ops::rmsnorm_backward(d_final_in, params_.grad("norm_f.weight").data(), d_final_out, final_in_,
                         params_.param("norm_f.weight").data(), final_rstd_, S, D);
@@ -158,7 +158,7 @@ void Model::backward(const TokenBatch& tb, Arena& arena) {
     ops::rmsnorm_backward(dh, params_.grad(blocks_[l].norm_name).data(), dnormed, hidden_[l],
                           params_.param(blocks_[l].norm_name).data(), rstd_[l], M, D);
   }
-  ops::embedding_backward(dE, dh, tb.inputs.data(), M, V, D);
+  ops::embedding_backward(params_.grad(kEmbeddingsName).data(), dh, tb.inputs.data(), M, V, D);
   arena.release(mark);
 }
 
@@ -175,7 +175,7 @@ void Model::output_logits(float* out, int M, Arena& arena) const {
   float* normed = arena.alloc(rows_times(M, D), "final norm out").data();
   ops::rmsnorm_forward(normed, nullptr, hidden_.back(), params_.param("norm_f.weight").data(), M, D,
                        static_cast<float>(config_.layer_norm_epsilon));
-  ops::tied_output_forward(out, normed, params_.param("embeddings.weight").data(), M, D, V);
+  ops::tied_output_forward(out, normed, params_.param(output_weight_name(config_)).data(), M, D, V);
 }
 
 ModelState Model::start_state() const {

@@ -1,5 +1,6 @@
 // The language models of the reference (reference.md §3.1, §4.1, §5.1-5.3), all one shape: an embedding, a list of
-// residual blocks h = h + Mixer(RMSNorm(h)), a final RMSNorm, and logits = h E^T with the tied input embedding E.
+// residual blocks h = h + Mixer(RMSNorm(h)), a final RMSNorm, and logits = h E^T with the tied input embedding E
+// (or, with config.untied_lm_head, an output layer of its own: logits = h W^T, W = "lm_head.weight").
 // config.model_type chooses the blocks (models/blocks.h):
 //   mamba:  per layer one block with a Mamba mixer (with the sparse branch when the config has a sparse arch);
 //   mamba2: per layer one block with a Mamba2 mixer (likewise);

@@ -133,6 +133,8 @@ constexpr std::uint64_t kBufferStream = 0x6c7368;  // "lsh"
 
 }  // namespace
 
+const char* output_weight_name(const ModelConfig& c) { return c.untied_lm_head ? kLmHeadName : kEmbeddingsName; }
+
 std::string layer_mixer_prefix(int layer) { return cat("layers.", layer, ".mixer."); }
 
 std::string layer_mlp_prefix(int layer) { return cat("layers.", layer, ".mlp."); }
@@ -145,7 +147,7 @@ std::string mlp_norm_name(int layer) { return cat("layers.", layer, ".mlp_norm.w
 
 void declare_parameters(ParamStore& store, const ModelConfig& c) {
   const std::int64_t D = c.hidden_size;
-  store.add("embeddings.weight", {c.vocab_size, D});
+  store.add(kEmbeddingsName, {c.vocab_size, D});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string m = layer_mixer_prefix(l);
     store.add(mixer_norm_name(c, l), {D});
@@ -162,6 +164,8 @@ void declare_parameters(ParamStore& store, const ModelConfig& c) {
     }
   }
   store.add("norm_f.weight", {D});
+  // Last, so that the other tensors keep their initialization streams (init_parameters forks by index).
+  if (c.untied_lm_head) store.add(kLmHeadName, {c.vocab_size, D});
 }
 
 void declare_buffers(ParamStore& buffers, const ModelConfig& c) {

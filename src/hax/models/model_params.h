@@ -1,7 +1,7 @@
 // The models' parameters: names and shapes exactly as the reference PyTorch models (fla MambaModel /
 // EnhancedMambaModel, reference.md §3.2; Mamba2Model / EnhancedMamba2Model, §4.2; SambaModel, §5.3), and the
 // reference initialization (§3.11, §4.5, §5.3), drawn from the config's seed.
-//   every model:  embeddings.weight (V, D), norm_f.weight (D)
+//   every model:  embeddings.weight (V, D), norm_f.weight (D); lm_head.weight (V, D) with config.untied_lm_head
 //   mamba/mamba2: layers.<l>.norm.weight, layers.<l>.mixer.*
 //   samba:        layers.<l>.mixer_norm.weight, layers.<l>.mixer.* (Mamba, or q/k/v/o_proj for attention),
 //                 layers.<l>.mlp_norm.weight, layers.<l>.mlp.{gate,up,down}_proj.weight
@@ -13,6 +13,12 @@
 #include "hax/models/config.h"
 
 namespace hax::models {
+
+// The output layer's own weights (config.untied_lm_head); otherwise the output layer is the embedding's transpose.
+inline constexpr const char* kLmHeadName = "lm_head.weight";
+inline constexpr const char* kEmbeddingsName = "embeddings.weight";
+// The weights the output layer multiplies by: kLmHeadName or kEmbeddingsName.
+const char* output_weight_name(const ModelConfig& config);
 
 // "layers.3.mixer." for layer 3.
 std::string layer_mixer_prefix(int layer);

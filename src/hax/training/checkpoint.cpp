@@ -8,17 +8,16 @@
 #include "hax/io/safetensors.h"
 
 namespace hax::training {
-namespace {
 
 namespace fs = std::filesystem;
 
-void write_json(const fs::path& path, const nlohmann::json& j) {
+void write_json_file(const fs::path& path, const nlohmann::json& j) {
   io::AtomicFile file(path);
   file.stream() << j.dump(2) << '\n';
   file.commit();
 }
 
-nlohmann::json read_json(const fs::path& path) {
+nlohmann::json read_json_file(const fs::path& path) {
   std::ifstream in(path);
   check(in.good(), "cannot open '", path.string(), "'");
   try {
@@ -28,10 +27,7 @@ nlohmann::json read_json(const fs::path& path) {
   }
 }
 
-// Writes a folder through `write(tmp)` into a sibling temp folder, then swaps it into place. Between the two
-// renames the previous version survives as DIR.old, which load() falls back to.
-template <class WriteFn>
-void write_folder(const fs::path& dir, WriteFn&& write) {
+void write_folder(const fs::path& dir, const std::function<void(const fs::path& tmp)>& write) {
   const fs::path tmp = fs::path(dir).concat(".tmp"), old = fs::path(dir).concat(".old");
   std::error_code ec;
   fs::remove_all(tmp, ec);
@@ -44,6 +40,8 @@ void write_folder(const fs::path& dir, WriteFn&& write) {
   fs::remove_all(old, ec);
 }
 
+namespace {
+
 fs::path existing_folder(const fs::path& dir) {
   if (fs::is_directory(dir)) return dir;
   const fs::path old = fs::path(dir).concat(".old");
@@ -52,14 +50,14 @@ fs::path existing_folder(const fs::path& dir) {
 }
 
 void write_model_files(const fs::path& dir, const models::Model& model) {
-  write_json(dir / "config.json", model.config().to_json());
+  write_json_file(dir / "config.json", model.config().to_json());
   io::save_params(dir / "model.safetensors", {&model.params(), &model.buffers()},
                   {{"format", "pt"}, {"producer", "hax"}});
 }
 
 std::unique_ptr<models::Model> read_model_files(const fs::path& dir) {
   const fs::path config_path = dir / "config.json";
-  const auto config = models::ModelConfig::from_json(read_json(config_path), config_path.string());
+  const auto config = models::ModelConfig::from_json(read_json_file(config_path), config_path.string());
   auto model = std::make_unique<models::Model>(config, [&](ParamStore& params, ParamStore& buffers) {
     io::load_params_mapped(dir / "model.safetensors", {&params, &buffers});
   });
@@ -86,7 +84,7 @@ void save_training_checkpoint(const fs::path& dir, const models::Model& model, A
     for (auto& v : io::layout_views(model.params(), optimizer.exp_avg_sq(), "exp_avg_sq.")) moments.push_back(v);
     io::save_safetensors(tmp / "optimizer.safetensors", moments);
     const AdamWConfig& a = optimizer.config();
-    write_json(tmp / "trainer_state.json",
+    write_json_file(tmp / "trainer_state.json",
                {{"step", state.step},
                 {"data_position", state.data_position},
                 {"best_valid_accuracy", state.best_valid_accuracy},
@@ -101,7 +99,7 @@ std::unique_ptr<models::Model> load_training_checkpoint(const fs::path& dir, std
   const fs::path from = existing_folder(dir);
   auto model = read_model_files(from);
   const fs::path state_path = from / "trainer_state.json";
-  const nlohmann::json j = read_json(state_path);
+  const nlohmann::json j = read_json_file(state_path);
   try {
     state.step = j.at("step").get<std::int64_t>();
     state.data_position = j.at("data_position").get<std::uint64_t>();
