@@ -68,6 +68,9 @@ TEST_F(LmPrepareCli, BadInputIsOneLine) {
   fs::create_directories(dir_ / "empty");
   EXPECT_TRUE(FailsWithOneErrorLine(
       run_hax(cat("lm prepare --source ", quoted(dir_ / "empty"), " --out ", quoted(dir_ / "c"))), "empty"));
+  write_file(dir_ / "empty/a.bin", std::string(100, '\0'));
+  EXPECT_TRUE(FailsWithOneErrorLine(
+      run_hax(cat("lm prepare --source ", quoted(dir_ / "empty"), " --out ", quoted(dir_ / "c"))), "1 binary"));
   EXPECT_TRUE(FailsWithOneErrorLine(run_hax(cat("lm prepare --source ", quoted(*scratch_ / "text"), " --out ",
                                                 quoted(*scratch_ / "corpus"))),
                                     "exists already"));

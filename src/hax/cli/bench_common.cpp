@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "hax/io/json_file.h"
+#include "hax/io/whole_file.h"
 
 namespace hax::cli::bench {
 

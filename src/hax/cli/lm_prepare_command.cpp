@@ -1,8 +1,9 @@
 // hax lm prepare | tokenize | detokenize: a folder of text -> a tokenized corpus (data/lm_corpus.h), and the
 // corpus's tokenizer from the command line (for looking at what a model sees, and for debugging evaluations).
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "hax/data/tokens_file.h"
 #include "hax/engine/blas.h"
 #include "hax/engine/error.h"
+#include "hax/io/whole_file.h"
 
 namespace hax::cli {
 namespace {
@@ -42,17 +44,23 @@ void run_prepare(const PrepareCommand& c) {
   options.tokenizer.threads = num_threads();
   options.tokenizer.seed = options.seed;
   const auto start = std::chrono::steady_clock::now();
-  std::cerr << "hax lm prepare: " << c.source << " -> " << c.out << " (vocabulary " << options.tokenizer.vocab_size
-            << ", held out " << options.heldout_fraction << ", seed " << options.seed << ", " << num_threads()
-            << " threads)\n";
+  // What it is doing, on a terminal only (as the progress bar): in a log, an error stays the only line on stderr.
+  const bool terminal = isatty(STDERR_FILENO) == 1;
   std::unique_ptr<Progress> bar;
   const data::CorpusReport r = data::prepare_corpus(c.source, c.out, options, [&](std::uint64_t done,
                                                                                   std::uint64_t total) {
-    if (!bar) bar = std::make_unique<Progress>("read", total, "files");
+    if (!bar) {
+      if (terminal)
+        std::cerr << "hax lm prepare: " << c.source << " -> " << c.out << " (vocabulary "
+                  << options.tokenizer.vocab_size << ", held out " << options.heldout_fraction << ", seed "
+                  << options.seed << ", " << num_threads() << " threads)\n";
+      bar = std::make_unique<Progress>("read", total, "files");
+    }
     bar->update(done);
     if (done == total) {
       bar->finish();
-      std::cerr << "hax lm prepare: training the tokenizer on the training documents, then encoding\n";
+      if (terminal)
+        std::cerr << "hax lm prepare: training the tokenizer on the training documents, then encoding\n";
     }
   });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -73,15 +81,12 @@ void run_prepare(const PrepareCommand& c) {
 
 // The whole of a file, or of stdin for "-".
 std::string read_input(const std::string& path) {
-  std::ostringstream bytes;
   if (path == "-") {
+    std::ostringstream bytes;
     bytes << std::cin.rdbuf();
     return bytes.str();
   }
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), path, ": cannot open");
-  bytes << in.rdbuf();
-  return bytes.str();
+  return io::read_file_bytes(path);
 }
 
 void write_stdout(const std::string& text) {

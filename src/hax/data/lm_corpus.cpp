@@ -4,9 +4,7 @@
 
 #include <algorithm>
 #include <bit>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 #include <string_view>
 #include <unistd.h>
 
@@ -17,7 +15,7 @@
 #include "hax/engine/rng.h"
 #include "hax/io/atomic_file.h"
 #include "hax/io/hash.h"
-#include "hax/io/json_file.h"
+#include "hax/io/whole_file.h"
 
 namespace hax::data {
 namespace {
@@ -38,15 +36,6 @@ fs::path tokens_path(const fs::path& dir, Split split) { return dir / (std::stri
 fs::path index_path(const fs::path& dir, Split split) { return dir / (std::string(split_name(split)) + ".index"); }
 
 // ---- reading the source ----
-
-std::string read_plain_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), path.string(), ": cannot open");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  check(!in.bad(), path.string(), ": cannot read");
-  return bytes.str();
-}
 
 std::string read_gzip_file(const fs::path& path) {
   gzFile file = gzopen(path.c_str(), "rb");
@@ -138,7 +127,7 @@ std::vector<Document> read_documents(const fs::path& source, const CorpusPrepare
   io::Hash128Set seen;
   for (std::size_t i = 0; i < files.size(); ++i) {
     const fs::path& file = files[i];
-    const std::string bytes = file.extension() == ".gz" ? read_gzip_file(file) : read_plain_file(file);
+    const std::string bytes = file.extension() == ".gz" ? read_gzip_file(file) : io::read_file_bytes(file);
     TextCheck text = check_text(bytes);
     if (text.binary) {
       ++report.skipped_binary;

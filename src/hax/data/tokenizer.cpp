@@ -3,14 +3,13 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <unordered_map>
 
 #include "hax/data/sample.h"
 #include "hax/engine/error.h"
 #include "hax/io/atomic_file.h"
+#include "hax/io/whole_file.h"
 #include "hax/io/sha256.h"
 
 namespace hax::data {
@@ -52,15 +51,6 @@ class DocumentLines : public sentencepiece::SentenceIterator {
   std::string line_;
 };
 
-std::string read_whole_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), path.string(), ": cannot open the tokenizer model");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  check(!in.bad(), path.string(), ": cannot read the tokenizer model");
-  return bytes.str();
-}
-
 }  // namespace
 
 struct Tokenizer::Impl {
@@ -86,7 +76,7 @@ Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
   check(std::filesystem::is_regular_file(model_file), model_file.string(), ": no such tokenizer model file");
-  return Tokenizer(Impl::from_model(read_whole_file(model_file), model_file.string()));
+  return Tokenizer(Impl::from_model(io::read_file_bytes(model_file), model_file.string()));
 }
 
 Tokenizer Tokenizer::train(const std::vector<std::string>& documents, const TokenizerTrainOptions& options,

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "hax/io/json_file.h"
+#include "hax/io/whole_file.h"
 #include "hax/io/safetensors.h"
 
 namespace hax::training {

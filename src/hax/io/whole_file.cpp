@@ -1,11 +1,21 @@
-#include "hax/io/json_file.h"
+#include "hax/io/whole_file.h"
 
 #include <fstream>
+#include <sstream>
 
 #include "hax/engine/error.h"
 #include "hax/io/atomic_file.h"
 
 namespace hax::io {
+
+std::string read_file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  check(in.good(), path.string(), ": cannot open");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  check(!in.bad(), path.string(), ": cannot read");
+  return bytes.str();
+}
 
 void write_json_file(const std::filesystem::path& path, const nlohmann::json& j) {
   AtomicFile file(path);
