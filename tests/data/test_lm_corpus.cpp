@@ -143,6 +143,20 @@ TEST_F(LmCorpusTest, SameSeedGivesIdenticalFilesAnotherSeedAnotherSplit) {
   EXPECT_NE(read_file(*scratch_ / "corpus/documents.jsonl"), read_file(dir_ / "other/documents.jsonl"));
 }
 
+TEST_F(LmCorpusTest, ExtensionsChooseTheFilesRead) {
+  CorpusPrepareOptions rst_only = small_options();
+  rst_only.extensions = {"rst"};
+  const CorpusReport r = prepare_corpus(*scratch_ / "text", dir_ / "rst", rst_only);
+  EXPECT_EQ(r.files_seen, texts_.size() + 1);  // the .rst files, the .rst.gz one and the copy; no .png or .txt
+  EXPECT_EQ(r.documents, texts_.size());
+  EXPECT_EQ(r.skipped_binary + r.skipped_short, 0u);
+  EXPECT_EQ(r.skipped_duplicate, 1u);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir_ / "rst/corpus.json"))["extensions"], nlohmann::json({"rst"}));
+  rst_only.extensions = {"md"};
+  expect_error_naming([&] { prepare_corpus(*scratch_ / "text", dir_ / "md", rst_only); },
+                      {"0 text document(s) in 0 files"});
+}
+
 TEST_F(LmCorpusTest, BadSourcesAndAnExistingOutputAreRefused) {
   expect_error_naming([&] { prepare_corpus(dir_ / "missing", dir_ / "out", small_options()); },
                       {(dir_ / "missing").string(), "no such folder"});

@@ -35,6 +35,10 @@ std::string megabytes(std::uint64_t bytes) {
   return text;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 void run_prepare(const PrepareCommand& c) {
   if (c.source == kDefaultSource)
     check(std::filesystem::is_directory(c.source), c.source,
@@ -44,6 +48,7 @@ void run_prepare(const PrepareCommand& c) {
   options.tokenizer.threads = num_threads();
   options.tokenizer.seed = options.seed;
   const auto start = std::chrono::steady_clock::now();
+  double read_seconds = 0;
   // What it is doing, on a terminal only (as the progress bar): in a log, an error stays the only line on stderr.
   const bool terminal = isatty(STDERR_FILENO) == 1;
   std::unique_ptr<Progress> bar;
@@ -58,12 +63,13 @@ void run_prepare(const PrepareCommand& c) {
     }
     bar->update(done);
     if (done == total) {
+      read_seconds = seconds_since(start);
       bar->finish();
       if (terminal)
         std::cerr << "hax lm prepare: training the tokenizer on the training documents, then encoding\n";
     }
   });
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = seconds_since(start);
   const data::LmCorpus corpus = data::LmCorpus::open(c.out);
   const std::uint64_t tokens = r.train_tokens + r.valid_tokens;
   std::cout << "corpus:     " << c.out << " (summary in corpus.json, files per split in documents.jsonl)\n"
@@ -75,8 +81,10 @@ void run_prepare(const PrepareCommand& c) {
             << " pieces, sha256 " << corpus.tokenizer().fingerprint() << "\n"
             << "train:      " << r.train_documents << " documents, " << r.train_tokens << " tokens\n"
             << "valid:      " << r.valid_documents << " documents, " << r.valid_tokens << " tokens (held out)\n";
-  std::printf("bytes/tok:  %.2f\nwall time:  %.1f s\n",
-              tokens == 0 ? 0.0 : static_cast<double>(r.document_bytes) / static_cast<double>(tokens), seconds);
+  std::printf("bytes/tok:  %.2f\nwall time:  %.1f s (reading %.1f s; training the tokenizer, encoding, writing "
+              "%.1f s)\n",
+              tokens == 0 ? 0.0 : static_cast<double>(r.document_bytes) / static_cast<double>(tokens), seconds,
+              read_seconds, seconds - read_seconds);
 }
 
 // The whole of a file, or of stdin for "-".
@@ -155,6 +163,9 @@ void register_lm_prepare_commands(CLI::App& lm) {
       ->check(CLI::Range(0.0, 1.0));
   prepare->add_option("--seed", o.seed, "Seed of the split and of the tokenizer's sampling");
   prepare->add_option("--min-bytes", o.min_document_bytes, "Files shorter than this are skipped");
+  prepare->add_option("--extensions", o.extensions, "Only files with these extensions (e.g. rst,txt; .gz "
+                                                    "aside); default: every file")
+      ->delimiter(',');
   prepare->add_option("--threads", p->threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber);
   prepare->callback([p] { run_prepare(*p); });
 

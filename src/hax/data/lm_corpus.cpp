@@ -108,11 +108,18 @@ struct Document {
   std::string text;
 };
 
-std::vector<fs::path> files_under(const fs::path& source) {
+bool wanted(const fs::path& file, const std::vector<std::string>& extensions) {
+  if (extensions.empty()) return true;
+  const fs::path name = file.extension() == ".gz" ? file.stem() : file.filename();
+  return std::any_of(extensions.begin(), extensions.end(),
+                     [&](const std::string& e) { return name.extension() == "." + e; });
+}
+
+std::vector<fs::path> files_under(const fs::path& source, const std::vector<std::string>& extensions) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (fs::recursive_directory_iterator it(source, ec), end; !ec && it != end; it.increment(ec))
-    if (it->is_regular_file()) files.push_back(it->path());
+    if (it->is_regular_file() && wanted(it->path(), extensions)) files.push_back(it->path());
   check(!ec, source.string(), ": cannot list the folder: ", ec.message());
   std::sort(files.begin(), files.end());
   return files;
@@ -121,7 +128,7 @@ std::vector<fs::path> files_under(const fs::path& source) {
 std::vector<Document> read_documents(const fs::path& source, const CorpusPrepareOptions& options,
                                      CorpusReport& report,
                                      const std::function<void(std::uint64_t, std::uint64_t)>& on_file) {
-  const std::vector<fs::path> files = files_under(source);
+  const std::vector<fs::path> files = files_under(source, options.extensions);
   report.files_seen = files.size();
   std::vector<Document> documents;
   io::Hash128Set seen;
@@ -286,6 +293,7 @@ CorpusReport prepare_corpus(const fs::path& source, const fs::path& out, const C
                               {"seed", t.seed}}},
        {"source", fs::absolute(source).lexically_normal().string()}, {"heldout_fraction", options.heldout_fraction},
        {"seed", options.seed}, {"min_document_bytes", options.min_document_bytes},
+       {"extensions", options.extensions},
        {"splits", {{"train", {{"documents", report.train_documents}, {"tokens", report.train_tokens}}},
                    {"valid", {{"documents", report.valid_documents}, {"tokens", report.valid_tokens}}}}},
        {"report", {{"files_seen", report.files_seen}, {"documents", report.documents},

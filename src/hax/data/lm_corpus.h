@@ -33,12 +33,14 @@ struct CorpusPrepareOptions {
   double heldout_fraction = 0.05;  // of the documents, chosen by a seeded shuffle (whole documents only)
   std::uint64_t seed = 1;
   std::uint64_t min_document_bytes = 64;  // shorter files are skipped (counted in the report)
+  // Only files whose name, less a final ".gz", ends in "." + one of these (e.g. {"rst", "txt"}); empty: every file.
+  std::vector<std::string> extensions;
   TokenizerTrainOptions tokenizer;
 };
 
 struct CorpusReport {
   // Binary: a NUL byte, or more than 1% of the bytes not UTF-8. Duplicate: the same bytes as an earlier document
-  // (a symlink, a copy), which would otherwise land in both splits.
+  // (a symlink, a copy), which would otherwise land in both splits. Files seen: those with a wanted extension.
   std::uint64_t files_seen = 0, documents = 0, skipped_short = 0, skipped_binary = 0, skipped_duplicate = 0;
   std::uint64_t document_bytes = 0;
   std::uint64_t train_documents = 0, valid_documents = 0, train_tokens = 0, valid_tokens = 0;
