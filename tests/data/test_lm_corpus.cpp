@@ -198,6 +198,13 @@ TEST_F(LmCorpusTest, DamagedCorpusFilesAreNamed) {
         write_file(d / "corpus.json", j.dump());
       },
       {"corpus.json", "\"tokens\" must be a non-negative integer"});
+  expect_open_fails(
+      [](const fs::path& d) {
+        auto j = nlohmann::json::parse(read_file(d / "corpus.json"));
+        j["splits"]["valid"]["documents"] = 0;
+        write_file(d / "corpus.json", j.dump());
+      },
+      {"corpus.json", "must hold at least one document"});
   expect_open_fails([](const fs::path& d) { fs::remove(d / "valid.index"); }, {"valid.index"});
   // A tokenizer from another corpus (another seed and vocabulary) in place of this one's.
   expect_open_fails(

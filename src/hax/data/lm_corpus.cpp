@@ -1,12 +1,12 @@
 #include "hax/data/lm_corpus.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <bit>
 #include <numeric>
 #include <string_view>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -364,8 +364,8 @@ struct LmCorpus::Impl {
     SplitData& d = splits[s == Split::valid];
     const std::uint64_t documents = count_member(counts, "documents", where);
     const std::uint64_t tokens = count_member(counts, "tokens", where);
-    check(documents >= 1 && documents < UINT64_MAX, where, ": the ", split_name(s),
-          " split must hold at least one document");
+    check(documents >= 1 && documents <= tokens, where, ": ", documents, " documents in ", tokens,
+          " tokens: the ", split_name(s), " split must hold at least one document, and each at least its eos");
     const fs::path tokens_file = tokens_path(dir, s), index_file = index_path(dir, s);
     d.tokens = map_array<std::uint16_t>(tokens_file, tokens, d.token_mapping);
     d.starts = map_array<std::uint64_t>(index_file, documents + 1, d.index_mapping);
