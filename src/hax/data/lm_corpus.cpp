@@ -233,8 +233,8 @@ class RemoveUnlessReleased {
 };
 
 void check_prepare_options(const CorpusPrepareOptions& options) {
-  check(options.heldout_fraction > 0 && options.heldout_fraction < 1, "held-out fraction ", options.heldout_fraction,
-        " is outside (0, 1)");
+  check(options.heldout_fraction > 0 && options.heldout_fraction < 1, "the held-out fraction (--heldout) ",
+        options.heldout_fraction, " is outside (0, 1)");
 }
 
 }  // namespace
