@@ -31,7 +31,9 @@ class Tokenizer {
   static Tokenizer train(const std::vector<std::string>& documents, const TokenizerTrainOptions& options,
                          const std::filesystem::path& model_file);
 
-  std::vector<std::int32_t> encode(std::string_view text) const;  // no bos/eos added
+  // No bos/eos added. Models trained here keep text as it is (no normalization, byte fallback), so
+  // decode(encode(text)) == text for any UTF-8 text without U+2581, SentencePiece's space mark (it decodes to ' ').
+  std::vector<std::int32_t> encode(std::string_view text) const;
   std::string decode(std::span<const std::int32_t> ids) const;
   int vocab_size() const;
   int unk_id() const;

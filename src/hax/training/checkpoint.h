@@ -8,8 +8,6 @@
 #include <functional>
 #include <memory>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "hax/models/model.h"
 #include "hax/training/adamw.h"
 #include "hax/training/trainer.h"
@@ -17,11 +15,8 @@
 namespace hax::training {
 
 // Writes a folder through `write(tmp)` into a sibling temp folder, then swaps it into place. Between the two
-// renames the previous version survives as DIR.old, which load_model() falls back to.
+// renames the previous version survives as DIR.old, which load_model() falls back to. (JSON files: io/whole_file.h.)
 void write_folder(const std::filesystem::path& dir, const std::function<void(const std::filesystem::path& tmp)>& write);
-// A JSON file, written atomically (indented) / read with errors that name the file.
-void write_json_file(const std::filesystem::path& path, const nlohmann::json& j);
-nlohmann::json read_json_file(const std::filesystem::path& path);
 
 void save_model(const std::filesystem::path& dir, const models::Model& model);
 std::unique_ptr<models::Model> load_model(const std::filesystem::path& dir);

@@ -14,6 +14,7 @@
 #include "hax/engine/error.h"
 #include "hax/io/known_keys.h"
 #include "hax/io/safetensors.h"
+#include "hax/io/whole_file.h"
 #include "hax/models/model_params.h"
 #include "hax/training/checkpoint.h"
 
@@ -494,7 +495,7 @@ void save_hf_model(const fs::path& dir, const models::Model& model) {
   std::vector<io::TensorView> tensors = io::layout_views(model.params(), model.params().params());
   for (io::TensorView& t : tensors) t.name = hf_name(t.name, kTransformers);
   write_folder(dir, [&](const fs::path& tmp) {
-    write_json_file(tmp / "config.json", config);
+    io::write_json_file(tmp / "config.json", config);
     // transformers refuses a safetensors file without format "pt" in its metadata.
     io::save_safetensors(tmp / "model.safetensors", tensors, {{"format", "pt"}, {"producer", "hax"}});
   });
