@@ -21,4 +21,11 @@ inline std::vector<nlohmann::json> read_metrics(const std::filesystem::path& run
   return lines;
 }
 
+// The same without the wall-clock figures (tokens_per_second), which differ between otherwise identical runs.
+inline std::vector<nlohmann::json> read_metrics_without_timing(const std::filesystem::path& run) {
+  std::vector<nlohmann::json> lines = read_metrics(run);
+  for (nlohmann::json& j : lines) j.erase("tokens_per_second");
+  return lines;
+}
+
 }  // namespace hax::testing

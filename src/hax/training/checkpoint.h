@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "hax/models/model.h"
 #include "hax/training/adamw.h"
 #include "hax/training/trainer.h"
@@ -22,5 +24,8 @@ void save_training_checkpoint(const std::filesystem::path& dir, const models::Mo
 std::unique_ptr<models::Model> load_training_checkpoint(const std::filesystem::path& dir,
                                                              std::unique_ptr<AdamW>& optimizer,
                                                              const AdamWConfig& adamw, TrainerState& state);
+
+// trainer_state.json's "lr_schedule" object.
+nlohmann::json schedule_json(const LrSchedule& schedule);
 
 }  // namespace hax::training
