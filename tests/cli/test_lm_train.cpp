@@ -1,4 +1,4 @@
-// hax lm train from the command line: a tiny corpus prepared from synthetic text (vocabulary 300), a few updates of
+// hax lm train from the command line: a tiny corpus prepared from synthetic text (vocabulary 320), a few updates of
 // a tiny Mamba, a resumed run, continual pre-training with HAX added by --init-from, and bad input refused in one line.
 #include <gtest/gtest.h>
 
@@ -25,7 +25,7 @@ class LmTrainCli : public ::testing::Test {
     scratch_ = new ScratchDir;
     write_text_folder(*scratch_ / "text", 30);
     const CommandResult prepared = run_hax(cat("lm prepare --source ", quoted(*scratch_ / "text"), " --out ",
-                                               quoted(corpus()), " --vocab-size 300 --heldout 0.1 --threads 1"));
+                                               quoted(corpus()), " --vocab-size 320 --heldout 0.1 --threads 1"));
     ASSERT_EQ(prepared.exit_code, 0) << prepared.err;
     config_ = new fs::path(write_tiny_config(*scratch_));
     base_ = new CommandResult(run_hax(cat("lm train --corpus ", quoted(corpus()), " --out ", quoted(base_run()),
@@ -116,8 +116,8 @@ TEST_F(LmTrainCli, BadInputIsOneLine) {
       run_hax(cat("lm train --corpus ", quoted(dir_ / "missing"), " --out ", quoted(dir_ / "run"), " --config ",
                   quoted(*config_))),
       "missing"));
-  EXPECT_TRUE(FailsWithOneErrorLine(run_hax(cat(common, " --config ", quoted(*config_),
-                                                " --vocab-from-corpus --context 100000")),
+  EXPECT_TRUE(FailsWithOneErrorLine(run_hax(cat("lm train --corpus ", quoted(corpus()), " --out ", quoted(dir_ / "run"),
+                                                " --config ", quoted(*config_), " --vocab-from-corpus --context 100000")),
                                     "fewer than one window"));
   EXPECT_FALSE(fs::exists(dir_ / "run" / "last"));
 }

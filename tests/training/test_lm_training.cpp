@@ -142,16 +142,8 @@ TEST(LmTrainer, AResumedRunWithThePapersScheduleEqualsAnUninterruptedOne) {
   train(config, lm_options(dir / "split", 8), *train_data, valid_data.get(), false);  // stops mid-cosine
   train(config, lm_options(dir / "split", 16), *train_data, valid_data.get(), true);
 
-  for (const char* file : {"last/model.safetensors", "last/optimizer.safetensors", "best/model.safetensors"}) {
-    const auto a = io::SafetensorsFile(dir / "straight" / file).read_all();
-    const auto b = io::SafetensorsFile(dir / "split" / file).read_all();
-    ASSERT_EQ(a.size(), b.size());
-    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].values, b[i].values) << file << " " << a[i].name;
-  }
-  EXPECT_EQ(testing::read_file(dir / "straight/last/trainer_state.json"),
-            testing::read_file(dir / "split/last/trainer_state.json"));
-  EXPECT_EQ(testing::read_metrics_without_timing(dir / "straight"),
-            testing::read_metrics_without_timing(dir / "split"));
+  testing::expect_identical_runs(dir / "straight", dir / "split",
+                                 {"last/model.safetensors", "last/optimizer.safetensors", "best/model.safetensors"});
 
   // The logged lr follows the schedule (2 zero steps, 3 of warm-up, cosine to 1e-3 at update 16), clipping is on.
   const LrSchedule schedule = lm_options(dir / "straight", 16).schedule();

@@ -50,16 +50,8 @@ TEST(Trainer, AResumedRunEqualsAnUninterruptedOne) {
   train(testing::tiny_mamba_config(), options(dir / "split", 8), *train_data, valid_data.get(), false);
   train(testing::tiny_mamba_config(), options(dir / "split", 12), *train_data, valid_data.get(), true);
 
-  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
-    const auto a = io::SafetensorsFile(dir / "straight/last" / file).read_all();
-    const auto b = io::SafetensorsFile(dir / "split/last" / file).read_all();
-    ASSERT_EQ(a.size(), b.size());
-    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].values, b[i].values) << file << " " << a[i].name;
-  }
-  EXPECT_EQ(testing::read_file(dir / "straight/last/trainer_state.json"),
-            testing::read_file(dir / "split/last/trainer_state.json"));
-  EXPECT_EQ(testing::read_metrics_without_timing(dir / "straight"),
-            testing::read_metrics_without_timing(dir / "split"));
+  testing::expect_identical_runs(dir / "straight", dir / "split",
+                                 {"last/model.safetensors", "last/optimizer.safetensors"});
 }
 
 TEST(Trainer, LossFallsAndTheBestCheckpointLoadsBack) {

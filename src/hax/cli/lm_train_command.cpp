@@ -91,33 +91,38 @@ void run_lm_train(const LmTrainCommand& c) {
       corpus.tokens(data::Split::train), {c.context, true, c.data_seed, 0}, "training split of " + c.corpus);
   auto valid_data = training::lm_window_source(corpus.tokens(data::Split::valid), {c.context, false, 0, c.eval_windows},
                                                "held-out split of " + c.corpus);
-  std::cerr << "hax lm train: " << (c.resume ? "resuming " + options.out_dir
-                                             : !c.init_from.empty() ? "from " + c.init_from : c.config_path)
-            << "\n  train: " << train_data->describe() << "\n  valid: " << valid_data->describe()
-            << "\n  threads: " << num_threads() << "\n";
-
-  Progress bar("lm train", static_cast<std::uint64_t>(options.steps), "steps");
-  const auto on_step = [&](const training::TrainProgress& p) {
-    char fields[200];
-    std::snprintf(fields, sizeof fields, "loss %.4f ppl %.1f valid ppl %.1f lr %.2e %.0f tok/s", p.loss,
-                  std::exp(p.loss), std::exp(p.valid_loss), p.lr, p.tokens_per_second);
-    bar.update(static_cast<std::uint64_t>(p.step), fields);
-  };
+  // The model (or its config) before anything is printed: a mismatch is then the command's only output line.
+  std::unique_ptr<models::Model> continued;
+  models::ModelConfig config;
   if (c.resume) {
     const fs::path last_config = fs::path(options.out_dir) / "last" / "config.json";
     if (fs::exists(last_config))
       check_vocab(models::ModelConfig::load(last_config.string()), corpus, "the run's model '" +
                   last_config.string() + "'");
-    training::train({}, options, *train_data, valid_data.get(), true, on_step);
   } else if (!c.init_from.empty()) {
-    auto model = continued_model(c, corpus);
-    describe_model(model->config());
-    training::train_from(std::move(model), options, *train_data, valid_data.get(), on_step);
+    continued = continued_model(c, corpus);
+    config = continued->config();
   } else {
-    const models::ModelConfig config = fresh_config(c, corpus);
-    describe_model(config);
-    training::train(config, options, *train_data, valid_data.get(), false, on_step);
+    config = fresh_config(c, corpus);
   }
+  std::cerr << "hax lm train: " << (c.resume ? "resuming " + options.out_dir
+                                             : !c.init_from.empty() ? "from " + c.init_from : c.config_path)
+            << "\n  train: " << train_data->describe() << "\n  valid: " << valid_data->describe()
+            << "\n  threads: " << num_threads() << "\n";
+  if (!c.resume) describe_model(config);
+
+  Progress bar("lm train", static_cast<std::uint64_t>(options.steps), "steps");
+  const auto on_step = [&](const training::TrainProgress& p) {
+    char valid[48] = "", fields[200];
+    if (!std::isnan(p.valid_loss)) std::snprintf(valid, sizeof valid, " held-out ppl %.1f", std::exp(p.valid_loss));
+    std::snprintf(fields, sizeof fields, "loss %.4f ppl %.1f%s lr %.2e %.0f tok/s", p.loss, std::exp(p.loss), valid,
+                  p.lr, p.tokens_per_second);
+    bar.update(static_cast<std::uint64_t>(p.step), fields);
+  };
+  if (continued)
+    training::train_from(std::move(continued), options, *train_data, valid_data.get(), on_step);
+  else
+    training::train(config, options, *train_data, valid_data.get(), c.resume, on_step);
   bar.finish();
   std::cerr << "hax lm train: done; checkpoints in " << options.out_dir << "/best (lowest held-out loss) and /last, "
             << "metrics in " << options.out_dir << "/metrics.jsonl\n";
@@ -164,8 +169,9 @@ void register_lm_train(CLI::App& lm) {
   command->add_option("--clip-grad", o.clip_grad, "Clip the gradients' global L2 norm to this (0: off)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--weight-decay", o.adamw.weight_decay, "AdamW decoupled weight decay");
-  command->add_option("--eval-every", o.eval_every, "Held-out loss and a checkpoint every this many updates (0: at "
-                                                   "the end only)")->check(CLI::NonNegativeNumber);
+  command->add_option("--eval-every", o.eval_every, "Held-out loss and a checkpoint every this many updates and at "
+                                                   "the end (0: no held-out loss; a checkpoint at the end)")
+      ->check(CLI::NonNegativeNumber);
   command->add_option("--eval-windows", c->eval_windows, "Held-out windows per evaluation: the first this many of "
                                                         "the held-out split (0: all)");
   command->add_option("--log-every", o.log_every, "Write a metrics line every this many updates")
