@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <numbers>
 #include <span>
 #include <string>
 #include <vector>
@@ -63,16 +64,44 @@ void expect_all_close(const std::vector<A>& actual, const std::vector<E>& expect
   EXPECT_LE(worst, 1.0) << what << "[" << at << "] = " << double(actual[at]) << ", expected " << double(expected[at]);
 }
 
-TEST(WarmupSchedule, FirstStepHasLrZeroThenRampsLinearlyToTheBase) {
-  const WarmupSchedule schedule{.base_lr = 2e-3, .warmup_steps = 5000};
+TEST(LrSchedule, FirstStepHasLrZeroThenRampsLinearlyToTheBase) {
+  const LrSchedule schedule{.base_lr = 2e-3, .warmup_steps = 5000};
   EXPECT_EQ(schedule.lr(1), 0.0);
   EXPECT_DOUBLE_EQ(schedule.lr(2), 2e-3 / 5000);
   EXPECT_DOUBLE_EQ(schedule.lr(2501), 1e-3);
   EXPECT_DOUBLE_EQ(schedule.lr(5001), 2e-3);
   EXPECT_DOUBLE_EQ(schedule.lr(400000), 2e-3);
-  const WarmupSchedule constant{.base_lr = 1e-3, .warmup_steps = 0};
+  const LrSchedule constant{.base_lr = 1e-3, .warmup_steps = 0};
   EXPECT_EQ(constant.lr(1), 1e-3);
   EXPECT_EQ(constant.lr(7), 1e-3);
+}
+
+// The paper's continual pre-training schedule (paper.md §4.2) at its boundaries: 200 updates at lr 0, 800 of linear
+// warm-up (the first at 0, as LambdaLR gives), the peak, then a cosine that reaches min_lr at the last update.
+TEST(LrSchedule, ZeroStepsThenWarmupThenCosineToTheMinimumAtTheLastUpdate) {
+  const LrSchedule s{.base_lr = 3e-4, .warmup_steps = 800, .zero_steps = 200, .decay_steps = 50000, .min_lr = 1e-5};
+  EXPECT_EQ(s.lr(1), 0.0);
+  EXPECT_EQ(s.lr(200), 0.0);
+  EXPECT_EQ(s.lr(201), 0.0);  // the warm-up's first update
+  EXPECT_DOUBLE_EQ(s.lr(202), 3e-4 / 800);
+  EXPECT_DOUBLE_EQ(s.lr(601), 1.5e-4);
+  EXPECT_DOUBLE_EQ(s.lr(1000), 3e-4 * 799 / 800);
+  EXPECT_DOUBLE_EQ(s.lr(1001), 3e-4);  // the peak: the cosine's first update
+  // Halfway through the cosine (updates 1001..50000 span 48999 steps): exactly the mean of the peak and the floor.
+  const double span = 50000 - 1001;
+  EXPECT_NEAR(s.lr(25501), 1e-5 + 2.9e-4 * 0.5 * (1 + std::cos(std::numbers::pi * 24500 / span)), 1e-15);
+  EXPECT_NEAR(s.lr(25501), (3e-4 + 1e-5) / 2, 1e-8);
+  EXPECT_GT(s.lr(49999), 1e-5);
+  EXPECT_LT(s.lr(49999), 1e-5 + 1e-12);
+  EXPECT_EQ(s.lr(50000), 1e-5);
+  EXPECT_EQ(s.lr(60000), 1e-5);  // past the decay: the floor
+  for (std::int64_t k = 1002; k <= 50000; k += 97) EXPECT_LT(s.lr(k), s.lr(k - 1)) << k;  // strictly falling
+
+  // Without a warm-up or zero steps the cosine starts at the first update.
+  const LrSchedule bare{.base_lr = 1.0, .decay_steps = 3, .min_lr = 0.0};
+  EXPECT_EQ(bare.lr(1), 1.0);
+  EXPECT_NEAR(bare.lr(2), 0.5, 1e-15);
+  EXPECT_EQ(bare.lr(3), 0.0);
 }
 
 TEST(AdamW, MatchesTheReferenceLoopOverSeveralSteps) {
@@ -81,7 +110,7 @@ TEST(AdamW, MatchesTheReferenceLoopOverSeveralSteps) {
   Rng rng(1);
   std::vector<float> params = random_params(n, tail, rng);
   std::vector<double> ref_params(params.begin(), params.end()), ref_m(n, 0.0), ref_v(n, 0.0);
-  const WarmupSchedule schedule{.base_lr = 1e-2, .warmup_steps = 4};
+  const LrSchedule schedule{.base_lr = 1e-2, .warmup_steps = 4};
   const AdamWConfig config;
   AdamW adamw(n, config);
   for (int k = 1; k <= steps; ++k) {
@@ -142,10 +171,10 @@ std::vector<float> read_floats(const fs::path& file, std::size_t count) {
 }
 
 // The same data through torch.optim.AdamW and LambdaLR (tools/oracle/adamw_torch.py, Debian's python3-torch).
-TEST(AdamW, MatchesTorchOptimAdamWWithTheWarmupSchedule) {
+TEST(AdamW, MatchesTorchOptimAdamWWithTheLrSchedule) {
   constexpr std::size_t n = 2053, tail = 11;
   constexpr int steps = 9;
-  const WarmupSchedule schedule{.base_lr = 5e-3, .warmup_steps = 3};
+  const LrSchedule schedule{.base_lr = 5e-3, .warmup_steps = 3};
   const AdamWConfig config{.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01};
   Rng rng(2);
   const std::vector<float> initial = random_params(n, tail, rng);

@@ -42,15 +42,6 @@ TrainOptions options(const std::filesystem::path& out, std::int64_t steps) {
   return o;
 }
 
-std::vector<std::string> metric_lines(const std::filesystem::path& run) {
-  std::vector<std::string> lines;
-  for (nlohmann::json j : testing::read_metrics(run)) {
-    j.erase("tokens_per_second");  // a wall-clock figure: dropped before comparing runs
-    lines.push_back(j.dump());
-  }
-  return lines;
-}
-
 TEST(Trainer, AResumedRunEqualsAnUninterruptedOne) {
   const testing::ScratchDir dir;
   auto train_data = joint_recall_source(small_task(), data::Split::train);
@@ -59,15 +50,8 @@ TEST(Trainer, AResumedRunEqualsAnUninterruptedOne) {
   train(testing::tiny_mamba_config(), options(dir / "split", 8), *train_data, valid_data.get(), false);
   train(testing::tiny_mamba_config(), options(dir / "split", 12), *train_data, valid_data.get(), true);
 
-  for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
-    const auto a = io::SafetensorsFile(dir / "straight/last" / file).read_all();
-    const auto b = io::SafetensorsFile(dir / "split/last" / file).read_all();
-    ASSERT_EQ(a.size(), b.size());
-    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].values, b[i].values) << file << " " << a[i].name;
-  }
-  EXPECT_EQ(testing::read_file(dir / "straight/last/trainer_state.json"),
-            testing::read_file(dir / "split/last/trainer_state.json"));
-  EXPECT_EQ(metric_lines(dir / "straight"), metric_lines(dir / "split"));
+  testing::expect_identical_runs(dir / "straight", dir / "split",
+                                 {"last/model.safetensors", "last/optimizer.safetensors"});
 }
 
 TEST(Trainer, LossFallsAndTheBestCheckpointLoadsBack) {
@@ -77,13 +61,11 @@ TEST(Trainer, LossFallsAndTheBestCheckpointLoadsBack) {
   TrainOptions o = options(dir / "run", 60);
   o.eval_every = 30;
   train(testing::tiny_mamba_config(), o, *train_data, valid_data.get(), false);
-  const auto lines = metric_lines(dir / "run");
-  const double first = nlohmann::json::parse(lines.front()).at("loss");
+  const auto lines = testing::read_metrics(dir / "run");
+  const double first = lines.front().at("loss");
   double last = 0;
-  for (const auto& line : lines) {
-    const auto j = nlohmann::json::parse(line);
+  for (const auto& j : lines)
     if (j.at("event") == "valid") last = j.at("loss");
-  }
   EXPECT_LT(last, first - 0.5) << "validation loss " << last << " vs first training loss " << first;
 
   auto best = load_model(dir / "run/best");

@@ -215,7 +215,7 @@ std::vector<Step> time_hax(const models::ModelConfig& config, const BenchOptions
   models::Model model(config);
   training::AdamW optimizer(model.params().params().size());
   // The paper's schedule (2e-3, 5000 warm-up updates), read past the warm-up: every timed update is a real one.
-  const training::WarmupSchedule schedule{2e-3, 5000};
+  const training::LrSchedule schedule{2e-3, 5000};
   Arena arena;
   training::reserve_arena(arena, model.arena_floats(b.packed.batch, b.scored, b.packed.padded_length));
   std::vector<Step> timed;

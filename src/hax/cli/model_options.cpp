@@ -27,7 +27,9 @@ void add_sparse_options(CLI::App& command, SparseOverrides& o) {
                      "(default: the config's)");
   command.add_option("--sparse-keys", o.sparse_keys, "Keys per query in all, split evenly over the patterns (64)")
       ->check(CLI::PositiveNumber);
-  command.add_option("--num-hash", o.num_hash, "LSH hyperplanes (8: 256 sign-bin buckets)")->check(CLI::Range(1, 20));
+  command.add_option("--num-hash", o.num_hash, "LSH hyperplanes (8: 256 sign-bin buckets; at most 20 for sign-bin, "
+                                               "4096 for argmax, whose buckets are the hyperplanes)")
+      ->check(CLI::Range(1, models::kMaxArgmaxHash));
   command.add_option("--data-max-length", o.data_max_length, "Sets the dilation: data-max-length // budget (2048)")
       ->check(CLI::PositiveNumber);
   command.add_option("--semantics", o.semantics, "causal (default): streams, pads and decodes soundly; paper: "

@@ -242,13 +242,16 @@ void ModelConfig::validate(const std::string& where) const {
         " is outside the vocabulary of ", vocab_size);
   if (!has_sparse()) return;
   positive("sparse_keys", sparse_keys);
-  check(num_hash > 0 && num_hash <= 20, where, ": \"num_hash\" must be in [1, 20], got ", num_hash);
   positive("data_max_length", data_max_length);
   try {
     parsed_sparse_arch();
   } catch (const Error& e) {
     fail(where, ": \"sparse_arch\": ", e.what());
   }
+  // Sign-bin LSH has 2^num_hash buckets; argmax LSH has num_hash (the paper's pre-training uses h = k = 128).
+  const int max_hash = parsed_sparse_arch().has(ops::sparse::Pattern::sign_bin_lsh) ? 20 : kMaxArgmaxHash;
+  check(num_hash > 0 && num_hash <= max_hash, where, ": \"num_hash\" must be in [1, ", max_hash, "]",
+        max_hash == 20 ? " (2^num_hash sign-bin buckets)" : "", ", got ", num_hash);
   const std::string mode = lsh_resample_mode();
   check(mode == "never" || mode == "training" || mode == "every_forward", where, ": \"hax_lsh_resample\" \"", mode,
         "\" is not known (known: never, training, every_forward)");

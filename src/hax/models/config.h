@@ -13,6 +13,9 @@
 
 namespace hax::models {
 
+// The most argmax-LSH hyperplanes (= buckets) a config may ask for; sign-bin LSH allows 20 (2^20 buckets).
+inline constexpr int kMaxArgmaxHash = 4096;
+
 struct ModelConfig {
   std::string model_type = "mamba";  // "mamba" (Mamba-1), "mamba2" or "samba" (models/model.h)
   int vocab_size = 100;
@@ -62,7 +65,7 @@ struct ModelConfig {
   // The sparse-attention branch of the enhanced mixer (reference.md §3.3, §3.5-3.10). Empty: plain Mamba.
   std::string sparse_arch;    // "sliding_window", "sign_bin_lsh+key_selection", ... (ops/sparse/sparse_keys.h)
   int sparse_keys = 64;       // total key budget per query, split evenly over the patterns
-  int num_hash = 8;           // LSH hyperplanes: 2^num_hash sign-bin buckets, num_hash argmax buckets
+  int num_hash = 8;           // LSH hyperplanes: 2^num_hash sign-bin buckets (<= 20), num_hash argmax buckets
   int data_max_length = 2048; // only sets the dilation: data_max_length // per-pattern budget
   ops::sparse::Semantics semantics = ops::sparse::Semantics::causal;  // "hax_semantics": "causal" or "paper"
   // When the LSH projection H is drawn ("hax_lsh_resample"): "never" uses the per-layer matrix saved in the

@@ -59,4 +59,17 @@ void AdamW::step(std::span<float> params, std::span<const float> grads, double l
   }
 }
 
+double clip_grad_norm(std::span<float> grads, double max_norm) {
+  check(max_norm > 0, "gradient clipping needs a max norm > 0, got ", max_norm);
+  double sum = 0;
+  for (const float g : grads) sum += double(g) * double(g);
+  const double norm = std::sqrt(sum);
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (coefficient < 1.0) {
+    const float scale = static_cast<float>(coefficient);
+    for (float& g : grads) g *= scale;
+  }
+  return norm;
+}
+
 }  // namespace hax::training

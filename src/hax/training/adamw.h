@@ -43,4 +43,9 @@ class AdamW {
   std::int64_t step_ = 0;
 };
 
+// torch.nn.utils.clip_grad_norm_: the global L2 norm of all gradients, and when it exceeds max_norm every gradient
+// is scaled by max_norm / (norm + 1e-6). Returns the norm before clipping. The sum runs in double in index order, so
+// the result does not depend on the thread count (a resumed run clips exactly as the uninterrupted one).
+double clip_grad_norm(std::span<float> grads, double max_norm);
+
 }  // namespace hax::training

@@ -52,6 +52,11 @@ std::unique_ptr<models::Model> read_model_files(const fs::path& dir) {
 
 }  // namespace
 
+nlohmann::json schedule_json(const LrSchedule& s) {
+  return {{"base_lr", s.base_lr}, {"warmup_steps", s.warmup_steps}, {"zero_steps", s.zero_steps},
+          {"decay_steps", s.decay_steps}, {"min_lr", s.min_lr}};
+}
+
 void save_model(const fs::path& dir, const models::Model& model) {
   write_folder(dir, [&](const fs::path& tmp) { write_model_files(tmp, model); });
 }
@@ -70,7 +75,9 @@ void save_training_checkpoint(const fs::path& dir, const models::Model& model, A
                {{"step", state.step},
                 {"data_position", state.data_position},
                 {"best_valid_accuracy", state.best_valid_accuracy},
+                {"best_valid_loss", state.best_valid_loss},
                 {"best_step", state.best_step},
+                {"lr_schedule", state.schedule ? schedule_json(*state.schedule) : nlohmann::json(nullptr)},
                 {"optimizer", {{"name", "AdamW"}, {"step", optimizer.step_count()}, {"beta1", a.beta1},
                                {"beta2", a.beta2}, {"eps", a.eps}, {"weight_decay", a.weight_decay}}}});
   });
@@ -87,6 +94,11 @@ std::unique_ptr<models::Model> load_training_checkpoint(const fs::path& dir, std
     state.data_position = j.at("data_position").get<std::uint64_t>();
     state.best_valid_accuracy = j.at("best_valid_accuracy").get<double>();
     state.best_step = j.at("best_step").get<std::int64_t>();
+    state.best_valid_loss = j.value("best_valid_loss", -1.0);  // older checkpoints have neither of these two
+    if (const auto s = j.find("lr_schedule"); s != j.end() && !s->is_null())
+      state.schedule = LrSchedule{s->at("base_lr").get<double>(), s->at("warmup_steps").get<std::int64_t>(),
+                                  s->at("zero_steps").get<std::int64_t>(), s->at("decay_steps").get<std::int64_t>(),
+                                  s->at("min_lr").get<double>()};
     optimizer = std::make_unique<AdamW>(model->params().params().size(), adamw);
     optimizer->set_step_count(j.at("optimizer").at("step").get<std::int64_t>());
   } catch (const nlohmann::json::exception& e) {

@@ -8,6 +8,8 @@
 #include <functional>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "hax/models/model.h"
 #include "hax/training/adamw.h"
 #include "hax/training/trainer.h"
@@ -27,5 +29,8 @@ void save_training_checkpoint(const std::filesystem::path& dir, const models::Mo
 std::unique_ptr<models::Model> load_training_checkpoint(const std::filesystem::path& dir,
                                                              std::unique_ptr<AdamW>& optimizer,
                                                              const AdamWConfig& adamw, TrainerState& state);
+
+// trainer_state.json's "lr_schedule" object.
+nlohmann::json schedule_json(const LrSchedule& schedule);
 
 }  // namespace hax::training

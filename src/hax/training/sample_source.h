@@ -18,6 +18,10 @@ class SampleSource {
   virtual void read(std::uint64_t index, data::Sample& out) = 0;   // index < size(); sequential reads are fastest
   virtual std::string describe() const = 0;
   virtual std::uint32_t longest() const = 0;  // no sample is longer: sizes the worst batch
+  // The training stream's sample at `position` (every sample drawn so far counts, across passes). By default the
+  // source repeated in index order; a source may reorder each pass (lm_source.h reshuffles every epoch). A function
+  // of the position only, so a resumed run reads what the uninterrupted one would have.
+  virtual void read_stream(std::uint64_t position, data::Sample& out) { read(position % size(), out); }
 };
 
 // A binary dataset written by `hax gen` (validated when opened).

@@ -64,7 +64,7 @@ class MetricsLog {
 
 std::vector<data::Sample> next_batch(SampleSource& source, std::uint64_t position, int batch_size) {
   std::vector<data::Sample> samples(batch_size);
-  for (int i = 0; i < batch_size; ++i) source.read((position + i) % source.size(), samples[i]);
+  for (int i = 0; i < batch_size; ++i) source.read_stream(position + i, samples[i]);
   return samples;
 }
 
@@ -91,39 +91,54 @@ void check_training_memory(const models::Model& model, int batch_size, std::uint
         "the task's lengths, or use a smaller config");
 }
 
-}  // namespace
-
-void train(const models::ModelConfig& config, const TrainOptions& o, SampleSource& train_data,
-           SampleSource* valid_data, bool resume, const std::function<void(const TrainProgress&)>& on_step) {
+void check_options(const TrainOptions& o) {
   check(o.batch_size > 0, "--batch-size must be > 0, got ", o.batch_size);
   check(o.steps >= 0, "--steps must be >= 0, got ", o.steps);
   check(o.lr >= 0 && std::isfinite(o.lr), "--lr must be a finite number >= 0, got ", o.lr);
+  check(o.min_lr >= 0 && o.min_lr <= o.lr, "--min-lr must be in [0, --lr = ", o.lr, "], got ", o.min_lr);
   check(o.warmup_steps >= 0, "--warmup must be >= 0, got ", o.warmup_steps);
+  check(o.zero_steps >= 0, "--zero-steps must be >= 0, got ", o.zero_steps);
+  check(o.decay_steps >= 0, "the decay's length must be >= 0, got ", o.decay_steps);
+  check(o.clip_grad >= 0 && std::isfinite(o.clip_grad), "--clip-grad must be a finite number >= 0 (0: off), got ",
+        o.clip_grad);
   check(!o.out_dir.empty(), "an output folder is required");
+}
+
+fs::path make_out_dir(const TrainOptions& o) {
   const fs::path out(o.out_dir);
   std::error_code ec;
   fs::create_directories(out, ec);
   check(!ec, "cannot create output folder '", out.string(), "': ", ec.message());
+  return out;
+}
 
-  TrainerState state;
-  std::unique_ptr<AdamW> optimizer;
-  std::unique_ptr<models::Model> model;
-  if (resume) {
-    model = load_training_checkpoint(out / "last", optimizer, o.adamw, state);
-    truncate_metrics(out / "metrics.jsonl", state.step);
-  } else {
-    check(!fs::exists(out / "last"), "'", out.string(), "' already holds a run (last/): pass --resume to continue it",
-          " or choose another --out");
-    model = std::make_unique<models::Model>(config);
-    optimizer = std::make_unique<AdamW>(model->params().params().size(), o.adamw);
-  }
+void check_fresh_out_dir(const fs::path& out) {
+  check(!fs::exists(out / "last"), "'", out.string(), "' already holds a run (last/): pass --resume to continue it",
+        " or choose another --out");
+}
+
+// Whether validation `v` beats the best so far (strictly, as the reference), by the options' measure.
+bool improves(const EvalResult& v, const TrainerState& state, BestBy by) {
+  if (by == BestBy::loss) return state.best_valid_loss < 0 || v.loss < state.best_valid_loss;
+  return v.accuracy > state.best_valid_accuracy;
+}
+
+// The loop shared by a fresh run, a resumed one and one started from given weights.
+void run(std::unique_ptr<models::Model> model, std::unique_ptr<AdamW> optimizer, TrainerState state,
+         const fs::path& out, const TrainOptions& o, SampleSource& train_data, SampleSource* valid_data,
+         const std::function<void(const TrainProgress&)>& on_step) {
   check_training_memory(*model, o.batch_size, train_data.longest(), o.padded_length);
   MetricsLog log(out / "metrics.jsonl");
+  const LrSchedule schedule = o.schedule();
+  if (state.schedule && *state.schedule != schedule)
+    log.write({{"event", "schedule_changed"}, {"step", state.step}, {"from", schedule_json(*state.schedule)},
+               {"to", schedule_json(schedule)}});
+  state.schedule = schedule;
   const bool has_gate_loss = model->config().has_key_selection();
-  const WarmupSchedule schedule{o.lr, o.warmup_steps};
   Arena arena;
   auto window_start = std::chrono::steady_clock::now();
   std::uint64_t window_tokens = 0;
+  double valid_loss = std::numeric_limits<double>::quiet_NaN();
 
   while (state.step < o.steps) {
     const std::vector<data::Sample> samples = next_batch(train_data, state.data_position, o.batch_size);
@@ -150,10 +165,13 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     check(nonfinite.empty() || o.skip_nonfinite, nonfinite, where, ": stopping; the checkpoints in '", out.string(),
           "' are from before this update (--skip-nonfinite skips such updates instead)");
     const double lr = schedule.lr(state.step + 1);
-    if (nonfinite.empty())
+    double grad_norm = 0;
+    if (nonfinite.empty()) {
+      if (o.clip_grad > 0) grad_norm = clip_grad_norm(model->params().grads(), o.clip_grad);
       optimizer->step(model->params().params(), model->params().grads(), lr);
-    else
+    } else {
       log.write({{"event", "skipped"}, {"step", state.step + 1}, {"reason", nonfinite + where}});
+    }
     ++state.step;
     state.data_position += o.batch_size;
     window_tokens += tb.batch.rows();
@@ -161,11 +179,12 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
     TrainProgress progress{state.step, o.steps, r.loss, mean_accuracy(r.sequence_accuracy),
-                           seconds > 0 ? window_tokens / seconds : 0.0, lr};
+                           seconds > 0 ? window_tokens / seconds : 0.0, lr, valid_loss};
     if (o.log_every > 0 && state.step % o.log_every == 0) {
       nlohmann::json entry{{"event", "train"}, {"step", state.step}, {"loss", r.loss}, {"accuracy", progress.accuracy},
                            {"lr", lr}, {"tokens_per_second", progress.tokens_per_second}};
       if (has_gate_loss) entry["gate_loss"] = r.gate_loss;
+      if (o.clip_grad > 0) entry["grad_norm"] = grad_norm;
       log.write(entry);
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
@@ -176,16 +195,48 @@ void train(const models::ModelConfig& config, const TrainOptions& o, SampleSourc
     if (!checkpoint_now) continue;
     if (valid_data && o.eval_every > 0) {
       const EvalResult v = evaluate(*model, *valid_data, o.valid_samples, o.batch_size, {}, o.padded_length);
-      log.write({{"event", "valid"}, {"step", state.step}, {"loss", v.loss}, {"accuracy", v.accuracy},
-                 {"sequences", v.sequences}});
-      if (v.accuracy > state.best_valid_accuracy) {  // strictly greater, as the reference
+      valid_loss = v.loss;
+      log.write({{"event", "valid"}, {"step", state.step}, {"loss", v.loss}, {"perplexity", std::exp(v.loss)},
+                 {"accuracy", v.accuracy}, {"sequences", v.sequences}, {"tokens", v.tokens}});
+      if (improves(v, state, o.best_by)) {
         state.best_valid_accuracy = v.accuracy;
+        state.best_valid_loss = v.loss;
         state.best_step = state.step;
         save_model(out / "best", *model);
       }
     }
     save_training_checkpoint(out / "last", *model, *optimizer, state);
   }
+}
+
+}  // namespace
+
+void train(const models::ModelConfig& config, const TrainOptions& o, SampleSource& train_data,
+           SampleSource* valid_data, bool resume, const std::function<void(const TrainProgress&)>& on_step) {
+  check_options(o);
+  const fs::path out = make_out_dir(o);
+  TrainerState state;
+  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<models::Model> model;
+  if (resume) {
+    model = load_training_checkpoint(out / "last", optimizer, o.adamw, state);
+    truncate_metrics(out / "metrics.jsonl", state.step);
+  } else {
+    check_fresh_out_dir(out);
+    model = std::make_unique<models::Model>(config);
+    optimizer = std::make_unique<AdamW>(model->params().params().size(), o.adamw);
+  }
+  run(std::move(model), std::move(optimizer), state, out, o, train_data, valid_data, on_step);
+}
+
+void train_from(std::unique_ptr<models::Model> initial, const TrainOptions& o, SampleSource& train_data,
+                SampleSource* valid_data, const std::function<void(const TrainProgress&)>& on_step) {
+  check(initial != nullptr, "train_from: no initial model");
+  check_options(o);
+  const fs::path out = make_out_dir(o);
+  check_fresh_out_dir(out);
+  auto optimizer = std::make_unique<AdamW>(initial->params().params().size(), o.adamw);
+  run(std::move(initial), std::move(optimizer), TrainerState{}, out, o, train_data, valid_data, on_step);
 }
 
 }  // namespace hax::training
