@@ -33,11 +33,11 @@ class ByteCodec : public inference::TextCodec {
 
 const ByteCodec kCodec;
 
-// Sentences of 20 to 40 bytes, so a needle always finds a sentence end within the snapping distance.
+// Sentences of 12 to 28 bytes, so a needle always finds a sentence end within the snapping distance (16).
 std::vector<std::int32_t> haystack() {
   std::string text;
-  for (int i = 0; i < 200; ++i)
-    text += "Sentence " + std::to_string(i) + " says " + std::string(static_cast<std::size_t>(i % 20), 'x') + ". ";
+  for (int i = 0; i < 300; ++i)
+    text += "Line " + std::to_string(i) + " says " + std::string(static_cast<std::size_t>(i % 12), 'x') + ". ";
   return kCodec.encode(text);
 }
 
