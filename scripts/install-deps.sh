@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package hax needs to build, test and benchmark; with the argument `fuzz`, also what the
-# fuzz targets need (scripts/fuzz.sh: clang and its libFuzzer + sanitizer runtimes). Safe to run any number of
-# times: when everything is already installed it does nothing (and needs neither root nor the network).
+# Installs the Debian 12 packages hax needs to build and run (the default corpus of `hax lm prepare` included).
+# With the argument `test`, also the test oracles (PyTorch and numpy under /usr/bin/python3, about 150 packages:
+# scripts/test.sh asks for them, nothing else needs them); with `fuzz`, also what the fuzz targets need
+# (scripts/fuzz.sh: clang and its libFuzzer + sanitizer runtimes). Safe to run any number of times: when everything
+# is already installed it does nothing (and needs neither root nor the network).
 set -euo pipefail
 
 packages=(
@@ -9,12 +11,14 @@ packages=(
   libopenblas-openmp-dev   # GEMM; the OpenMP build, so it shares our thread pool instead of oversubscribing
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-torch   # test oracles only (run under /usr/bin/python3), never linked
+  libsentencepiece-dev zlib1g-dev   # the tokenizer of real-text corpora, and reading .gz documents
+  linux-doc-6.1                     # the default corpus of `hax lm prepare` (the kernel's documentation)
 )
 case "${1:-}" in
   "") ;;
+  test) packages+=(python3 python3-numpy python3-torch) ;;  # test oracles only (run under /usr/bin/python3)
   fuzz) packages+=(clang libclang-rt-14-dev) ;;  # libclang_rt.fuzzer: only recommended by clang, so named here
-  *) echo "install-deps: unknown argument '$1' (expected nothing or fuzz)" >&2; exit 2 ;;
+  *) echo "install-deps: unknown argument '$1' (expected nothing, test or fuzz)" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-all}"
+# The test oracles (PyTorch, numpy) on top of what the build needs; build.sh below finds the base set installed.
+scripts/install-deps.sh test
 run_suite() {
   local kind="$1" dir="$2"
   scripts/build.sh "$kind"

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "hax/io/atomic_file.h"
+#include "hax/io/json_file.h"
 
 namespace hax::cli::bench {
 
@@ -107,10 +107,6 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) {
-  io::AtomicFile file(path);
-  file.stream() << j.dump(2) << '\n';
-  file.commit();
-}
+void write_json(const std::string& path, const nlohmann::json& j) { io::write_json_file(path, j); }
 
 }  // namespace hax::cli::bench

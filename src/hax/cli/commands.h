@@ -14,6 +14,8 @@ void register_inference_commands(CLI::App& app);  // hax score | generate  (infe
 void register_sweep_commands(CLI::App& app);  // hax sweep  (sweep_command.cpp)
 void register_lm_commands(CLI::App& app);  // hax lm prepare | train | eval  (lm_command.cpp)
 void register_bench_commands(CLI::App& app);  // hax bench train-step | sparse-layer  (bench_command.cpp)
+// hax lm prepare | tokenize | detokenize (lm_prepare_command.cpp), registered by register_lm_commands on `lm`.
+void register_lm_prepare_commands(CLI::App& lm);
 // hax bench sparse-layer (bench_sparse_layer.cpp), registered by register_bench_commands on its `bench` group.
 void register_sparse_layer_bench(CLI::App& bench);
 // hax bench decode (bench_decode.cpp), likewise.

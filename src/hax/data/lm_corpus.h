@@ -9,7 +9,9 @@
 //   DIR/train.tokens      little-endian uint16 token ids of every training document, one after another, each
 //   DIR/valid.tokens        document followed by the tokenizer's eos id
 //   DIR/train.index       little-endian uint64 document start offsets into the .tokens file, then its total token
-//   DIR/valid.index         count (documents + 1 entries, starting at 0, non-decreasing)
+//   DIR/valid.index         count (documents + 1 entries, starting at 0, increasing: every document holds its eos)
+//   DIR/documents.jsonl   one line per document: {"split", "index", "path" (relative to the source), "bytes",
+//                         "tokens"}, so a user can tell which files were held out
 // Everything is written to a temporary folder first and renamed into place, so a folder either is a whole corpus
 // or does not exist.
 #pragma once
@@ -35,12 +37,16 @@ struct CorpusPrepareOptions {
 };
 
 struct CorpusReport {
-  std::uint64_t files_seen = 0, documents = 0, skipped_short = 0, skipped_binary = 0;
+  // Binary: a NUL byte, or more than 1% of the bytes not UTF-8. Duplicate: the same bytes as an earlier document
+  // (a symlink, a copy), which would otherwise land in both splits.
+  std::uint64_t files_seen = 0, documents = 0, skipped_short = 0, skipped_binary = 0, skipped_duplicate = 0;
+  std::uint64_t document_bytes = 0;
   std::uint64_t train_documents = 0, valid_documents = 0, train_tokens = 0, valid_tokens = 0;
 };
 
 // Reads every text file under `source` (recursively, in sorted path order; `.gz` files are decompressed), one
-// document per file, and writes a corpus to `out`. hax::Error (naming the folder or file) for a missing or empty
+// document per file, and writes a corpus to `out`. Bytes that are not UTF-8 (under the binary threshold) become
+// U+FFFD, so every document's text is what decode(encode(text)) gives back. `on_file` is called after each file. hax::Error (naming the folder or file) for a missing or empty
 // source, a source with no text document, or an `out` that exists already.
 CorpusReport prepare_corpus(const std::filesystem::path& source, const std::filesystem::path& out,
                             const CorpusPrepareOptions& options,

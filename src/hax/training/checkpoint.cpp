@@ -1,32 +1,14 @@
 #include "hax/training/checkpoint.h"
 
-#include <fstream>
-
 #include <nlohmann/json.hpp>
 
-#include "hax/io/atomic_file.h"
+#include "hax/io/json_file.h"
 #include "hax/io/safetensors.h"
 
 namespace hax::training {
 namespace {
 
 namespace fs = std::filesystem;
-
-void write_json(const fs::path& path, const nlohmann::json& j) {
-  io::AtomicFile file(path);
-  file.stream() << j.dump(2) << '\n';
-  file.commit();
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  check(in.good(), "cannot open '", path.string(), "'");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("'", path.string(), "' is not valid JSON: ", e.what());
-  }
-}
 
 // Writes a folder through `write(tmp)` into a sibling temp folder, then swaps it into place. Between the two
 // renames the previous version survives as DIR.old, which load() falls back to.
@@ -52,14 +34,14 @@ fs::path existing_folder(const fs::path& dir) {
 }
 
 void write_model_files(const fs::path& dir, const models::Model& model) {
-  write_json(dir / "config.json", model.config().to_json());
+  io::write_json_file(dir / "config.json", model.config().to_json());
   io::save_params(dir / "model.safetensors", {&model.params(), &model.buffers()},
                   {{"format", "pt"}, {"producer", "hax"}});
 }
 
 std::unique_ptr<models::Model> read_model_files(const fs::path& dir) {
   const fs::path config_path = dir / "config.json";
-  const auto config = models::ModelConfig::from_json(read_json(config_path), config_path.string());
+  const auto config = models::ModelConfig::from_json(io::read_json_file(config_path), config_path.string());
   auto model = std::make_unique<models::Model>(config, [&](ParamStore& params, ParamStore& buffers) {
     io::load_params_mapped(dir / "model.safetensors", {&params, &buffers});
   });
@@ -86,7 +68,7 @@ void save_training_checkpoint(const fs::path& dir, const models::Model& model, A
     for (auto& v : io::layout_views(model.params(), optimizer.exp_avg_sq(), "exp_avg_sq.")) moments.push_back(v);
     io::save_safetensors(tmp / "optimizer.safetensors", moments);
     const AdamWConfig& a = optimizer.config();
-    write_json(tmp / "trainer_state.json",
+    io::write_json_file(tmp / "trainer_state.json",
                {{"step", state.step},
                 {"data_position", state.data_position},
                 {"best_valid_accuracy", state.best_valid_accuracy},
@@ -101,7 +83,7 @@ std::unique_ptr<models::Model> load_training_checkpoint(const fs::path& dir, std
   const fs::path from = existing_folder(dir);
   auto model = read_model_files(from);
   const fs::path state_path = from / "trainer_state.json";
-  const nlohmann::json j = read_json(state_path);
+  const nlohmann::json j = io::read_json_file(state_path);
   try {
     state.step = j.at("step").get<std::int64_t>();
     state.data_position = j.at("data_position").get<std::uint64_t>();
