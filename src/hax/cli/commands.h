@@ -16,6 +16,8 @@ void register_lm_commands(CLI::App& app);  // hax lm prepare | train | eval  (lm
 void register_bench_commands(CLI::App& app);  // hax bench train-step | sparse-layer  (bench_command.cpp)
 // hax lm prepare | tokenize | detokenize (lm_prepare_command.cpp), registered by register_lm_commands on `lm`.
 void register_lm_prepare_commands(CLI::App& lm);
+// hax lm eval (lm_eval_command.cpp), likewise.
+void register_lm_eval_command(CLI::App& lm);
 // hax bench sparse-layer (bench_sparse_layer.cpp), registered by register_bench_commands on its `bench` group.
 void register_sparse_layer_bench(CLI::App& bench);
 // hax bench decode (bench_decode.cpp), likewise.

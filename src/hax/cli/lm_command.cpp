@@ -7,6 +7,7 @@ void register_lm_commands(CLI::App& app) {
   CLI::App* lm = app.add_subcommand("lm", "Language models on real text: prepare a corpus, train, evaluate");
   lm->require_subcommand(1);
   register_lm_prepare_commands(*lm);
+  register_lm_eval_command(*lm);
 }
 
 }  // namespace hax::cli

@@ -107,8 +107,10 @@ std::string report_markdown(const LongContextReport& r) {
   md << "# Long-context evaluation\n\n";
   if (r.run.contains("checkpoint")) md << "Checkpoint: `" << r.run["checkpoint"].get<std::string>() << "`  \n";
   if (r.run.contains("command")) md << "Command: `" << r.run["command"].get<std::string>() << "`  \n";
+  std::string depths;
+  for (const double d : r.grid.depths) depths += (depths.empty() ? "" : ", ") + depth_label(d);
   md << "Training context: " << r.context << " tokens; " << r.grid.samples << " samples per length x depth cell, depths "
-     << nlohmann::json(r.grid.depths).dump() << " %, seed " << r.grid.seed << ", answer prefix `"
+     << depths << ", seed " << r.grid.seed << ", answer prefix `"
      << answer_prefix_name(r.grid.prefix) << "`; wall time " << fixed(r.wall_seconds, 1) << " s.\n\n";
   md << "## RULER-style tasks (accuracy %, over depths)\n\n| Length |";
   for (const RulerTask task : r.grid.tasks) md << " " << ruler_task_name(task) << " |";
@@ -181,7 +183,8 @@ std::vector<fs::path> write_report(const fs::path& dir, const LongContextReport&
   fs::create_directories(dir, error);
   check(!error, "cannot create the output folder '", dir.string(), "': ", error.message());
   std::vector<fs::path> written{dir / "results.json", dir / "results.md"};
-  write_text(written[0], report_json(r).dump(2) + "\n");
+  // A continuation or a path that is not UTF-8 is written with U+FFFD, never a failed dump.
+  write_text(written[0], report_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   write_text(written[1], report_markdown(r));
   for (const RulerTask task : r.grid.tasks) {
     written.push_back(dir / ("ruler_" + ruler_task_name(task) + ".svg"));
