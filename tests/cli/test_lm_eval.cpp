@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <sstream>
 
 #include "../data/lm_corpus_fixture.h"
@@ -35,10 +36,11 @@ class CliLmEval : public ::testing::Test {
 
   static fs::path corpus() { return *dir_ / "corpus"; }
   static fs::path checkpoint() { return *dir_ / "model"; }
-  static std::string eval_args(const fs::path& out, const std::string& extra = "") {
-    return cat("lm eval --checkpoint ", quoted(checkpoint()), " --corpus ", quoted(corpus()),
-               " --context 256 --lengths 1,2 --depths 0,50,100 --samples 2 --threads 1 --ppl-sequences 2 --out ",
-               quoted(out), extra);
+  // The tokenizer of this small corpus is nearly byte-level, so 4 needles with their question take ~500 tokens.
+  static std::string eval_args(const fs::path& out, const std::string& extra = "", int context = 768) {
+    return cat("lm eval --checkpoint ", quoted(checkpoint()), " --corpus ", quoted(corpus()), " --context ", context,
+               " --lengths 1,2 --depths 0,50,100 --samples 2 --threads 1 --ppl-sequences 2 --out ", quoted(out),
+               extra);
   }
 
   static ScratchDir* dir_;
@@ -58,8 +60,8 @@ TEST_F(CliLmEval, WritesTheTableHeatmapsChartAndEverySampleForTheGrid) {
   const CommandResult r = run_hax(eval_args(out / "eval", " --seed 3"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(read_file(out / "eval" / "results.json"));
-  EXPECT_EQ(j.at("lengths"), (std::vector<int>{256, 512}));
-  EXPECT_EQ(j.at("context"), 256);
+  EXPECT_EQ(j.at("lengths"), (std::vector<int>{768, 1536}));
+  EXPECT_EQ(j.at("context"), 768);
   EXPECT_NE(j.at("command").get<std::string>().find("lm eval --checkpoint"), std::string::npos) << j.at("command");
   EXPECT_EQ(j.at("checkpoint"), checkpoint().string());
   EXPECT_GT(j.at("wall_seconds").get<double>(), 0);
@@ -75,15 +77,19 @@ TEST_F(CliLmEval, WritesTheTableHeatmapsChartAndEverySampleForTheGrid) {
     EXPECT_NO_THROW(xml_elements(svg)) << name;
     EXPECT_NE(svg.find("50%"), std::string::npos);
   }
-  // Perplexity: two sequences of 512 tokens, 64-token buckets (context / 4), every bucket filled.
-  EXPECT_EQ(j.at("perplexity").at("sequences"), 2);
-  EXPECT_EQ(j.at("perplexity").at("tokens_scored"), 2 * 511);
-  EXPECT_EQ(j.at("perplexity").at("by_position").size(), 512u / 64);
+  // Perplexity: up to two sequences of 1536 held-out tokens (one, shorter, if the split is smaller), buckets of
+  // 192 positions (context / 4).
+  const std::size_t heldout = data::LmCorpus::open(corpus()).tokens(data::Split::valid).size();
+  const std::size_t sequences = std::clamp<std::size_t>(heldout / 1536, 1, 2);
+  const std::size_t length = std::min<std::size_t>(heldout, 1536);
+  EXPECT_EQ(j.at("perplexity").at("sequences"), sequences);
+  EXPECT_EQ(j.at("perplexity").at("tokens_scored"), sequences * (length - 1));
+  EXPECT_EQ(j.at("perplexity").at("by_position").size(), (length + 191) / 192);
   EXPECT_NO_THROW(xml_elements(read_file(out / "eval" / "perplexity_by_position.svg")));
   const std::string md = read_file(out / "eval" / "results.md");
   EXPECT_NE(md.find("| Length | niah_single_number | niah_single_word |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| 512 (2x) |"), std::string::npos) << md;
-  EXPECT_NE(r.out.find("| 256 (1x) |"), std::string::npos) << "the table goes to stdout too";
+  EXPECT_NE(md.find("| 1536 (2x) |"), std::string::npos) << md;
+  EXPECT_NE(r.out.find("| 768 (1x) |"), std::string::npos) << "the table goes to stdout too";
   const std::vector<nlohmann::json> samples = jsonl(out / "eval" / "samples.jsonl");
   ASSERT_EQ(samples.size(), 7u * 2 * 3 * 2);
   for (const auto& s : samples) EXPECT_FALSE(s.at("answers").empty());
@@ -107,7 +113,7 @@ TEST_F(CliLmEval, BadInputIsOneErrorLine) {
   const fs::path other_vocab = save_untrained_checkpoint(dir);  // vocabulary 100
   EXPECT_TRUE(FailsWithOneErrorLine(
       run_hax(cat("lm eval --checkpoint ", quoted(other_vocab), " --corpus ", quoted(corpus()),
-                  " --context 256 --out ", quoted(dir / "o"))),
+                  " --context 768 --out ", quoted(dir / "o"))),
       "vocabulary of 100 tokens but corpus"));
   models::ModelConfig paper = tiny_mamba_config();
   paper.vocab_size = data::LmCorpus::open(corpus()).vocab_size();
@@ -119,9 +125,9 @@ TEST_F(CliLmEval, BadInputIsOneErrorLine) {
   training::save_model(dir / "paper", models::Model(paper));
   EXPECT_TRUE(FailsWithOneErrorLine(
       run_hax(cat("lm eval --checkpoint ", quoted(dir / "paper"), " --corpus ", quoted(corpus()),
-                  " --context 256 --out ", quoted(dir / "o"))),
+                  " --context 768 --out ", quoted(dir / "o"))),
       "causal"));
-  EXPECT_TRUE(FailsWithOneErrorLine(run_hax(eval_args(dir / "o", " --context 16 --lengths 1")), "cannot hold"));
+  EXPECT_TRUE(FailsWithOneErrorLine(run_hax(eval_args(dir / "o", "", 64)), "cannot hold"));
   EXPECT_FALSE(fs::exists(dir / "o" / "results.json")) << "nothing is written for a failed run";
   // A corpus whose held-out split is empty.
   fs::copy(corpus(), dir / "empty", fs::copy_options::recursive);
@@ -132,7 +138,7 @@ TEST_F(CliLmEval, BadInputIsOneErrorLine) {
   write_file(dir / "empty" / "valid.index", std::string(8, '\0'));
   EXPECT_TRUE(FailsWithOneErrorLine(
       run_hax(cat("lm eval --checkpoint ", quoted(checkpoint()), " --corpus ", quoted(dir / "empty"),
-                  " --context 256 --out ", quoted(dir / "o"))),
+                  " --context 768 --out ", quoted(dir / "o"))),
       "valid split must hold at least one document"));
 }
 
