@@ -40,12 +40,6 @@ std::pair<double, int> sum_cells(const LongContextReport& r, Keep keep) {
   return {score, samples};
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  io::AtomicFile file(path);
-  file.stream() << text;
-  file.commit();
-}
-
 }  // namespace
 
 std::vector<data::TokenSequence> position_sequences(std::span<const std::int32_t> stream, int length,
@@ -184,14 +178,14 @@ std::vector<fs::path> write_report(const fs::path& dir, const LongContextReport&
   check(!error, "cannot create the output folder '", dir.string(), "': ", error.message());
   std::vector<fs::path> written{dir / "results.json", dir / "results.md"};
   // A continuation or a path that is not UTF-8 is written with U+FFFD, never a failed dump.
-  write_text(written[0], report_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  write_text(written[1], report_markdown(r));
+  io::write_file_atomically(written[0], report_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  io::write_file_atomically(written[1], report_markdown(r));
   for (const RulerTask task : r.grid.tasks) {
     written.push_back(dir / ("ruler_" + ruler_task_name(task) + ".svg"));
-    write_text(written.back(), io::heatmap_svg(task_heatmap(r, task)));
+    io::write_file_atomically(written.back(), io::heatmap_svg(task_heatmap(r, task)));
   }
   written.push_back(dir / "perplexity_by_position.svg");
-  write_text(written.back(), io::line_chart_svg(perplexity_chart(r)));
+  io::write_file_atomically(written.back(), io::line_chart_svg(perplexity_chart(r)));
   return written;
 }
 
