@@ -19,6 +19,8 @@ void register_bench_commands(CLI::App& app);  // hax bench train-step | sparse-l
 void register_lm_prepare_commands(CLI::App& lm);
 // hax lm train (lm_train_command.cpp), registered by register_lm_commands on its `lm` group.
 void register_lm_train(CLI::App& lm);
+// hax lm eval (lm_eval_command.cpp), likewise.
+void register_lm_eval_command(CLI::App& lm);
 // hax bench sparse-layer (bench_sparse_layer.cpp), registered by register_bench_commands on its `bench` group.
 void register_sparse_layer_bench(CLI::App& bench);
 // hax bench decode (bench_decode.cpp), likewise.

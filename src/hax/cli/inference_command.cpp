@@ -33,17 +33,7 @@ struct ScoreCommand {
 nlohmann::json score_json(const ScoreCommand& c, const inference::ScoreResult& r) {
   nlohmann::json j{{"checkpoint", c.checkpoint}, {"tokens_file", c.tokens_path}, {"tokens_scored", r.tokens},
                    {"mean_nll", r.mean_nll()}, {"perplexity", r.perplexity()}, {"chunk", c.options.chunk}};
-  if (c.options.bucket_width > 0) {
-    nlohmann::json buckets = nlohmann::json::array();
-    for (std::size_t b = 0; b < r.bucket_tokens.size(); ++b) {
-      const std::uint64_t n = r.bucket_tokens[b];
-      buckets.push_back({{"first_position", b * c.options.bucket_width},
-                         {"last_position", (b + 1) * c.options.bucket_width - 1},
-                         {"tokens", n},
-                         {"mean_nll", n ? nlohmann::json(r.bucket_mean_nll(b)) : nullptr}});
-    }
-    j["by_position"] = buckets;
-  }
+  if (c.options.bucket_width > 0) j["by_position"] = inference::by_position_json(r, c.options.bucket_width);
   return j;
 }
 

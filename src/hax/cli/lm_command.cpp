@@ -8,6 +8,7 @@ void register_lm_commands(CLI::App& app) {
   lm->require_subcommand(1);
   register_lm_prepare_commands(*lm);
   register_lm_train(*lm);
+  register_lm_eval_command(*lm);
 }
 
 }  // namespace hax::cli

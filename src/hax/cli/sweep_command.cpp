@@ -191,12 +191,6 @@ void execute_run_safely(const Sweep& s, const RunSpec& run, const std::string& p
 
 // ---- outputs ----
 
-void write_text(const fs::path& path, const std::string& text) {
-  io::AtomicFile file(path);
-  file.stream() << text;
-  file.commit();
-}
-
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);
   std::ostringstream text;
@@ -213,14 +207,14 @@ std::vector<training::RunRecord> read_records(const Sweep& s) {
 
 void render_into(const fs::path& out, const Sweep& s, const std::vector<training::RunRecord>& records) {
   fs::create_directories(out / "heatmaps");
-  write_text(out / "results.json", training::results_json(records).dump(2) + "\n");
-  write_text(out / "results.md", training::results_markdown(s.experiment, records));
+  io::write_file_atomically(out / "results.json", training::results_json(records).dump(2) + "\n");
+  io::write_file_atomically(out / "results.md", training::results_markdown(s.experiment, records));
   for (const training::ExperimentBase& base : s.experiment.bases)
-    write_text(out / ("curves_" + base.name + ".svg"),
+    io::write_file_atomically(out / ("curves_" + base.name + ".svg"),
                io::line_chart_svg(training::curves_chart(s.experiment, records, base.name)));
   for (const training::RunRecord& r : records)
     if (r.status == "done" && fs::exists(fs::path(r.folder) / "test.svg"))
-      write_text(out / "heatmaps" / (r.spec.id() + ".svg"), read_text(fs::path(r.folder) / "test.svg"));
+      io::write_file_atomically(out / "heatmaps" / (r.spec.id() + ".svg"), read_text(fs::path(r.folder) / "test.svg"));
 }
 
 // Returns the number of failed runs.

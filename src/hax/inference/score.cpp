@@ -26,6 +26,18 @@ void add(ScoreResult& r, const ScoreOptions& o, std::size_t position, double nll
 
 double ScoreResult::perplexity() const { return std::exp(mean_nll()); }
 
+nlohmann::json by_position_json(const ScoreResult& r, int bucket_width) {
+  nlohmann::json buckets = nlohmann::json::array();
+  for (std::size_t b = 0; b < r.bucket_tokens.size(); ++b) {
+    const std::uint64_t n = r.bucket_tokens[b];
+    buckets.push_back({{"first_position", b * bucket_width},
+                       {"last_position", (b + 1) * bucket_width - 1},
+                       {"tokens", n},
+                       {"mean_nll", n ? nlohmann::json(r.bucket_mean_nll(b)) : nullptr}});
+  }
+  return buckets;
+}
+
 double token_nll(std::span<const float> logits, std::int32_t target) {
   const float most = *std::max_element(logits.begin(), logits.end());
   double sum = 0;

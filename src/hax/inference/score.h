@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "hax/data/tokens_file.h"
 #include "hax/inference/state_file.h"
 #include "hax/models/model.h"
@@ -44,6 +46,10 @@ ScoreResult score_sequences(models::Model& model, const std::vector<data::TokenS
 // token of A + B but A's first, the same as scoring A + B). Bucket positions count from the stream's start.
 ScoreResult score_stream(models::Model& model, SavedStream& stream, std::span<const std::int32_t> tokens,
                          const ScoreOptions& options, const std::function<void(std::uint64_t)>& on_tokens = {});
+
+// The per-bucket figures as JSON (what `hax score --json` and `hax lm eval` write): one object per bucket with its
+// first and last position, tokens and mean NLL (null for an empty bucket).
+nlohmann::json by_position_json(const ScoreResult& result, int bucket_width);
 
 // -log softmax(logits)[target], in double.
 double token_nll(std::span<const float> logits, std::int32_t target);

@@ -95,4 +95,10 @@ void AtomicFile::commit() {
   fsync_path(directory_of(target_), O_RDONLY | O_DIRECTORY, path_);  // makes the rename itself durable
 }
 
+void write_file_atomically(const std::filesystem::path& path, std::string_view text) {
+  AtomicFile file(path);
+  file.stream() << text;
+  file.commit();
+}
+
 }  // namespace hax::io

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <ostream>
+#include <string_view>
 #include <vector>
 
 namespace hax::io {
@@ -41,5 +42,8 @@ class AtomicFile {
   std::ofstream out_;
   bool committed_ = false;
 };
+
+// The whole of `text` as the file at `path`, through an AtomicFile.
+void write_file_atomically(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace hax::io
