@@ -10,6 +10,7 @@
 #include "hax/engine/arena.h"
 #include "hax/engine/error.h"
 #include "hax/inference/generate.h"
+#include "hax/inference/logit_stream.h"
 #include "hax/inference/score.h"
 
 namespace hax::inference {
@@ -76,6 +77,29 @@ TEST(Generate, GreedyFollowsTheArgmaxOfTheParallelForward) {
     sequence.push_back(token);
   }
   EXPECT_TRUE(generate(*model, prompt, 0, {}, 1).empty());
+}
+
+// A prompt's chunks compute the output layer for their last token only (generate's prompt path): those logits are
+// the last row of a full feed's, and the state after it is the same.
+TEST(Generate, LastOnlyFeedGivesTheLastRowOfAFullFeed) {
+  auto model = hax_model();
+  const std::size_t V = std::size_t(model->config().vocab_size);
+  const std::vector<std::int32_t> tokens = testing::random_tokens(30, int(V), 8);
+  LogitStream full(*model), last(*model);
+  for (const auto& [at, count] : {std::pair{0, 13}, std::pair{13, 17}}) {
+    const auto part = std::span<const std::int32_t>(tokens).subspan(at, count);
+    const std::span<const float> every = full.feed(part);
+    const std::vector<float> expected(every.end() - std::ptrdiff_t(V), every.end());
+    const std::span<const float> got = last.feed(part, true);
+    ASSERT_EQ(got.size(), V);
+    for (std::size_t v = 0; v < V; ++v) EXPECT_NEAR(got[v], expected[v], 1e-5f * (1 + std::abs(expected[v])));
+  }
+  EXPECT_EQ(last.state().position, 30);
+  const std::int32_t next = 3;  // and the states continue alike
+  const std::span<const float> from_full = full.feed({&next, 1});
+  const std::vector<float> expected(from_full.begin(), from_full.end());
+  const std::span<const float> from_last = last.feed({&next, 1});
+  for (std::size_t v = 0; v < V; ++v) EXPECT_EQ(from_last[v], expected[v]);
 }
 
 TEST(Generate, ASeedRepeatsItsDrawsAndTopOneIsGreedy) {

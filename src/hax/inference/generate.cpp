@@ -52,8 +52,9 @@ std::vector<std::int32_t> run(models::Model& model, SavedStream& saved, std::spa
   const std::size_t V = static_cast<std::size_t>(model.config().vocab_size);
   LogitStream stream(model, std::move(saved.state));
   std::span<const float> logits = saved.next_logits;
+  // Only the prompt's last token's logits are used: the output layer runs for it alone.
   for (std::size_t at = 0; at < prompt.size(); at += static_cast<std::size_t>(chunk))
-    logits = stream.feed(prompt.subspan(at, std::min(prompt.size() - at, static_cast<std::size_t>(chunk))));
+    logits = stream.feed(prompt.subspan(at, std::min(prompt.size() - at, static_cast<std::size_t>(chunk))), true);
   Rng rng = saved.rng ? Rng(*saved.rng) : Rng(seed);
   std::vector<std::int32_t> tokens;
   for (int i = 0; i < max_new; ++i) {

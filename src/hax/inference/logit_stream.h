@@ -22,12 +22,14 @@ class LogitStream {
   const models::ModelState& state() const { return state_; }
   models::ModelState take_state() { return std::move(state_); }
 
-  // The logits (T, V) of the next T tokens of the sequence; valid until the next feed.
-  std::span<const float> feed(std::span<const std::int32_t> tokens) {
+  // The logits (T, V) of the next T tokens of the sequence (with last_only, those of the last token: (1, V));
+  // valid until the next feed.
+  std::span<const float> feed(std::span<const std::int32_t> tokens, bool last_only = false) {
     const std::size_t need = model_.prefill_arena_floats(state_, static_cast<int>(tokens.size()));
     if (arena_.capacity() < need) arena_ = Arena(need);
-    logits_.resize(tokens.size() * static_cast<std::size_t>(model_.config().vocab_size));
-    model_.prefill(logits_.data(), state_, tokens, arena_);
+    const std::size_t rows = last_only && !tokens.empty() ? 1 : tokens.size();
+    logits_.resize(rows * static_cast<std::size_t>(model_.config().vocab_size));
+    model_.prefill(logits_.data(), state_, tokens, arena_, last_only);
     return logits_;
   }
 

@@ -167,13 +167,13 @@ void Model::logits(float* out, const std::vector<std::int32_t>& inputs, const la
   arena.reset();
   training_ = false;
   forward_body(inputs, batch, {false, options.noise_seed}, padded_length, arena);
-  output_logits(out, batch.rows(), arena);
+  output_logits(out, hidden_.back(), batch.rows(), arena);
 }
 
-void Model::output_logits(float* out, int M, Arena& arena) const {
+void Model::output_logits(float* out, const float* hidden, int M, Arena& arena) const {
   const int D = config_.hidden_size, V = config_.vocab_size;
   float* normed = arena.alloc(rows_times(M, D), "final norm out").data();
-  ops::rmsnorm_forward(normed, nullptr, hidden_.back(), params_.param("norm_f.weight").data(), M, D,
+  ops::rmsnorm_forward(normed, nullptr, hidden, params_.param("norm_f.weight").data(), M, D,
                        static_cast<float>(config_.layer_norm_epsilon));
   ops::tied_output_forward(out, normed, params_.param(output_weight_name(config_)).data(), M, D, V);
 }
@@ -196,7 +196,8 @@ std::size_t Model::prefill_arena_floats(const ModelState& state, int T) const {
   return floats + scratch;
 }
 
-void Model::prefill(float* logits, ModelState& state, std::span<const std::int32_t> tokens, Arena& arena) {
+void Model::prefill(float* logits, ModelState& state, std::span<const std::int32_t> tokens, Arena& arena,
+                    bool last_only) {
   check(state.blocks.size() == blocks_.size(), "prefill: the state has ", state.blocks.size(), " blocks, the model ",
         blocks_.size(), " (make it with start_state())");
   if (tokens.empty()) return;
@@ -208,7 +209,8 @@ void Model::prefill(float* logits, ModelState& state, std::span<const std::int32
   training_ = false;
   const layers::PackedBatch one = layers::PackedBatch::of_one(int(tokens.size()));
   forward_body(tokens, one, {}, 0, arena, &state);
-  output_logits(logits, one.rows(), arena);
+  const int rows = last_only ? 1 : one.rows();
+  output_logits(logits, hidden_.back() + rows_times(one.rows() - rows, config_.hidden_size), rows, arena);
   state.position += int(tokens.size());
 }
 

@@ -90,8 +90,10 @@ class Model {
   // the whole padded sequence) or with LSH projections redrawn every forward.
   ModelState start_state() const;
   // logits (T, V) of the next T = tokens.size() tokens of the state's sequence; advances the state. Uses the arena
-  // as logits() does (reset first; prefill_arena_floats).
-  void prefill(float* logits, ModelState& state, std::span<const std::int32_t> tokens, Arena& arena);
+  // as logits() does (reset first; prefill_arena_floats). With last_only, only the last token's logits (V): what
+  // a prompt needs, and the output layer is most of a small model's work per token at a large vocabulary.
+  void prefill(float* logits, ModelState& state, std::span<const std::int32_t> tokens, Arena& arena,
+               bool last_only = false);
   std::size_t prefill_arena_floats(const ModelState& state, int T) const;
   // The same with an arena of its own: logits (T, V).
   std::vector<float> prefill(ModelState& state, std::span<const std::int32_t> tokens);
@@ -113,7 +115,8 @@ class Model {
   void forward_body(std::span<const std::int32_t> inputs, const layers::PackedBatch& batch,
                     const ForwardOptions& options, int padded_length, Arena& arena, ModelState* state = nullptr);
   // out (M, V) = the final norm and tied output layer on the last hidden state of forward_body.
-  void output_logits(float* out, int M, Arena& arena) const;
+  // The logits (M, V) of the M rows of the last block's output starting at `hidden`.
+  void output_logits(float* out, const float* hidden, int M, Arena& arena) const;
 
   ModelConfig config_;
   ParamStore params_;
