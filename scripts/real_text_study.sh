@@ -14,7 +14,8 @@
 # tree. Afterwards scripts/real_text_json.py writes docs/results/real_text.json and the table for docs/results.md.
 #
 # Usage: scripts/real_text_study.sh [--jobs N] [--runs-dir DIR]
-#   --jobs N      continuations and evaluations run N at a time, one thread each (default 2)
+#   --jobs N      continuations and evaluations run N at a time, one thread each; pre-training, which runs
+#                 alone, uses N threads (default 2)
 #   --runs-dir    default ${HAX_RUNS_DIR:-~/hax-runs}/real_text
 #   HAX_BINARY    the hax binary (default build/hax)
 #   steps (STEP.done, STEP.log, STEP.command): corpus, pretrain, eval_pretrain, cont_<variant>, eval_<variant>
@@ -54,8 +55,9 @@ declare -A variant_flags=(
 )
 variants=(mamba hax ks lsh sw a d)
 
-# Runs `command...` once: skipped when STEP.done exists; the command line goes to STEP.command and the output to
-# STEP.log; STEP.done records the wall time.
+# Runs `command...` once with `threads` OpenMP threads: skipped when STEP.done exists; the command line goes to
+# STEP.command and the output to STEP.log; STEP.done records the wall time.
+threads=1
 run_step() {
   local step="$1"; shift
   [ -f "$runs/$step.done" ] && { echo "== $step: done already"; return 0; }
@@ -63,7 +65,7 @@ run_step() {
   printf '%q ' "$@" > "$runs/$step.command"; echo >> "$runs/$step.command"
   local start; start=$(date +%s.%N)
   if "$@" > "$runs/$step.log" 2>&1; then
-    echo "{\"step\": \"$step\", \"wall_seconds\": $(echo "$(date +%s.%N) - $start" | bc), \"threads\": 1, \"finished\": \"$(date -u +%FT%TZ)\", \"machine\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\"}" > "$runs/$step.done"
+    echo "{\"step\": \"$step\", \"wall_seconds\": $(echo "$(date +%s.%N) - $start" | bc), \"threads\": $threads, \"finished\": \"$(date -u +%FT%TZ)\", \"machine\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\"}" > "$runs/$step.done"
     echo "== $step: finished"
   else
     echo "== $step: FAILED (see $runs/$step.log)" >&2
@@ -76,7 +78,7 @@ train() {
   local out="$1"; shift
   local resume=()
   [ -d "$out/last" ] && resume=(--resume)
-  "$hax" lm train --corpus "$corpus" --out "$out" --context $context --batch-size $batch --threads 1 \
+  "$hax" lm train --corpus "$corpus" --out "$out" --context $context --batch-size $batch --threads $threads \
     --eval-every 100 --eval-windows 64 "$@" "${resume[@]}"
 }
 
@@ -91,10 +93,12 @@ if [ ! -f "$runs/corpus.done" ]; then
 fi
 run_step corpus "$hax" lm prepare --extensions rst,txt --vocab-size 8192 --seed 1 --threads 2 --out "$corpus"
 
+threads=$jobs
 run_step pretrain train "$runs/pretrain" --config configs/lm_mamba_small.json --vocab-from-corpus --steps 1500 \
   --lr 1e-3 --min-lr 1e-4 --warmup 100 --clip-grad 1
 
 # Continuations, then evaluations, `jobs` at a time.
+threads=1
 pids=()
 throttle() {
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done

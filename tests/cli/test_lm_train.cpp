@@ -101,6 +101,16 @@ TEST_F(LmTrainCli, InitFromAddsHaxTheSparseBranchStartsFromBAndCAndTrainingConti
   const std::size_t R = 2, N = 4, I = 32;  // tiny_mamba_config
   ASSERT_EQ(xx_proj.size(), 2 * N * I);
   EXPECT_TRUE(std::equal(xx_proj.begin(), xx_proj.end(), x_proj.begin() + R * I));
+
+  // One command line starts and resumes a run: --resume with the first command's model flags continues it, and
+  // model flags that describe another model are refused, naming the key.
+  const std::string again = cat("lm train --corpus ", quoted(corpus()), " --out ", quoted(first), " --init-from ",
+                                quoted(base_run() / "last"), " --sparse-keys 8 --zero-steps 1 --resume", kTinyRun);
+  const CommandResult resumed = run_hax(cat(again, " --sparse-arch key_selection --steps 2"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(first / "last/trainer_state.json")).at("step"), 2);
+  EXPECT_TRUE(FailsWithOneErrorLine(run_hax(cat(again, " --sparse-arch sliding_window --steps 3")),
+                                    "the model flags give sparse_arch = \"sliding_window\""));
 }
 
 TEST_F(LmTrainCli, BadInputIsOneLine) {

@@ -75,13 +75,38 @@ void describe_model(const models::ModelConfig& config) {
             << parameters << " parameters\n";
 }
 
+// --resume with the model flags of the run's first command (so that one command line starts and resumes a run): they
+// must describe the model the run already has; any difference is refused, naming the first differing key.
+void check_resumed_model(const LmTrainCommand& c, const data::LmCorpus& corpus, const fs::path& last_config) {
+  if (c.config_path.empty() && c.init_from.empty()) {
+    check(!c.sparse.any() && c.seed < 0, "--resume without --config or --init-from continues the run in --out with "
+                                         "its own model: --seed and the sparse flags cannot change it");
+    return;
+  }
+  if (!fs::exists(last_config)) return;  // the trainer says there is nothing to resume
+  models::ModelConfig intended;
+  if (!c.config_path.empty()) {
+    intended = fresh_config(c, corpus);
+  } else {
+    intended = models::ModelConfig::load(c.init_from + "/config.json");
+    if (c.seed >= 0) intended.seed = static_cast<std::uint64_t>(c.seed);
+    c.sparse.apply(intended, c.init_from + "/config.json");
+  }
+  const nlohmann::json want = intended.to_json();
+  const nlohmann::json have = models::ModelConfig::load(last_config.string()).to_json();
+  for (const auto& [key, value] : want.items())
+    check(have.contains(key) && have[key] == value, "--resume: the model flags give ", key, " = ", value.dump(),
+          " but the run in --out has ", have.contains(key) ? have[key].dump() : std::string("no ") + key, " ('",
+          last_config.string(), "'); a resumed run keeps its model");
+  for (const auto& [key, value] : have.items())
+    check(want.contains(key), "--resume: the run in --out has ", key, " = ", value.dump(),
+          " which the model flags do not give ('", last_config.string(), "'); a resumed run keeps its model");
+}
+
 void run_lm_train(const LmTrainCommand& c) {
   set_num_threads(c.threads);
   check(c.resume || !c.config_path.empty() || !c.init_from.empty(),
         "lm train needs --config FILE (a new model) or --init-from CHECKPOINT (continue a trained one)");
-  check(!c.resume || (c.config_path.empty() && c.init_from.empty() && !c.sparse.any() && c.seed < 0),
-        "--resume continues the run in --out with its own model: --config, --init-from, --seed and the sparse flags "
-        "cannot change it");
   const data::LmCorpus corpus = data::LmCorpus::open(c.corpus);
   training::TrainOptions options = c.options;
   options.decay_steps = options.steps;  // the cosine reaches --min-lr at the last update
@@ -99,6 +124,7 @@ void run_lm_train(const LmTrainCommand& c) {
     if (fs::exists(last_config))
       check_vocab(models::ModelConfig::load(last_config.string()), corpus, "the run's model '" +
                   last_config.string() + "'");
+    check_resumed_model(c, corpus, last_config);
   } else if (!c.init_from.empty()) {
     continued = continued_model(c, corpus);
     config = continued->config();
@@ -153,7 +179,7 @@ void register_lm_train(CLI::App& lm) {
   command->add_flag("--vocab-from-corpus", c->vocab_from_corpus,
                     "Take --config's vocab_size from the corpus (otherwise the two must agree)");
   command->add_flag("--resume", c->resume, "Continue the run in --out from its last/ checkpoint (pass the same "
-                                           "training flags)");
+                                           "training flags; model flags, if given, must match the run's model)");
   command->add_option("--context", c->context, "Tokens per training window (each scores its next tokens)")
       ->check(CLI::PositiveNumber);
   command->add_option("--batch-size", o.batch_size, "Windows per update")->check(CLI::PositiveNumber);
