@@ -1,5 +1,5 @@
 // Issue 10's "no allocation per decoded token": once a stream is warm (ring buffers wrapped, the running top-w
-// full), feeding it one token at a time must not touch the heap for any bounded pattern, plain SSM or Samba.
+// full), feeding it one token at a time must not touch the heap for any bounded pattern, on Mamba, Mamba2 or Samba.
 // This executable replaces the global operator new to count calls, which is why it is a suite of its own.
 // (aligned_alloc/malloc from AlignedBuffer are not counted; Arena and LogitStream only grow those on a larger call.)
 #include <gtest/gtest.h>
@@ -45,11 +45,6 @@ namespace {
 using testing::BaseArch;
 
 // Every model whose inference state is bounded: all but `full` and `dilated`, which must keep a growing cache.
-// Mamba2 and Samba are not there yet: the SSD kernel's per-chunk scratch (ops/ssd.cpp) and the rotary tables
-// (ops/rotary.cpp) are still std::vectors made per call. They are listed, and skipped with that reason, so that
-// the gap shows in every run.
-bool allocates_per_token_still(const BaseArch& c) { return c.first == "mamba2" || c.first == "samba"; }
-
 std::vector<BaseArch> bounded_cases() {
   std::vector<BaseArch> cases;
   for (const BaseArch& c : testing::all_base_archs())
@@ -61,8 +56,6 @@ std::vector<BaseArch> bounded_cases() {
 class DecodeAllocationTest : public ::testing::TestWithParam<BaseArch> {};
 
 TEST_P(DecodeAllocationTest, AWarmStreamDecodesWithoutAllocating) {
-  if (allocates_per_token_still(GetParam()))
-    GTEST_SKIP() << "known gap: the SSD kernel's and the rotary embedding's scratch are allocated per call";
   Model model(testing::tiny_config(GetParam().first, GetParam().second));
   testing::perturb_parameters(model);
   const std::vector<std::int32_t> tokens = testing::random_tokens(2300, model.config().vocab_size, 9);

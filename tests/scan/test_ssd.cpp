@@ -267,6 +267,36 @@ TEST(FastSsd, EmptySequencePassesTheStateThrough) {
   EXPECT_EQ(r.grad[kH0], p.dhT);
 }
 
+// The recurrent step kernel (streaming): positions fed in pieces of any size, the state carried in place, give the
+// reference's outputs and final state; also in the drop-in form and at a size whose heads run in parallel.
+void expect_steps_match_the_reference(Problem<double> p, const std::vector<int>& pieces) {
+  const Result<double> want = run_whole(p);
+  const Problem<float> f = to_float(p);
+  std::vector<float> y(f.dy.size()), h = f.in[kH0];
+  h.resize(want.hT.size(), 0.0f);
+  int t0 = 0;
+  for (int piece : pieces) {
+    SsdShape shape = f.shape;
+    shape.seq_len = piece;
+    ssd_step_forward(shape, f.inputs(t0), y.data() + t0 * f.row(kX), h.data());
+    t0 += piece;
+  }
+  ASSERT_EQ(t0, p.shape.seq_len);
+  expect_close(y, want.y, kFloatTolerance, "y");
+  expect_close(h, want.hT, kFloatTolerance, "h");
+}
+
+TEST(FastSsd, StepKernelMatchesTheSequentialRecurrence) {
+  expect_steps_match_the_reference(make_problem(10, {12, 4, 6, 2, 5, 64}, true, false), {1, 1, 3, 0, 7});
+  expect_steps_match_the_reference(make_problem(11, {5, 3, 4, 1, 6, 8}, false, false), {1, 1, 1, 1, 1});
+  Problem<double> drop_in = make_problem(12, {6, 4, 6, 2, 5, 16}, true, false);
+  drop_in.drop_in = true;
+  for (double& a : drop_in.in[kALog]) a = static_cast<float>(-std::exp(a));
+  for (double& v : drop_in.in[kDtRaw]) v = static_cast<float>(std::log1p(std::exp(v - 1.0)));
+  expect_steps_match_the_reference(drop_in, {2, 4});
+  expect_steps_match_the_reference(make_problem(13, {40, 8, 32, 1, 128, 64}, true, false), {1, 39});  // parallel
+}
+
 TEST(FastSsd, RejectsBadShapesAndArguments) {
   const Problem<float> p = to_float(make_problem(9, {10, 4, 3, 2, 5, 8}, true, false));
   std::vector<float> y(p.dy.size()), hT(4 * 3 * 5), saved(ssd_saved_floats(p.shape));
@@ -282,6 +312,8 @@ TEST(FastSsd, RejectsBadShapesAndArguments) {
   missing.Bm = nullptr;
   EXPECT_THROW(ssd_forward(p.shape, missing, y.data(), hT.data(), nullptr), Error);
   EXPECT_THROW(ssd_backward(p.shape, p.inputs(), nullptr, p.dy.data(), nullptr, {}), Error);  // no saved states
+  EXPECT_THROW(ssd_step_forward(p.shape, p.inputs(), y.data(), nullptr), Error);            // no state
+  EXPECT_THROW(ssd_step_forward({10, 4, 3, 3, 5, 8}, p.inputs(), y.data(), hT.data()), Error);
 }
 
 }  // namespace

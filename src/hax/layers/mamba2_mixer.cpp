@@ -39,6 +39,11 @@ namespace {
 
 ops::SsdShape ssd_shape(int T, int H, int P, int G, int N, int chunk) { return {T, H, P, G, N, chunk}; }
 
+// Streamed chunks of at most this many positions go through the SSD's recurrent form: its cost per position is one
+// pass over the state, while the chunked kernel's fixed per-chunk work (Q x Q scratch per head) only pays off over
+// many positions.
+constexpr int kRecurrentRows = 16;
+
 }  // namespace
 
 std::size_t Mamba2Mixer::ssd_floats(const PackedBatch& batch) const {
@@ -140,17 +145,23 @@ void Mamba2Mixer::forward_impl(float* out, const float* u, const PackedBatch& ba
     arena.release(mark);
   }
 
-  const std::vector<std::size_t> ssd_at = ssd_offsets(batch);
-  float* hT = state ? arena.alloc(rows_times(H, std::size_t(P_) * N_), "mamba2 final state").data() : nullptr;
-  for_each_sequence(batch, [&](int q) {
-    const ops::SsdShape shape = ssd_shape(batch.length(q), H_, P_, G_, N_, chunk_);
-    const std::size_t at = rows_times(batch.start(q), I), at_h = rows_times(batch.start(q), H),
-                      at_n = rows_times(batch.start(q), GN);
-    const ops::SsdInputs<float> in{s.x + at,   s.dt_raw + at_h, dt_bias_.value, a_log_.value,
-                                   s.Bm + at_n, s.Cm + at_n,    d_skip_.value,  state ? state->h.data() : nullptr};
-    ops::ssd_forward(shape, in, s.y + at, hT, s.ssd + ssd_at[q]);
-  });
-  if (state) std::copy_n(hT, state->h.size(), state->h.data());
+  if (state && M <= kRecurrentRows) {
+    // A decoded token (or a few): the recurrent form updates the state in place.
+    const ops::SsdInputs<float> in{s.x, s.dt_raw, dt_bias_.value, a_log_.value, s.Bm, s.Cm, d_skip_.value, nullptr};
+    ops::ssd_step_forward(ssd_shape(M, H_, P_, G_, N_, chunk_), in, s.y, state->h.data());
+  } else {
+    const std::vector<std::size_t> ssd_at = ssd_offsets(batch);
+    float* hT = state ? arena.alloc(rows_times(H, std::size_t(P_) * N_), "mamba2 final state").data() : nullptr;
+    for_each_sequence(batch, [&](int q) {
+      const ops::SsdShape shape = ssd_shape(batch.length(q), H_, P_, G_, N_, chunk_);
+      const std::size_t at = rows_times(batch.start(q), I), at_h = rows_times(batch.start(q), H),
+                        at_n = rows_times(batch.start(q), GN);
+      const ops::SsdInputs<float> in{s.x + at,   s.dt_raw + at_h, dt_bias_.value, a_log_.value,
+                                     s.Bm + at_n, s.Cm + at_n,    d_skip_.value,  state ? state->h.data() : nullptr};
+      ops::ssd_forward(shape, in, s.y + at, hT, s.ssd + ssd_at[q]);
+    });
+    if (state) std::copy_n(hT, state->h.size(), state->h.data());
+  }
   if (sparse_) {
     s.attn = arena.alloc(rows_times(M, I), "sparse attention out").data();
     if (state)

@@ -4,13 +4,17 @@
 #include <vector>
 
 #include "hax/ops/parallel.h"
+#include "hax/ops/thread_scratch.h"
 
 namespace hax::ops {
 namespace {
 
 // w (C,K) -> (K,C): tap k of all channels contiguous, so the loops over channels vectorize.
-std::vector<float> taps_by_k(const float* w, int C, int K) {
-  std::vector<float> taps(std::size_t(K) * C);
+struct ConvTaps;  // the per-thread scratch's tag (thread_scratch.h)
+
+// In the calling thread's scratch: streaming convolves once per decoded token, which must not allocate.
+const float* taps_by_k(const float* w, int C, int K) {
+  float* taps = thread_scratch<float, ConvTaps>(std::size_t(K) * C);
   for (int c = 0; c < C; ++c)
     for (int k = 0; k < K; ++k) taps[std::size_t(k) * C + c] = w[std::size_t(c) * K + k];
   return taps;
@@ -20,7 +24,7 @@ std::vector<float> taps_by_k(const float* w, int C, int K) {
 
 void conv1d_causal_forward(float* y, const float* x, const float* w, const float* b, const float* x_prev, int B, int T,
                            int C, int K) {
-  const std::vector<float> taps = taps_by_k(w, C, K);
+  const float* taps = taps_by_k(w, C, K);
 #pragma omp parallel for schedule(static) if (worth_threads(std::size_t(B) * T * C * K))
   for (int row = 0; row < B * T; ++row) {
     const int s = row / T, t = row % T;
@@ -30,7 +34,7 @@ void conv1d_causal_forward(float* y, const float* x, const float* w, const float
     for (int k = 0; k < K; ++k) {
       const float* in = conv1d_input_row(x, x_prev, s, t - K + 1 + k, T, C, K);
       if (in == nullptr) continue;
-      const float* tap = taps.data() + std::size_t(k) * C;
+      const float* tap = taps + std::size_t(k) * C;
 #pragma omp simd
       for (int c = 0; c < C; ++c) out[c] += tap[c] * in[c];
     }
@@ -39,7 +43,7 @@ void conv1d_causal_forward(float* y, const float* x, const float* w, const float
 
 void conv1d_causal_backward(float* dx, float* dw, float* db, float* dx_prev, const float* dy, const float* x,
                             const float* w, const float* x_prev, int B, int T, int C, int K) {
-  const std::vector<float> taps = taps_by_k(w, C, K);
+  const float* taps = taps_by_k(w, C, K);
   // One pass over the input rows tau in [-(K-1), T) of every sequence. Input row tau feeds output t = tau+K-1-k
   // through tap k, so its dx is complete in one visit (no races); the weight and bias terms go into the thread's
   // partial sums: taps at acc[k*C + c], bias at acc[K*C + c].
@@ -54,7 +58,7 @@ void conv1d_causal_backward(float* dx, float* dw, float* db, float* dx_prev, con
       const int t = tau + K - 1 - k;
       if (t < 0 || t >= T) continue;
       const float* g = dy + (std::size_t(s) * T + t) * C;
-      const float* tap = taps.data() + std::size_t(k) * C;
+      const float* tap = taps + std::size_t(k) * C;
       if (din) {
 #pragma omp simd
         for (int c = 0; c < C; ++c) din[c] += tap[c] * g[c];

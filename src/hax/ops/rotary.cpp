@@ -4,10 +4,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "hax/engine/error.h"
 #include "hax/ops/parallel.h"
+#include "hax/ops/thread_scratch.h"
 
 namespace hax::ops {
 namespace {
@@ -16,18 +16,28 @@ namespace {
 // x 64 cos/sin pairs per call: in exact double sincos that alone would cost more than the rotation.
 constexpr int kAnchorSpacing = 64;
 
-// Per frequency d < P/2: inv_freq[d], and cos and sin of the angle one position adds.
-struct Frequencies {
-  std::vector<double> inv, step_cos, step_sin;
+// Tags of the per-thread scratch (thread_scratch.h): the frequencies, and one block's angles in double and float.
+struct FrequencyTable;
+struct BlockAngles;
+struct BlockAnglesFloat;
 
-  Frequencies(int head_dim, float theta) {
-    for (int d = 0; d < head_dim / 2; ++d) {
-      inv.push_back(1.0 / std::pow(double(theta), 2.0 * d / head_dim));
-      step_cos.push_back(std::cos(inv.back()));
-      step_sin.push_back(std::sin(inv.back()));
+// Per frequency d < P/2: inv_freq[d], and cos and sin of the angle one position adds (in the calling thread's
+// scratch: one Frequencies per thread at a time).
+struct Frequencies {
+  int half;
+  double *inv, *step_cos, *step_sin;
+
+  Frequencies(int head_dim, float theta) : half(head_dim / 2) {
+    inv = thread_scratch<double, FrequencyTable>(3 * std::size_t(half));
+    step_cos = inv + half;
+    step_sin = step_cos + half;
+    for (int d = 0; d < half; ++d) {
+      inv[d] = 1.0 / std::pow(double(theta), 2.0 * d / head_dim);
+      step_cos[d] = std::cos(inv[d]);
+      step_sin[d] = std::sin(inv[d]);
     }
   }
-  int count() const { return static_cast<int>(inv.size()); }
+  int count() const { return half; }
 };
 
 // cos and sin (P/2) of position * inv_freq, exactly (to double rounding).
@@ -78,12 +88,14 @@ void rotary_apply(float* out, const float* in, int T, int heads, int head_dim, i
   const std::int64_t first_anchor = begin / kAnchorSpacing, blocks = (end - 1) / kAnchorSpacing - first_anchor + 1;
 #pragma omp parallel if (worth_threads(T * row))
   {
-    std::vector<double> c(f.count()), s(f.count());
-    std::vector<float> cf(f.count()), sf(f.count());
+    double* c = thread_scratch<double, BlockAngles>(2 * std::size_t(f.count()));
+    double* s = c + f.count();
+    float* cf = thread_scratch<float, BlockAnglesFloat>(2 * std::size_t(f.count()));
+    float* sf = cf + f.count();
 #pragma omp for schedule(static)
     for (std::int64_t b = 0; b < blocks; ++b) {
       const std::int64_t anchor = (first_anchor + b) * kAnchorSpacing;
-      exact_angles(c.data(), s.data(), f, anchor);
+      exact_angles(c, s, f, anchor);
       for (std::int64_t pos = anchor; pos < std::min(anchor + kAnchorSpacing, end); ++pos) {
         if (pos >= begin) {
           for (int d = 0; d < f.count(); ++d) {
@@ -91,9 +103,9 @@ void rotary_apply(float* out, const float* in, int T, int heads, int head_dim, i
             sf[d] = sign * float(s[d]);
           }
           const std::size_t offset = std::size_t(pos - begin) * row;
-          rotate_row(out + offset, in + offset, cf.data(), sf.data(), heads, head_dim, accumulate);
+          rotate_row(out + offset, in + offset, cf, sf, heads, head_dim, accumulate);
         }
-        step_angles(c.data(), s.data(), f);
+        step_angles(c, s, f);
       }
     }
   }

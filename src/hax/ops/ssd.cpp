@@ -410,6 +410,39 @@ void ssd_forward(const SsdShape& shape, const SsdInputs<float>& in, float* y, fl
   }
 }
 
+void ssd_step_forward(const SsdShape& shape, const SsdInputs<float>& in, float* y, float* h) {
+  const Sizes s = validated_sizes(shape, "ssd step");
+  check_inputs(s, in, "ssd step");
+  check(s.T == 0 || (y != nullptr && h != nullptr), "ssd step: needs the output y and the state h");
+  // Heads are independent: a large state (a model of realistic size) shares them out; a small one stays on this
+  // thread.
+#pragma omp parallel for schedule(static) if (heads_in_parallel(s))
+  for (int head = 0; head < s.H; ++head) {
+    const float A = head_A(in, head), D = in.D ? in.D[head] : 0.0f;
+    float* __restrict state = h + std::size_t(head) * s.P * s.N;
+    for (int t = 0; t < s.T; ++t) {
+      const float v = in.dt_raw[std::size_t(t) * s.H + head] + (in.dt_bias ? in.dt_bias[head] : 0.0f);
+      const float dt = in.dt_softplus ? fast_softplus(v) : v, decay = std::exp(dt * A);
+      const float* x = in.x + (std::size_t(t) * s.H + head) * s.P;
+      const std::size_t bc = (std::size_t(t) * s.G + s.group(head)) * s.N;
+      const float* __restrict Bm = in.Bm + bc;
+      const float* __restrict Cm = in.Cm + bc;
+      float* out = y + (std::size_t(t) * s.H + head) * s.P;
+      for (int p = 0; p < s.P; ++p) {
+        float* __restrict row = state + std::size_t(p) * s.N;
+        const float input = dt * x[p];
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int n = 0; n < s.N; ++n) {
+          row[n] = decay * row[n] + input * Bm[n];
+          dot += row[n] * Cm[n];
+        }
+        out[p] = dot + D * x[p];
+      }
+    }
+  }
+}
+
 void ssd_backward(const SsdShape& shape, const SsdInputs<float>& in, const float* saved, const float* dy,
                   const float* dhT, const SsdGrads<float>& grads) {
   const Sizes s = validated_sizes(shape, "ssd backward");

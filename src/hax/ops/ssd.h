@@ -62,6 +62,13 @@ std::size_t ssd_saved_floats(const SsdShape& shape);
 // (may be null when no backward follows). Throws hax::Error on a bad shape or a missing input.
 void ssd_forward(const SsdShape& shape, const SsdInputs<float>& in, float* y, float* hT, float* saved);
 
+// The recurrent form, for streaming a few positions (a decoded token): h (H, P, N) is the state entering the
+// positions and is updated in place, one position at a time (h = exp(dt A) h + dt x Bm^T; y = h Cm + D x). Equal to
+// ssd_forward with h0 = h and hT written back, up to rounding, at O(H P N) per position with no scratch and no
+// allocation (the chunked kernel's per-chunk Q x Q scratch costs far more than one position). in.h0 is ignored;
+// shape.chunk is not used. Forward only: nothing is saved for a backward.
+void ssd_step_forward(const SsdShape& shape, const SsdInputs<float>& in, float* y, float* h);
+
 // dy (T, H, P); dhT (H, P, N) optional gradient reaching the final state. `saved` is what the forward wrote with the
 // same inputs and shape.
 void ssd_backward(const SsdShape& shape, const SsdInputs<float>& in, const float* saved, const float* dy,

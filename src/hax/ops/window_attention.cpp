@@ -121,7 +121,8 @@ void for_each_block(int rows, int heads, std::size_t work, Task&& task) {
   const int blocks = (rows + kBlock - 1) / kBlock;
 #pragma omp parallel if (worth_threads(work))
   {
-    Scratch scratch;
+    // The thread's own, kept from call to call: streaming attends once per decoded token, which must not allocate.
+    static thread_local Scratch scratch;
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < blocks; ++b)
       for (int h = 0; h < heads; ++h) task(b * kBlock, std::min(rows, (b + 1) * kBlock), h, scratch);
