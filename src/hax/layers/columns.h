@@ -19,12 +19,11 @@ inline void add_sequence_blocks(const float* blocks, int S, std::size_t width,
   std::size_t at = 0;
   for (const auto& [destination, size] : pieces) {
     if (destination != nullptr) {
-#pragma omp parallel for schedule(static) if (size * S > (1u << 15))
-      for (std::size_t j = 0; j < size; ++j) {
+      ops::parallel_for(size, size * S > (1u << 15), [&](std::size_t j) {
         float sum = 0;
         for (int q = 0; q < S; ++q) sum += blocks[width * q + at + j];
         destination[j] += sum;
-      }
+      });
     }
     at += size;
   }
@@ -35,14 +34,13 @@ inline void add_sequence_blocks(const float* blocks, int S, std::size_t width,
 inline void split_columns(const float* fused, int M, std::initializer_list<std::pair<float*, int>> pieces) {
   int P = 0;
   for (const auto& piece : pieces) P += piece.second;
-#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
-  for (int m = 0; m < M; ++m) {
+  ops::parallel_for(M, ops::worth_threads(rows_times(M, P)), [&](int m) {
     const float* row = fused + rows_times(m, P);
     for (const auto& [dst, width] : pieces) {
       std::copy_n(row, width, dst + rows_times(m, width));
       row += width;
     }
-  }
+  });
 }
 
 // The reverse of split_columns for the columns [at, P) of `fused` (M, P): each contiguous (M, width) piece is copied
@@ -50,14 +48,13 @@ inline void split_columns(const float* fused, int M, std::initializer_list<std::
 inline void join_columns(float* fused, int M, int at, std::initializer_list<std::pair<const float*, int>> pieces) {
   int P = at;
   for (const auto& piece : pieces) P += piece.second;
-#pragma omp parallel for schedule(static) if (ops::worth_threads(rows_times(M, P)))
-  for (int m = 0; m < M; ++m) {
+  ops::parallel_for(M, ops::worth_threads(rows_times(M, P)), [&](int m) {
     float* row = fused + rows_times(m, P) + at;
     for (const auto& [src, width] : pieces) {
       std::copy_n(src + rows_times(m, width), width, row);
       row += width;
     }
-  }
+  });
 }
 
 }  // namespace hax::layers

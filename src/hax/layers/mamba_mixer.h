@@ -69,6 +69,8 @@ class MambaMixer {
   // the second's reference in the tests.
   void forward_chunk_as_batch(float* out, const float* u, int T, MixerState& state, Arena& arena) const;
   void forward_token(float* out, const float* u, MixerState& state, Arena& arena) const;
+  void token_share(float* out, const float* u, float* xz, float* xc, float* dbc, float* y, float* tail,
+                   float* h) const;
 
   const SparseBranch* sparse() const { return sparse_ ? &*sparse_ : nullptr; }
 

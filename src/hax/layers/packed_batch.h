@@ -51,6 +51,7 @@ class PackedBatch {
 template <class Fn>
 void for_each_sequence(const PackedBatch& batch, Fn&& fn) {
   const int S = batch.num_sequences();
+  if (S == 1) return fn(0);  // no region for one sequence (a streamed chunk): see ops::opens_team
 #pragma omp parallel for schedule(dynamic) if (S > 1)
   for (int q = 0; q < S; ++q) fn(q);
 }

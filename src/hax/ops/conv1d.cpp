@@ -25,8 +25,7 @@ const float* taps_by_k(const float* w, int C, int K) {
 void conv1d_causal_forward(float* y, const float* x, const float* w, const float* b, const float* x_prev, int B, int T,
                            int C, int K) {
   const float* taps = taps_by_k(w, C, K);
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(B) * T * C * K))
-  for (int row = 0; row < B * T; ++row) {
+  parallel_for(B * T, worth_threads(std::size_t(B) * T * C * K), [&](int row) {
     const int s = row / T, t = row % T;
     float* out = y + std::size_t(row) * C;
 #pragma omp simd
@@ -38,7 +37,7 @@ void conv1d_causal_forward(float* y, const float* x, const float* w, const float
 #pragma omp simd
       for (int c = 0; c < C; ++c) out[c] += tap[c] * in[c];
     }
-  }
+  });
 }
 
 void conv1d_causal_backward(float* dx, float* dw, float* db, float* dx_prev, const float* dy, const float* x,

@@ -18,8 +18,8 @@ void check_ids(const std::int32_t* ids, int M, int V, const char* what) {
 void embedding_forward(float* out, const std::int32_t* ids, const float* table, int M, int V, int D) {
   check_ids(ids, M, V, "embedding id");
   const std::size_t row_bytes = std::size_t(D) * sizeof(float);
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * D))
-  for (int m = 0; m < M; ++m) std::memcpy(out + std::size_t(m) * D, table + std::size_t(ids[m]) * D, row_bytes);
+  parallel_for(M, worth_threads(std::size_t(M) * D),
+               [&](int m) { std::memcpy(out + std::size_t(m) * D, table + std::size_t(ids[m]) * D, row_bytes); });
 }
 
 void embedding_backward(float* dtable, const float* dout, const std::int32_t* ids, int M, int V, int D) {

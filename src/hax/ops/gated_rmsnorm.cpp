@@ -13,8 +13,7 @@ namespace hax::ops {
 void gated_rmsnorm_forward(float* out, float* rstd, const float* y, const float* z, const float* w, int M, int D,
                            float eps) {
   check(M >= 0 && D > 0, "gated rmsnorm: bad shape M=", M, " D=", D);
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * D))
-  for (int m = 0; m < M; ++m) {
+  parallel_for(M, worth_threads(std::size_t(M) * D), [&](int m) {
     const std::size_t row = std::size_t(m) * D;
     const float *yr = y + row, *zr = z + row;
     float* o = out + row;
@@ -30,7 +29,7 @@ void gated_rmsnorm_forward(float* out, float* rstd, const float* y, const float*
     if (rstd) rstd[m] = r;
 #pragma omp simd
     for (int i = 0; i < D; ++i) o[i] *= r * w[i];
-  }
+  });
 }
 
 void gated_rmsnorm_backward(float* dy, float* dz, float* dw, const float* dout, const float* y, const float* z,

@@ -13,8 +13,8 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
   // With a bias, y starts as b in every row and the GEMM adds onto it (beta = 1); without one, beta = 0 ignores
   // whatever y held.
   if (b) {
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * N))
-    for (int m = 0; m < M; ++m) std::memcpy(y + std::size_t(m) * N, b, std::size_t(N) * sizeof(float));
+    parallel_for(M, worth_threads(std::size_t(M) * N),
+                 [&](int m) { std::memcpy(y + std::size_t(m) * N, b, std::size_t(N) * sizeof(float)); });
   }
   gemm(Trans::No, Trans::Yes, M, N, K, 1.0f, x, K, W, K, b ? 1.0f : 0.0f, y, N);
 }

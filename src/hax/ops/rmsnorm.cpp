@@ -8,8 +8,7 @@
 namespace hax::ops {
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int M, int D, float eps) {
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * D))
-  for (int m = 0; m < M; ++m) {
+  parallel_for(M, worth_threads(std::size_t(M) * D), [&](int m) {
     const float* xr = x + std::size_t(m) * D;
     float* yr = y + std::size_t(m) * D;
     float sum_sq = 0.0f;
@@ -19,7 +18,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int 
     if (rstd) rstd[m] = r;
 #pragma omp simd
     for (int i = 0; i < D; ++i) yr[i] = xr[i] * r * w[i];
-  }
+  });
 }
 
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd, int M,

@@ -86,8 +86,7 @@ void rotary_apply(float* out, const float* in, int T, int heads, int head_dim, i
   const std::size_t row = std::size_t(heads) * head_dim;
   const std::int64_t begin = position0, end = std::int64_t(position0) + T;
   const std::int64_t first_anchor = begin / kAnchorSpacing, blocks = (end - 1) / kAnchorSpacing - first_anchor + 1;
-#pragma omp parallel if (worth_threads(T * row))
-  {
+  parallel_region(worth_threads(T * row), [&] {
     double* c = thread_scratch<double, BlockAngles>(2 * std::size_t(f.count()));
     double* s = c + f.count();
     float* cf = thread_scratch<float, BlockAnglesFloat>(2 * std::size_t(f.count()));
@@ -108,7 +107,7 @@ void rotary_apply(float* out, const float* in, int T, int heads, int head_dim, i
         step_angles(c, s, f);
       }
     }
-  }
+  });
 }
 
 }  // namespace

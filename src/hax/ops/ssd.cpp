@@ -416,8 +416,7 @@ void ssd_step_forward(const SsdShape& shape, const SsdInputs<float>& in, float* 
   check(s.T == 0 || (y != nullptr && h != nullptr), "ssd step: needs the output y and the state h");
   // Heads are independent: a large state (a model of realistic size) shares them out; a small one stays on this
   // thread.
-#pragma omp parallel for schedule(static) if (heads_in_parallel(s))
-  for (int head = 0; head < s.H; ++head) {
+  parallel_for(s.H, heads_in_parallel(s), [&](int head) {
     const float A = head_A(in, head), D = in.D ? in.D[head] : 0.0f;
     float* __restrict state = h + std::size_t(head) * s.P * s.N;
     for (int t = 0; t < s.T; ++t) {
@@ -440,7 +439,7 @@ void ssd_step_forward(const SsdShape& shape, const SsdInputs<float>& in, float* 
         out[p] = dot + D * x[p];
       }
     }
-  }
+  });
 }
 
 void ssd_backward(const SsdShape& shape, const SsdInputs<float>& in, const float* saved, const float* dy,

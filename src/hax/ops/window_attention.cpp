@@ -119,14 +119,13 @@ struct Scratch {
 template <class Task>
 void for_each_block(int rows, int heads, std::size_t work, Task&& task) {
   const int blocks = (rows + kBlock - 1) / kBlock;
-#pragma omp parallel if (worth_threads(work))
-  {
+  parallel_region(worth_threads(work), [&] {
     // The thread's own, kept from call to call: streaming attends once per decoded token, which must not allocate.
     static thread_local Scratch scratch;
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < blocks; ++b)
       for (int h = 0; h < heads; ++h) task(b * kBlock, std::min(rows, (b + 1) * kBlock), h, scratch);
-  }
+  });
 }
 
 // One query of one head over its keys [first, first + count) of the block: out (P) and the log-sum-exp of the scaled

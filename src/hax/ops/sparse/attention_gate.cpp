@@ -6,8 +6,7 @@
 namespace hax::ops::sparse {
 
 void attention_gate_forward(float* y, const float* attn, const float* E, const float* z, int M, int I) {
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(M) * I))
-  for (int m = 0; m < M; ++m) {
+  parallel_for(M, worth_threads(std::size_t(M) * I), [&](int m) {
     const std::size_t row = std::size_t(m) * I;
     if (z) {
 #pragma omp simd
@@ -16,7 +15,7 @@ void attention_gate_forward(float* y, const float* attn, const float* E, const f
 #pragma omp simd
       for (int c = 0; c < I; ++c) y[row + c] += E[c] * attn[row + c];
     }
-  }
+  });
 }
 
 void attention_gate_backward(float* dattn, float* dE, float* dz, const float* dy, const float* attn, const float* E,

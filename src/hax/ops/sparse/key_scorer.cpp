@@ -46,8 +46,10 @@ void running_sum_features(float* features, const float* Q, const float* K, int T
 }
 
 void relu(float* x, std::size_t n) {
-#pragma omp parallel for simd schedule(static) if (worth_threads(n))
-  for (std::size_t i = 0; i < n; ++i) x[i] = std::max(x[i], 0.0f);
+  parallel_range(n, [&](std::size_t begin, std::size_t end) {
+#pragma omp simd
+    for (std::size_t i = begin; i < end; ++i) x[i] = std::max(x[i], 0.0f);
+  });
 }
 
 }  // namespace
@@ -60,15 +62,15 @@ void key_selection_features(float* features, const float* Q, const float* K, int
   const std::vector<double> norm = time_norms_of_running_sums(features, T, N);
   std::vector<float> scale(N);
   for (int n = 0; n < N; ++n) scale[n] = float(1.0 / std::max(norm[n], 1e-12));
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N))
-  for (int t = 0; t < T; ++t)
+  parallel_for(T, worth_threads(std::size_t(T) * N), [&](int t) {
     for (int n = 0; n < N; ++n) features[std::size_t(t) * F + N + n] *= scale[n];
+  });
 }
 
 void key_selection_features_continued(float* features, const float* Q, const float* K, int T, int N, double* running) {
   running_sum_features(features, Q, K, T, N, running);
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N))
-  for (int t = 0; t < T; ++t) normalize_row(features + std::size_t(t) * 2 * N + N, N);
+  parallel_for(T, worth_threads(std::size_t(T) * N),
+               [&](int t) { normalize_row(features + std::size_t(t) * 2 * N + N, N); });
 }
 
 void key_selection_features_running(float* features, const float* Q, const float* K, int T, int N, double* running,

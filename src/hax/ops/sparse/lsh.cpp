@@ -32,8 +32,7 @@ void time_statistics(std::vector<float>& shift, std::vector<float>& scale, const
 
 // proj rows (y_t H) of the already centred and scaled rows y (T, N).
 void project_rows(float* proj, const float* y, const float* H, int T, int N, int num_hash) {
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(T) * N * num_hash))
-  for (int t = 0; t < T; ++t) {
+  parallel_for(T, worth_threads(std::size_t(T) * N * num_hash), [&](int t) {
     float* p = proj + std::size_t(t) * num_hash;
     std::fill(p, p + num_hash, 0.0f);
     for (int n = 0; n < N; ++n) {
@@ -42,7 +41,7 @@ void project_rows(float* proj, const float* y, const float* H, int T, int N, int
 #pragma omp simd
       for (int j = 0; j < num_hash; ++j) p[j] += v * h[j];
     }
-  }
+  });
 }
 
 }  // namespace

@@ -153,8 +153,8 @@ void uniform_row_gradients(float* dV, const float* dout, const SparseKeys& keys,
       for (int c = 0; c < I; ++c) dout_sum[c] += dout[std::size_t(t) * I + c];
   std::vector<float> share(I);
   for (int c = 0; c < I; ++c) share[c] = float(dout_sum[c] / keys.T);
-#pragma omp parallel for schedule(static) if (worth_threads(std::size_t(keys.T) * I))
-  for (int s = 0; s < keys.T; ++s) axpy(dV + std::size_t(s) * I, 1.0f, share.data(), I);
+  parallel_for(keys.T, worth_threads(std::size_t(keys.T) * I),
+               [&](int s) { axpy(dV + std::size_t(s) * I, 1.0f, share.data(), I); });
 }
 
 }  // namespace
@@ -175,8 +175,7 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
   const bool uniform_rows = semantics == Semantics::paper && any_empty_row(keys);
   // Only `paper`'s empty rows need the mean (so a `causal` decoded token allocates nothing here).
   const std::vector<float> mean_v = uniform_rows ? mean_rows(V, keys.T, I) : std::vector<float>{};
-#pragma omp parallel for schedule(static) if (worth_threads(keys.total() * (N + I)))
-  for (int t = 0; t < keys.T; ++t) {
+  parallel_for(keys.T, worth_threads(keys.total() * (N + I)), [&](int t) {
     float* o = out + std::size_t(t) * I;
     if (keys.count[t] == 0 && uniform_rows)
       std::copy(mean_v.begin(), mean_v.end(), o);
@@ -185,7 +184,7 @@ void sparse_attention_forward(float* out, float* probs, const float* Q, const fl
     else
       attend(o, probs + std::size_t(t) * keys.k_max, Q + std::size_t(t) * N, keys.keys_of(t).data(), keys.count[t], K,
              V, N, I);
-  }
+  });
 }
 
 std::size_t sparse_attention_backward_scratch_floats(const SparseKeys& keys, int N, int I) {
