@@ -2,7 +2,8 @@
 # Collects the finished steps of scripts/real_text_study.sh into docs/results/real_text.json (one object per model:
 # the exact training and evaluation commands, held-out perplexity, each RULER-style task's score per length, wall
 # times) and prints the Markdown table for docs/results.md, with the paper's Mamba-790M RULER-2K averages beside
-# ours. A model whose steps have not finished is listed with the steps missing, never with a guessed number.
+# ours. A model whose steps have not finished is listed with the steps missing, never with a guessed number. Wall
+# times are those of each step's last attempt (see STEP.note where a step was resumed).
 # Usage: scripts/real_text_json.py [RUNS_DIR]   (default ${HAX_RUNS_DIR:-~/hax-runs}/real_text)
 import json, os, sys
 
@@ -40,7 +41,13 @@ def model_record(name):
     record["train_wall_seconds"] = done(train_step)["wall_seconds"]
     record["eval_wall_seconds"] = done(eval_step)["wall_seconds"]
     record["machine"] = done(train_step).get("machine")
-    record["threads"] = 1
+    record["train_threads"] = done(train_step).get("threads", 1)
+    record["eval_threads"] = done(eval_step).get("threads", 1)
+    # STEP.note (written by hand in the runs folder): what the .done files cannot say, e.g. that the wall time
+    # counts only the last attempt of a resumed step.
+    notes = [n for n in (read(os.path.join(runs, s + ".note")) for s in (train_step, eval_step)) if n]
+    if notes:
+        record["notes"] = notes
     valid = [json.loads(line) for line in open(os.path.join(runs, train_step, "metrics.jsonl"))
              if '"valid"' in line]
     record["heldout_loss_best"] = min(v["loss"] for v in valid)
