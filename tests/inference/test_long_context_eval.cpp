@@ -2,6 +2,8 @@
 // the table, heatmaps, chart and JSON made from a hand-built set of cells whose averages are known.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "../support/expect_error.h"
@@ -92,6 +94,29 @@ TEST(LongContextEval, HeatmapsAreLengthsByDepthsAndTheJsonHoldsEveryCell) {
   for (const auto& path : written) EXPECT_FALSE(read_file(path).empty()) << path;
   EXPECT_EQ(nlohmann::json::parse(read_file(dir / "out" / "results.json")), j);
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "ruler_variable_tracking.svg"));
+}
+
+// The forced choice: summed over depths, averaged over the tasks that have one; none at all leaves its table out.
+TEST(LongContextEval, ForcedChoiceSumsOverDepthsAndSkipsTasksWithoutOne) {
+  inference::LongContextReport r = report();
+  EXPECT_EQ(inference::report_markdown(r).find("Forced choice"), std::string::npos);
+  EXPECT_TRUE(inference::report_json(r).at("choice_average_by_length").at("512").is_null());
+  // niah_single_number at 512: 2 of 2 at depth 0 (margins 1, 3), 1 of 2 at depth 100 (margins 2, -2).
+  r.cells[0].choices = 2, r.cells[0].recalled = 2, r.cells[0].margin_sum = 4, r.cells[0].answer_nll_sum = 1;
+  r.cells[1].choices = 2, r.cells[1].recalled = 1, r.cells[1].margin_sum = 0, r.cells[1].answer_nll_sum = 3;
+  const inference::ChoiceSummary s = inference::task_choice(r, RulerTask::niah_single_number, 512);
+  EXPECT_DOUBLE_EQ(s.accuracy(), 75.0);
+  EXPECT_DOUBLE_EQ(s.margin(), 1.0);
+  EXPECT_DOUBLE_EQ(s.answer_nll(), 1.0);
+  EXPECT_DOUBLE_EQ(inference::average_choice_accuracy(r, 512), 75.0);  // variable tracking has none
+  EXPECT_TRUE(std::isnan(inference::average_choice_accuracy(r, 1024)));
+  const std::string md = inference::report_markdown(r);
+  EXPECT_NE(md.find("| 512 (1x) | 75.0 (1.00) | – | 75.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 1024 (2x) | – | – | – |"), std::string::npos) << md;
+  const nlohmann::json j = inference::report_json(r);
+  EXPECT_DOUBLE_EQ(j.at("choice_average_by_length").at("512").get<double>(), 75.0);
+  EXPECT_TRUE(j.at("tasks").at("variable_tracking").at("choice_accuracy_by_length").at("512").is_null());
+  EXPECT_DOUBLE_EQ(j.at("tasks").at("niah_single_number").at("margin_by_length").at("512").get<double>(), 1.0);
 }
 
 }  // namespace

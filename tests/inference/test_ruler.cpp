@@ -245,6 +245,73 @@ TEST(Ruler, AnOracleScores100ANoisyModel0AndCellsCoverTheGrid) {
   EXPECT_EQ(partial[0].all_found, 0);
 }
 
+// The forced choice: after the prompt's lead-in, the answer tokens are the queried needle's value and period as the
+// needle has them, the foil is a value of the same kind that no needle holds; the prompt itself does not change
+// with it (it is drawn last); variable tracking and the `ruler` prefix have none.
+TEST(Ruler, ForcedChoiceIsTheQueriedValueAgainstAFoilOfItsKind) {
+  for (const RulerTask task : inference::all_ruler_tasks()) {
+    SCOPED_TRACE(inference::ruler_task_name(task));
+    const inference::RulerPrompt p = prompt(task, 900, 50);
+    if (task == RulerTask::variable_tracking) {
+      EXPECT_TRUE(p.answer_tokens.empty() && p.foil_tokens.empty());
+      continue;
+    }
+    const std::string answer = kCodec.decode(p.answer_tokens), foil = kCodec.decode(p.foil_tokens);
+    EXPECT_EQ(answer, " " + p.answers[0] + ".");
+    ASSERT_GT(foil.size(), 2u);
+    EXPECT_EQ(foil.front(), ' ');
+    EXPECT_EQ(foil.back(), '.');
+    const std::string foil_value = foil.substr(1, foil.size() - 2);
+    if (task == RulerTask::niah_single_number || task == RulerTask::niah_multikey)
+      EXPECT_TRUE(std::regex_match(foil_value, std::regex("\\d{7}"))) << foil_value;
+    for (const std::string& needle : p.needles) EXPECT_EQ(needle.find(foil_value), std::string::npos) << needle;
+    EXPECT_EQ(text_of(p).find(foil_value), std::string::npos);
+    // The prompt ends with the lead-in that the value follows in the queried needle.
+    const auto queried = std::find_if(p.needles.begin(), p.needles.end(), [&](const std::string& n) {
+      return n.find(answer) != std::string::npos;
+    });
+    ASSERT_NE(queried, p.needles.end());
+    EXPECT_TRUE(text_of(p).ends_with(queried->substr(0, queried->find(answer)))) << *queried;
+  }
+  Rng rng(1);
+  EXPECT_TRUE(inference::make_ruler_prompt(RulerTask::niah_single_number, kCodec, haystack(), 900, 50,
+                                           inference::AnswerPrefix::ruler, rng)
+                  .answer_tokens.empty());
+}
+
+// A runner that gives the value the higher likelihood recalls every choice; the reverse none; a Continuation alone
+// scores no choice.
+TEST(Ruler, RunnerLikelihoodsDecideTheChoiceAndTheAnswerNll) {
+  const inference::RulerGrid grid{{RulerTask::niah_single_word, RulerTask::variable_tracking}, {700}, {0, 100}, 2, 3};
+  const std::vector<std::int32_t> hay = haystack();
+  for (const bool value_wins : {true, false}) {
+    const inference::PromptRunner runner = [&](std::span<const std::int32_t>, int,
+                                               const std::vector<std::vector<std::int32_t>>& candidates) {
+      inference::PromptOutcome out;
+      if (!candidates.empty()) {
+        EXPECT_EQ(candidates.size(), 2u);
+        out.log_likelihoods = {value_wins ? -2.0 : -9.0, -5.0};
+      }
+      return out;
+    };
+    const auto cells = inference::run_ruler(grid, kCodec, hay, runner);
+    ASSERT_EQ(cells.size(), 4u);
+    for (const inference::RulerCell& c : cells) {
+      if (c.task == RulerTask::variable_tracking) {
+        EXPECT_EQ(c.choices, 0);
+        continue;
+      }
+      EXPECT_EQ(c.choices, 2);
+      EXPECT_EQ(c.recalled, value_wins ? 2 : 0);
+      EXPECT_DOUBLE_EQ(c.choice_accuracy(), value_wins ? 100.0 : 0.0);
+      EXPECT_GT(c.answer_nll_sum, 0.0);
+      EXPECT_DOUBLE_EQ(c.margin_sum, value_wins ? 2 * 3.0 : 2 * -4.0);
+    }
+  }
+  const auto silent = [](std::span<const std::int32_t>, int) { return std::vector<std::int32_t>{}; };
+  for (const inference::RulerCell& c : inference::run_ruler(grid, kCodec, hay, silent)) EXPECT_EQ(c.choices, 0);
+}
+
 TEST(Ruler, BadGridsAndTooShortPromptsAreErrors) {
   expect_error_naming([] { inference::validate({{}, {100}, {0}, 1, 1}); }, {"no RULER tasks"});
   expect_error_naming([] { inference::validate({{RulerTask::niah_multikey}, {100}, {101}, 1, 1}); },

@@ -102,6 +102,29 @@ TEST(Generate, LastOnlyFeedGivesTheLastRowOfAFullFeed) {
   for (std::size_t v = 0; v < V; ++v) EXPECT_EQ(from_last[v], expected[v]);
 }
 
+// The likelihood of a continuation from a prompt's stream is the sum of the parallel forward's log-softmax at its
+// tokens, and scoring leaves the stream as it was: two candidates from one prefill, then the greedy continuation.
+TEST(Generate, ContinuationLikelihoodIsTheParallelForwardsLogSoftmaxSum) {
+  auto model = hax_model();
+  const int V = model->config().vocab_size;
+  const std::vector<std::int32_t> prompt = testing::random_tokens(21, V, 5), answer = testing::random_tokens(6, V, 6),
+                                  foil = testing::random_tokens(6, V, 7);
+  SavedStream stream = start_stream(*model);
+  generate_stream(*model, stream, prompt, 0, {}, 1, 8);
+  for (const auto* candidate : {&answer, &foil, &answer}) {
+    std::vector<std::int32_t> sequence = prompt;
+    sequence.insert(sequence.end(), candidate->begin(), candidate->end());
+    const std::vector<float> logits = testing::parallel_logits(*model, sequence);
+    double expected = 0;
+    for (std::size_t i = 0; i < candidate->size(); ++i)
+      expected -= token_nll({logits.data() + (prompt.size() - 1 + i) * V, std::size_t(V)}, (*candidate)[i]);
+    EXPECT_NEAR(continuation_log_likelihood(*model, stream, *candidate), expected, 1e-4 * std::abs(expected));
+  }
+  EXPECT_EQ(stream.state.position, 21);
+  EXPECT_EQ(generate_stream(*model, stream, {}, 9, {}, 1, 8), generate(*model, prompt, 9, {}, 1, 8));
+  EXPECT_THROW(continuation_log_likelihood(*model, start_stream(*model), answer), Error);  // no prompt consumed
+}
+
 TEST(Generate, ASeedRepeatsItsDrawsAndTopOneIsGreedy) {
   auto model = hax_model();
   const std::vector<std::int32_t> prompt = testing::random_tokens(9, model->config().vocab_size, 5);

@@ -136,16 +136,26 @@ void run_lm_eval(const LmEvalCommand& c) {
   std::uint64_t done = 0;
   report.perplexity = inference::score_sequences(*model, sequences, {c.chunk, report.bucket_width},
                                                  [&](std::uint64_t n) { bar.update(done += n, "perplexity"); });
-  const inference::Continuation greedy = [&](std::span<const std::int32_t> prompt, int max_new) {
-    return inference::generate(*model, prompt, max_new, {}, c.seed, c.chunk);
+  // One prefill per prompt: the candidates are scored from, and the greedy continuation starts from, its state.
+  const inference::PromptRunner greedy = [&](std::span<const std::int32_t> prompt, int max_new,
+                                             const std::vector<std::vector<std::int32_t>>& candidates) {
+    inference::SavedStream stream = inference::start_stream(*model);
+    inference::generate_stream(*model, stream, prompt, 0, {}, c.seed, c.chunk);
+    inference::PromptOutcome out;
+    for (const auto& candidate : candidates)
+      out.log_likelihoods.push_back(inference::continuation_log_likelihood(*model, stream, candidate));
+    out.generated = inference::generate_stream(*model, stream, {}, max_new, {}, c.seed, c.chunk);
+    return out;
   };
   report.cells = inference::run_ruler(grid, codec, heldout, greedy, [&](const inference::RulerSample& s) {
-    samples_file.stream() << nlohmann::json{{"task", inference::ruler_task_name(s.task)}, {"length", s.length},
-                                            {"depth", s.depth}, {"sample", s.sample}, {"answers", s.answers},
-                                            {"generated", s.generated}, {"found", s.match.found},
-                                            {"expected", s.match.expected}}
-                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                          << "\n";
+    nlohmann::json line{{"task", inference::ruler_task_name(s.task)}, {"length", s.length}, {"depth", s.depth},
+                        {"sample", s.sample}, {"answers", s.answers}, {"generated", s.generated},
+                        {"found", s.match.found}, {"expected", s.match.expected}};
+    if (s.choice)
+      line["choice"] = {{"answer_log_likelihood", s.choice->answer_log_likelihood},
+                        {"foil_log_likelihood", s.choice->foil_log_likelihood},
+                        {"answer_tokens", s.choice->answer_tokens}, {"recalled", s.choice->recalled()}};
+    samples_file.stream() << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     bar.update(done += static_cast<std::uint64_t>(s.length), inference::ruler_task_name(s.task));
   });
   bar.finish();
@@ -177,6 +187,9 @@ void register_lm_eval_command(CLI::App& lm) {
       "value it contains, ignoring case (RULER's string_match_all); a cell's accuracy is the mean over samples.\n"
       "--answer-prefix needle ends the prompt with the queried needle's own lead-in (\"One of the special magic\n"
       "numbers for calm-river is:\"), which a base model can complete; ruler ends it with RULER's answer prefix.\n"
+      "With needle, each NIAH prompt is also a forced choice: the needle's value against a foil of its kind, both\n"
+      "scored teacher-forced after the lead-in; it counts when the value is the likelier (chance 50%). This tells\n"
+      "models apart that all fail the exact match (small ones).\n"
       "The same --seed gives the same prompts. `causal` models only. Writes to --out: results.json, results.md,\n"
       "samples.jsonl (every prompt's answers and continuation), ruler_<task>.svg, perplexity_by_position.svg.");
   auto c = std::make_shared<LmEvalCommand>();

@@ -82,6 +82,25 @@ std::vector<std::int32_t> generate(models::Model& model, std::span<const std::in
   return run(model, stream, prompt, max_new, o, seed, chunk, on_token, false);
 }
 
+double continuation_log_likelihood(models::Model& model, const SavedStream& from,
+                                   std::span<const std::int32_t> tokens) {
+  check(!from.next_logits.empty(), "a continuation's likelihood needs a stream that has consumed its prompt");
+  const std::size_t V = static_cast<std::size_t>(model.config().vocab_size);
+  LogitStream stream(model, models::ModelState(from.state));
+  std::span<const float> logits = from.next_logits;
+  double sum = 0;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const std::span<const float> row = logits.last(V);
+    check(tokens[i] >= 0 && static_cast<std::size_t>(tokens[i]) < V, "token ", tokens[i], " is outside the vocabulary");
+    const double max = *std::max_element(row.begin(), row.end());
+    double total = 0;
+    for (const float l : row) total += std::exp(l - max);
+    sum += row[static_cast<std::size_t>(tokens[i])] - max - std::log(total);
+    if (i + 1 < tokens.size()) logits = stream.feed(tokens.subspan(i, 1));
+  }
+  return sum;
+}
+
 std::vector<std::int32_t> generate_stream(models::Model& model, SavedStream& stream,
                                           std::span<const std::int32_t> prompt, int max_new,
                                           const SamplingOptions& o, std::uint64_t seed, int chunk,

@@ -41,4 +41,10 @@ std::vector<std::int32_t> generate_stream(models::Model& model, SavedStream& str
                                           const SamplingOptions& options, std::uint64_t seed, int chunk = 4096,
                                           const std::function<void(std::int32_t)>& on_token = {});
 
+// The log-likelihood (natural log) of `tokens` continuing `from` (a stream that has consumed a prompt, with its
+// next_logits), teacher-forced: the sum over the tokens of log softmax(logits)[token]. `from` is left as it was (the
+// state is copied), so several continuations of one prompt share its prefill.
+double continuation_log_likelihood(models::Model& model, const SavedStream& from,
+                                   std::span<const std::int32_t> tokens);
+
 }  // namespace hax::inference

@@ -65,6 +65,36 @@ double average_accuracy(const LongContextReport& r, int length) {
   return sum / static_cast<double>(r.grid.tasks.size());
 }
 
+double ChoiceSummary::accuracy() const {
+  return choices ? 100.0 * recalled / choices : std::numeric_limits<double>::quiet_NaN();
+}
+double ChoiceSummary::answer_nll() const {
+  return choices ? answer_nll_sum / choices : std::numeric_limits<double>::quiet_NaN();
+}
+double ChoiceSummary::margin() const {
+  return choices ? margin_sum / choices : std::numeric_limits<double>::quiet_NaN();
+}
+
+ChoiceSummary task_choice(const LongContextReport& r, RulerTask task, int length) {
+  ChoiceSummary s;
+  for (const RulerCell& c : r.cells)
+    if (c.task == task && c.length == length) {
+      s.choices += c.choices;
+      s.recalled += c.recalled;
+      s.answer_nll_sum += c.answer_nll_sum;
+      s.margin_sum += c.margin_sum;
+    }
+  return s;
+}
+
+double average_choice_accuracy(const LongContextReport& r, int length) {
+  double sum = 0;
+  int tasks = 0;
+  for (const RulerTask task : r.grid.tasks)
+    if (const ChoiceSummary s = task_choice(r, task, length); s.choices > 0) sum += s.accuracy(), ++tasks;
+  return tasks ? sum / tasks : std::numeric_limits<double>::quiet_NaN();
+}
+
 nlohmann::json report_json(const LongContextReport& r) {
   nlohmann::json j = r.run;
   j["context"] = r.context;
@@ -82,19 +112,69 @@ nlohmann::json report_json(const LongContextReport& r) {
     for (const RulerCell& c : r.cells)
       if (c.task == task)
         cells.push_back({{"length", c.length}, {"depth", c.depth}, {"samples", c.samples},
-                         {"accuracy", c.accuracy()}, {"score_sum", c.score_sum}, {"all_found", c.all_found}});
-    for (const int length : r.grid.lengths) by_length[std::to_string(length)] = task_accuracy(r, task, length);
-    tasks[ruler_task_name(task)] = {{"cells", cells}, {"accuracy_by_length", by_length}};
+                         {"accuracy", c.accuracy()}, {"score_sum", c.score_sum}, {"all_found", c.all_found},
+                         {"choices", c.choices}, {"recalled", c.recalled}, {"answer_nll_sum", c.answer_nll_sum},
+                         {"margin_sum", c.margin_sum}});
+    nlohmann::json choice = nlohmann::json::object(), nll = nlohmann::json::object(), margin = nlohmann::json::object();
+    for (const int length : r.grid.lengths) {
+      const std::string key = std::to_string(length);
+      by_length[key] = task_accuracy(r, task, length);
+      const ChoiceSummary s = task_choice(r, task, length);
+      choice[key] = s.choices ? nlohmann::json(s.accuracy()) : nlohmann::json(nullptr);
+      nll[key] = s.choices ? nlohmann::json(s.answer_nll()) : nlohmann::json(nullptr);
+      margin[key] = s.choices ? nlohmann::json(s.margin()) : nlohmann::json(nullptr);
+    }
+    tasks[ruler_task_name(task)] = {{"cells", cells},
+                                    {"accuracy_by_length", by_length},
+                                    {"choice_accuracy_by_length", choice},
+                                    {"answer_nll_by_length", nll},
+                                    {"margin_by_length", margin}};
   }
   j["tasks"] = tasks;
-  nlohmann::json average = nlohmann::json::object();
-  for (const int length : r.grid.lengths) average[std::to_string(length)] = average_accuracy(r, length);
+  nlohmann::json average = nlohmann::json::object(), choice_average = nlohmann::json::object();
+  for (const int length : r.grid.lengths) {
+    average[std::to_string(length)] = average_accuracy(r, length);
+    const double choice = average_choice_accuracy(r, length);
+    choice_average[std::to_string(length)] = std::isnan(choice) ? nlohmann::json(nullptr) : nlohmann::json(choice);
+  }
   j["average_by_length"] = average;
+  j["choice_metric"] = "forced choice: the percentage of prompts whose needle value is more likely (teacher-forced, "
+                       "after the needle's lead-in) than a foil of the same kind found in no needle; chance 50";
+  j["choice_average_by_length"] = choice_average;
   j["perplexity"] = {{"sequences", r.perplexity_sequences}, {"tokens_scored", r.perplexity.tokens},
                      {"mean_nll", r.perplexity.mean_nll()}, {"perplexity", r.perplexity.perplexity()},
                      {"bucket_width", r.bucket_width}, {"by_position", by_position_json(r.perplexity, r.bucket_width)}};
   return j;
 }
+
+namespace {
+
+// The forced-choice table: accuracy % (and the mean margin) per task and length; "–" where a task has none.
+void choice_markdown(std::ostringstream& md, const LongContextReport& r) {
+  bool any = false;
+  for (const RulerCell& c : r.cells) any = any || c.choices > 0;
+  if (!any) return;
+  md << "## Forced choice (accuracy %, chance 50; in brackets the mean log-likelihood margin of the value over the "
+        "foil, nats)\n\n| Length |";
+  for (const RulerTask task : r.grid.tasks) md << " " << ruler_task_name(task) << " |";
+  md << " Avg |\n|---|";
+  for (std::size_t i = 0; i <= r.grid.tasks.size(); ++i) md << "---|";
+  md << "\n";
+  for (const int length : r.grid.lengths) {
+    md << "| " << length_label(r, length) << " |";
+    for (const RulerTask task : r.grid.tasks) {
+      const ChoiceSummary s = task_choice(r, task, length);
+      md << " " << (s.choices ? fixed(s.accuracy(), 1) + " (" + fixed(s.margin(), 2) + ")" : "–") << " |";
+    }
+    const double average = average_choice_accuracy(r, length);
+    md << " " << (std::isnan(average) ? std::string("–") : fixed(average, 2)) << " |\n";
+  }
+  md << "\nAfter the prompt (which ends with the queried needle's lead-in), the needle's value and a foil of the same "
+        "kind are scored teacher-forced; the prompt counts when the value is the more likely. Tasks whose prompt "
+        "does not end with a lead-in (variable tracking) have none.\n\n";
+}
+
+}  // namespace
 
 std::string report_markdown(const LongContextReport& r) {
   std::ostringstream md;
@@ -117,7 +197,9 @@ std::string report_markdown(const LongContextReport& r) {
     md << " " << fixed(average_accuracy(r, length), 2) << " |\n";
   }
   md << "\nScored by RULER's string_match_all: the share of expected values contained in the greedy continuation, "
-        "ignoring case.\n\n## Perplexity by position\n\n"
+        "ignoring case.\n\n";
+  choice_markdown(md, r);
+  md << "## Perplexity by position\n\n"
      << r.perplexity_sequences << " held-out sequences; overall mean NLL " << fixed(r.perplexity.mean_nll(), 4)
      << " nats, perplexity " << fixed(r.perplexity.perplexity(), 2) << ".\n\n| Positions | Tokens | Mean NLL | "
         "Perplexity |\n|---|---|---|---|\n";

@@ -40,6 +40,18 @@ struct LongContextReport {
 double task_accuracy(const LongContextReport& r, RulerTask task, int length);
 double average_accuracy(const LongContextReport& r, int length);
 
+// The forced choice (RulerAnswerChoice) of a task at one length, over every depth; NaN where no sample had one
+// (variable tracking; `ruler` answer prefix). The average is over the tasks that have one.
+struct ChoiceSummary {
+  int choices = 0, recalled = 0;
+  double answer_nll_sum = 0, margin_sum = 0;
+  double accuracy() const;    // percent of choices won by the needle's value (chance: 50)
+  double answer_nll() const;  // mean over choices of the value's NLL per token (nats)
+  double margin() const;      // mean over choices of the value's log-likelihood minus the foil's (nats)
+};
+ChoiceSummary task_choice(const LongContextReport& r, RulerTask task, int length);
+double average_choice_accuracy(const LongContextReport& r, int length);
+
 nlohmann::json report_json(const LongContextReport& r);
 std::string report_markdown(const LongContextReport& r);
 io::Heatmap task_heatmap(const LongContextReport& r, RulerTask task);  // rows: lengths, columns: depths

@@ -155,6 +155,33 @@ void append(std::vector<std::int32_t>& out, const std::vector<std::int32_t>& ids
   out.insert(out.end(), ids.begin(), ids.end());
 }
 
+// A value of the kind `task` hides (a number, a word pair or a UUID-like string).
+std::string task_value(RulerTask task, Rng& rng) {
+  return task == RulerTask::niah_single_word ? word_pair(rng) : task == RulerTask::niah_single_uuid ? uuid_value(rng)
+                                                                                                     : number7(rng);
+}
+
+// The tokens of `sentence` after those of `lead` when the sentence's encoding starts with the lead's (empty if not:
+// the tokenizer merged across the boundary, and the continuation of the prompt's lead-in is not those tokens).
+std::vector<std::int32_t> after_lead(const std::vector<std::int32_t>& lead, const std::vector<std::int32_t>& sentence) {
+  if (sentence.size() <= lead.size() || !std::equal(lead.begin(), lead.end(), sentence.begin())) return {};
+  return {sentence.begin() + static_cast<std::ptrdiff_t>(lead.size()), sentence.end()};
+}
+
+// RulerPrompt::answer_tokens and foil_tokens: the queried needle's value after its lead-in (t.answer_prefix), and a
+// foil of the same kind that is none of the prompt's values, after the same lead-in.
+void set_forced_choice(RulerPrompt& p, RulerTask task, const TaskText& t, const TextCodec& codec,
+                       const std::vector<std::int32_t>& queried_needle, Rng& rng) {
+  const std::vector<std::int32_t> lead = codec.encode(t.answer_prefix);
+  std::string foil = task_value(task, rng);
+  while (std::any_of(t.needles.begin(), t.needles.end(),
+                     [&](const std::string& n) { return n.find(foil) != std::string::npos; }))
+    foil = task_value(task, rng);
+  p.answer_tokens = after_lead(lead, queried_needle);
+  p.foil_tokens = after_lead(lead, codec.encode(t.answer_prefix + " " + foil + "."));
+  if (p.answer_tokens.empty() || p.foil_tokens.empty()) p.answer_tokens.clear(), p.foil_tokens.clear();
+}
+
 // Whether a needle placed before haystack token `at` starts a sentence: the token before it ends one.
 bool after_sentence_end(const TextCodec& codec, std::span<const std::int32_t> hay, std::size_t at) {
   if (at == 0 || at == hay.size()) return true;
@@ -275,6 +302,8 @@ RulerPrompt make_ruler_prompt(RulerTask task, const TextCodec& codec, std::span<
   p.answers = t.answers;
   // Enough to restate every needle (a model answering a list tends to repeat the sentences), and some slack.
   p.max_new = static_cast<int>(fixed - instruction.size() - question.size()) + kSlackTokens;
+  // Drawn last, so that the prompt is the same with or without it.
+  if (prefix == AnswerPrefix::needle && !t.chained) set_forced_choice(p, task, t, codec, needles[0], rng);
   return p;
 }
 
@@ -311,7 +340,7 @@ RulerPrompt ruler_sample_prompt(const RulerGrid& grid, RulerTask task, int lengt
 }
 
 std::vector<RulerCell> run_ruler(const RulerGrid& grid, const TextCodec& codec, std::span<const std::int32_t> haystack,
-                                 const Continuation& continuation,
+                                 const PromptRunner& runner,
                                  const std::function<void(const RulerSample&)>& on_sample) {
   validate(grid);
   std::vector<RulerCell> cells;
@@ -321,17 +350,39 @@ std::vector<RulerCell> run_ruler(const RulerGrid& grid, const TextCodec& codec, 
         RulerCell cell{task, length, depth};
         for (int s = 0; s < grid.samples; ++s) {
           const RulerPrompt p = ruler_sample_prompt(grid, task, length, depth, s, codec, haystack);
-          const std::vector<std::int32_t> ids = continuation(p.tokens, p.max_new);
-          const std::string generated = codec.decode(ids);
-          const RulerSample r{task, length, depth, s, p.answers, generated, match_answers(generated, p.answers)};
+          const bool has_choice = !p.answer_tokens.empty();
+          const PromptOutcome out =
+              runner(p.tokens, p.max_new,
+                     has_choice ? std::vector<std::vector<std::int32_t>>{p.answer_tokens, p.foil_tokens}
+                                : std::vector<std::vector<std::int32_t>>{});
+          const std::string generated = codec.decode(out.generated);
+          RulerSample r{task, length, depth, s, p.answers, generated, match_answers(generated, p.answers), {}};
           ++cell.samples;
           cell.score_sum += r.match.score();
           cell.all_found += r.match.all();
+          if (has_choice && out.log_likelihoods.size() == 2) {
+            r.choice = AnswerChoice{out.log_likelihoods[0], out.log_likelihoods[1],
+                                    static_cast<int>(p.answer_tokens.size())};
+            ++cell.choices;
+            cell.recalled += r.choice->recalled();
+            cell.answer_nll_sum += -r.choice->answer_log_likelihood / r.choice->answer_tokens;
+            cell.margin_sum += r.choice->answer_log_likelihood - r.choice->foil_log_likelihood;
+          }
           if (on_sample) on_sample(r);
         }
         cells.push_back(cell);
       }
   return cells;
+}
+
+std::vector<RulerCell> run_ruler(const RulerGrid& grid, const TextCodec& codec, std::span<const std::int32_t> haystack,
+                                 const Continuation& continuation,
+                                 const std::function<void(const RulerSample&)>& on_sample) {
+  const PromptRunner generate_only = [&](std::span<const std::int32_t> prompt, int max_new,
+                                         const std::vector<std::vector<std::int32_t>>&) {
+    return PromptOutcome{continuation(prompt, max_new), {}};
+  };
+  return run_ruler(grid, codec, haystack, generate_only, on_sample);
 }
 
 }  // namespace hax::inference

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,6 +60,10 @@ struct RulerPrompt {
   std::vector<std::size_t> needle_positions;  // the token offset of each in `tokens`
   std::size_t context_begin = 0, context_end = 0;  // the haystack-with-needles part of `tokens`
   int max_new = 0;                            // tokens to generate: the answers' length and some slack
+  // The forced choice, where the prompt ends with the queried needle's lead-in (`needle` answer prefix, every task
+  // but variable tracking; empty otherwise): the tokens that follow the lead-in in the needle (its value and the
+  // period), and the same for a foil, a value of the same kind found in none of the needles.
+  std::vector<std::int32_t> answer_tokens, foil_tokens;
 };
 
 // A prompt of `length` tokens for `task`: an instruction, `haystack` (held-out token ids, read cyclically from a
@@ -94,6 +99,24 @@ void validate(const RulerGrid& grid);
 // Greedy continuation of a prompt (the model in the CLI; an oracle or a fake in tests).
 using Continuation = std::function<std::vector<std::int32_t>(std::span<const std::int32_t> prompt, int max_new)>;
 
+// What a model does with one prompt: its greedy continuation of max_new tokens, and the log-likelihood (natural
+// log, teacher-forced) of each candidate continuation given the prompt, in the candidates' order.
+struct PromptOutcome {
+  std::vector<std::int32_t> generated;
+  std::vector<double> log_likelihoods;
+};
+using PromptRunner = std::function<PromptOutcome(std::span<const std::int32_t> prompt, int max_new,
+                                                 const std::vector<std::vector<std::int32_t>>& candidates)>;
+
+// The forced choice between the needle's value and the foil (RulerPrompt::answer_tokens, foil_tokens): it counts as
+// recalled when the value is the more likely continuation. Unlike exact match it tells apart models that all fail
+// to reproduce a value token for token (small ones), and chance is 50%.
+struct AnswerChoice {
+  double answer_log_likelihood = 0, foil_log_likelihood = 0;
+  int answer_tokens = 0;
+  bool recalled() const { return answer_log_likelihood > foil_log_likelihood; }
+};
+
 struct RulerSample {
   RulerTask task;
   int length = 0;
@@ -102,6 +125,7 @@ struct RulerSample {
   std::vector<std::string> answers;
   std::string generated;
   AnswerMatch match;
+  std::optional<AnswerChoice> choice;  // where the prompt has one and the runner scored it
 };
 
 struct RulerCell {
@@ -111,11 +135,19 @@ struct RulerCell {
   int samples = 0;
   double score_sum = 0;  // of AnswerMatch::score()
   int all_found = 0;     // samples whose every answer was found
+  int choices = 0, recalled = 0;  // samples with a forced choice, and those whose value won it
+  double answer_nll_sum = 0;      // over those samples: the value's negative log-likelihood per token (nats)
+  double margin_sum = 0;          // and the value's log-likelihood minus the foil's (nats; > 0: the value is likelier)
   double accuracy() const { return samples ? 100.0 * score_sum / samples : 0.0; }
+  double choice_accuracy() const { return choices ? 100.0 * recalled / choices : 0.0; }
 };
 
 // Cells in task, length, depth order. Sample s of a cell is drawn from Rng(seed) forked by the task, the length,
 // the depth and s, so it does not depend on which other tasks, lengths or depths run.
+// With a PromptRunner, each prompt's forced choice is scored too; with a Continuation alone, none is.
+std::vector<RulerCell> run_ruler(const RulerGrid& grid, const TextCodec& codec, std::span<const std::int32_t> haystack,
+                                 const PromptRunner& runner,
+                                 const std::function<void(const RulerSample&)>& on_sample = {});
 std::vector<RulerCell> run_ruler(const RulerGrid& grid, const TextCodec& codec, std::span<const std::int32_t> haystack,
                                  const Continuation& continuation,
                                  const std::function<void(const RulerSample&)>& on_sample = {});
