@@ -58,6 +58,11 @@ def model_record(name):
     record["perplexity_by_position"] = ev["perplexity"]["by_position"]
     record["ruler_average_by_length"] = ev["average_by_length"]
     record["ruler_by_task"] = {task: r["accuracy_by_length"] for task, r in ev["tasks"].items()}
+    # The forced choice (value against foil, chance 50), where the evaluation had it.
+    if "choice_average_by_length" in ev:
+        record["choice_average_by_length"] = ev["choice_average_by_length"]
+        record["choice_by_task"] = {task: r["choice_accuracy_by_length"] for task, r in ev["tasks"].items()}
+        record["margin_by_task"] = {task: r["margin_by_length"] for task, r in ev["tasks"].items()}
     return record
 
 
@@ -74,15 +79,18 @@ def main():
             lengths = sorted(r["ruler_average_by_length"], key=int)
             break
     head = "| Model | Paper 790M RULER-2K avg | held-out ppl | " + " | ".join(
-        f"RULER {l} avg" for l in (lengths or [])) + " | train s | eval s |"
+        f"RULER {l} avg" for l in (lengths or [])) + " | " + " | ".join(
+        f"choice {l} avg" for l in (lengths or [])) + " | train s | eval s |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in records:
         paper = PAPER_RULER_2K.get(r["model"], "–") if r["model"] != "pretrain" else "–"
         if r["status"] != "done":
-            cells = [f"({r['status']})"] + [""] * ((len(lengths) if lengths else 0) + 2)
+            cells = [f"({r['status']})"] + [""] * ((2 * len(lengths) if lengths else 0) + 2)
         else:
+            choice = r.get("choice_average_by_length", {})
             cells = [f"{r['heldout_perplexity_best']:.2f}"] + [f"{r['ruler_average_by_length'][l]:.2f}" for l in lengths] + [
+                f"{choice[l]:.1f}" if choice.get(l) is not None else "–" for l in lengths] + [
                 f"{r['train_wall_seconds']:.0f}", f"{r['eval_wall_seconds']:.0f}"]
         print(f"| {r['label']} | {paper} | " + " | ".join(cells) + " |")
 
