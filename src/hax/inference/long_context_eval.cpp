@@ -149,17 +149,23 @@ nlohmann::json report_json(const LongContextReport& r) {
 
 namespace {
 
+// "| Length | task... | Avg |" and its separator row: the head of the tables with lengths as rows, tasks as columns.
+void task_table_header(std::ostringstream& md, const LongContextReport& r) {
+  md << "| Length |";
+  for (const RulerTask task : r.grid.tasks) md << " " << ruler_task_name(task) << " |";
+  md << " Avg |\n|---|";
+  for (std::size_t i = 0; i <= r.grid.tasks.size(); ++i) md << "---|";
+  md << "\n";
+}
+
 // The forced-choice table: accuracy % (and the mean margin) per task and length; "–" where a task has none.
 void choice_markdown(std::ostringstream& md, const LongContextReport& r) {
   bool any = false;
   for (const RulerCell& c : r.cells) any = any || c.choices > 0;
   if (!any) return;
   md << "## Forced choice (accuracy %, chance 50; in brackets the mean log-likelihood margin of the value over the "
-        "foil, nats)\n\n| Length |";
-  for (const RulerTask task : r.grid.tasks) md << " " << ruler_task_name(task) << " |";
-  md << " Avg |\n|---|";
-  for (std::size_t i = 0; i <= r.grid.tasks.size(); ++i) md << "---|";
-  md << "\n";
+        "foil, nats)\n\n";
+  task_table_header(md, r);
   for (const int length : r.grid.lengths) {
     md << "| " << length_label(r, length) << " |";
     for (const RulerTask task : r.grid.tasks) {
@@ -186,11 +192,8 @@ std::string report_markdown(const LongContextReport& r) {
   md << "Training context: " << r.context << " tokens; " << r.grid.samples << " samples per length x depth cell, depths "
      << depths << ", seed " << r.grid.seed << ", answer prefix `"
      << answer_prefix_name(r.grid.prefix) << "`; wall time " << fixed(r.wall_seconds, 1) << " s.\n\n";
-  md << "## RULER-style tasks (accuracy %, over depths)\n\n| Length |";
-  for (const RulerTask task : r.grid.tasks) md << " " << ruler_task_name(task) << " |";
-  md << " Avg |\n|---|";
-  for (std::size_t i = 0; i <= r.grid.tasks.size(); ++i) md << "---|";
-  md << "\n";
+  md << "## RULER-style tasks (accuracy %, over depths)\n\n";
+  task_table_header(md, r);
   for (const int length : r.grid.lengths) {
     md << "| " << length_label(r, length) << " |";
     for (const RulerTask task : r.grid.tasks) md << " " << fixed(task_accuracy(r, task, length), 1) << " |";
