@@ -5,7 +5,7 @@
 # ours. A model whose steps have not finished is listed with the steps missing, never with a guessed number. Wall
 # times are those of each step's last attempt (see STEP.note where a step was resumed).
 # Usage: scripts/real_text_json.py [RUNS_DIR]   (default ${HAX_RUNS_DIR:-~/hax-runs}/real_text)
-import json, os, sys
+import json, math, os, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 runs = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
@@ -56,6 +56,16 @@ def model_record(name):
     ev = json.load(open(os.path.join(runs, eval_step, "results.json")))
     record["eval_perplexity"] = ev["perplexity"]["perplexity"]
     record["perplexity_by_position"] = ev["perplexity"]["by_position"]
+    # Perplexity inside the training context and in each further multiple of it (positions [k C, (k+1) C)).
+    context = ev["context"]
+    spans = {}
+    for b in ev["perplexity"]["by_position"]:
+        if b["tokens"] and b["mean_nll"] is not None:
+            k = b["first_position"] // context
+            nll, tokens = spans.get(k, (0.0, 0))
+            spans[k] = (nll + b["mean_nll"] * b["tokens"], tokens + b["tokens"])
+    record["perplexity_by_context_multiple"] = {
+        f"{k * context}-{(k + 1) * context - 1}": math.exp(nll / tokens) for k, (nll, tokens) in sorted(spans.items())}
     record["ruler_average_by_length"] = ev["average_by_length"]
     record["ruler_by_task"] = {task: r["accuracy_by_length"] for task, r in ev["tasks"].items()}
     # The forced choice (value against foil, chance 50), where the evaluation had it.
@@ -78,7 +88,9 @@ def main():
         if r["status"] == "done":
             lengths = sorted(r["ruler_average_by_length"], key=int)
             break
+    spans = next((list(r["perplexity_by_context_multiple"]) for r in records if r["status"] == "done"), [])
     head = "| Model | Paper 790M RULER-2K avg | held-out ppl | " + " | ".join(
+        f"ppl {span}" for span in spans) + " | " + " | ".join(
         f"RULER {l} avg" for l in (lengths or [])) + " | " + " | ".join(
         f"choice {l} avg" for l in (lengths or [])) + " | train s | eval s |"
     print(head)
@@ -86,10 +98,12 @@ def main():
     for r in records:
         paper = PAPER_RULER_2K.get(r["model"], "–") if r["model"] != "pretrain" else "–"
         if r["status"] != "done":
-            cells = [f"({r['status']})"] + [""] * ((2 * len(lengths) if lengths else 0) + 2)
+            cells = [f"({r['status']})"] + [""] * ((2 * len(lengths) if lengths else 0) + len(spans) + 2)
         else:
             choice = r.get("choice_average_by_length", {})
-            cells = [f"{r['heldout_perplexity_best']:.2f}"] + [f"{r['ruler_average_by_length'][l]:.2f}" for l in lengths] + [
+            cells = [f"{r['heldout_perplexity_best']:.2f}"] + [
+                f"{r['perplexity_by_context_multiple'][span]:.2f}" for span in spans] + [
+                f"{r['ruler_average_by_length'][l]:.2f}" for l in lengths] + [
                 f"{choice[l]:.1f}" if choice.get(l) is not None else "–" for l in lengths] + [
                 f"{r['train_wall_seconds']:.0f}", f"{r['eval_wall_seconds']:.0f}"]
         print(f"| {r['label']} | {paper} | " + " | ".join(cells) + " |")
