@@ -55,12 +55,17 @@ models::ModelConfig fresh_config(const LmTrainCommand& c, const data::LmCorpus& 
   return config;
 }
 
+// The config --init-from continues into: the checkpoint's, with --seed and the sparse flags applied.
+models::ModelConfig continued_config(const LmTrainCommand& c, models::ModelConfig loaded) {
+  if (c.seed >= 0) loaded.seed = static_cast<std::uint64_t>(c.seed);
+  c.sparse.apply(loaded, c.init_from + "/config.json");
+  return loaded;
+}
+
 // --init-from: the checkpoint's model with the sparse flags (and --seed) applied, initialized from its weights.
 std::unique_ptr<models::Model> continued_model(const LmTrainCommand& c, const data::LmCorpus& corpus) {
   const auto loaded = training::load_model(c.init_from);
-  models::ModelConfig target = loaded->config();
-  if (c.seed >= 0) target.seed = static_cast<std::uint64_t>(c.seed);
-  c.sparse.apply(target, c.init_from + "/config.json");
+  const models::ModelConfig target = continued_config(c, loaded->config());
   check_vocab(target, corpus, "checkpoint '" + c.init_from + "'");
   return training::init_from(*loaded, target, c.init_from);
 }
@@ -84,14 +89,9 @@ void check_resumed_model(const LmTrainCommand& c, const data::LmCorpus& corpus, 
     return;
   }
   if (!fs::exists(last_config)) return;  // the trainer says there is nothing to resume
-  models::ModelConfig intended;
-  if (!c.config_path.empty()) {
-    intended = fresh_config(c, corpus);
-  } else {
-    intended = models::ModelConfig::load(c.init_from + "/config.json");
-    if (c.seed >= 0) intended.seed = static_cast<std::uint64_t>(c.seed);
-    c.sparse.apply(intended, c.init_from + "/config.json");
-  }
+  const models::ModelConfig intended =
+      !c.config_path.empty() ? fresh_config(c, corpus)
+                             : continued_config(c, models::ModelConfig::load(c.init_from + "/config.json"));
   const nlohmann::json want = intended.to_json();
   const nlohmann::json have = models::ModelConfig::load(last_config.string()).to_json();
   for (const auto& [key, value] : want.items())

@@ -6,6 +6,7 @@
 
 #include "hax/engine/error.h"
 #include "hax/inference/logit_stream.h"
+#include "hax/inference/score.h"
 
 namespace hax::inference {
 
@@ -92,10 +93,7 @@ double continuation_log_likelihood(models::Model& model, const SavedStream& from
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     const std::span<const float> row = logits.last(V);
     check(tokens[i] >= 0 && static_cast<std::size_t>(tokens[i]) < V, "token ", tokens[i], " is outside the vocabulary");
-    const double max = *std::max_element(row.begin(), row.end());
-    double total = 0;
-    for (const float l : row) total += std::exp(l - max);
-    sum += row[static_cast<std::size_t>(tokens[i])] - max - std::log(total);
+    sum -= token_nll(row, tokens[i]);
     if (i + 1 < tokens.size()) logits = stream.feed(tokens.subspan(i, 1));
   }
   return sum;
