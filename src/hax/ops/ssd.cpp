@@ -49,15 +49,20 @@ bool heads_in_parallel(const Sizes& s) { return s.H > 1 && worth_threads(std::si
 // A of head h: -exp(A_log), or as given.
 float head_A(const SsdInputs<float>& in, int h) { return in.A_log ? -std::exp(in.A_log[h]) : in.A[h]; }
 
-// dt = softplus(dt_raw + dt_bias) (or the bare sum) for every (t, h), and (with dsoftplus) its derivative: (T, H).
+// dt of position t and head h: softplus(dt_raw + dt_bias) (or the bare sum), and its derivative in *grad.
+inline float head_dt(const Sizes& s, const SsdInputs<float>& in, int t, int h, float* grad) {
+  const float v = in.dt_raw[std::size_t(t) * s.H + h] + (in.dt_bias ? in.dt_bias[h] : 0.0f);
+  return in.dt_softplus ? fast_softplus(v, grad) : v;
+}
+
+// dt for every (t, h), and (with dsoftplus) its derivative: (T, H).
 void compute_dt(const Sizes& s, const SsdInputs<float>& in, float* dt, float* dsoftplus) {
   for (int t = 0; t < s.T; ++t) {
     const std::size_t row = std::size_t(t) * s.H;
 #pragma omp simd
     for (int h = 0; h < s.H; ++h) {
       float grad = 1.0f;
-      const float v = in.dt_raw[row + h] + (in.dt_bias ? in.dt_bias[h] : 0.0f);
-      dt[row + h] = in.dt_softplus ? fast_softplus(v, &grad) : v;
+      dt[row + h] = head_dt(s, in, t, h, &grad);
       if (dsoftplus) dsoftplus[row + h] = grad;
     }
   }
@@ -420,8 +425,8 @@ void ssd_step_forward(const SsdShape& shape, const SsdInputs<float>& in, float* 
     const float A = head_A(in, head), D = in.D ? in.D[head] : 0.0f;
     float* __restrict state = h + std::size_t(head) * s.P * s.N;
     for (int t = 0; t < s.T; ++t) {
-      const float v = in.dt_raw[std::size_t(t) * s.H + head] + (in.dt_bias ? in.dt_bias[head] : 0.0f);
-      const float dt = in.dt_softplus ? fast_softplus(v) : v, decay = std::exp(dt * A);
+      float grad;
+      const float dt = head_dt(s, in, t, head, &grad), decay = std::exp(dt * A);
       const float* x = in.x + (std::size_t(t) * s.H + head) * s.P;
       const std::size_t bc = (std::size_t(t) * s.G + s.group(head)) * s.N;
       const float* __restrict Bm = in.Bm + bc;
