@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -148,6 +149,58 @@ TEST_F(CliSweep, ABasesExtraFlagsGoToItsRunsOnly) {
   json bad = tiny_experiment(config());
   bad["bases"][0]["extra"] = {"--steps", 4};
   EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(bad, "bad.json"), "--dry-run"), "bases[0].extra[1]"));
+}
+
+// A fresh machine has the committed results (--out-docs) but not the run folders: what results.json records as done
+// is not trained again, and stays in the outputs; a changed experiment trains it again.
+TEST_F(CliSweep, RunsRecordedInTheDocsAreNotTrainedAgain) {
+  json j = tiny_experiment(config());
+  j["bases"] = json::array({j["bases"][0]});
+  const fs::path experiment = write_experiment(j);
+  const std::string docs = cat("--out-docs ", quoted(dir_ / "docs"));
+  ASSERT_EQ(sweep(experiment, docs).exit_code, 0);
+  const json first = json::parse(read_file(dir_ / "docs/results.json"));
+  ASSERT_EQ(first.size(), 2u);
+  for (const json& r : first) EXPECT_FALSE(r.at("curve").empty()) << r.dump();
+
+  fs::remove_all(runs());
+  const CommandResult again = sweep(experiment, docs);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_FALSE(fs::exists(runs() / "tiny/alpha__plain__none__seed1.train.log"));
+  const json second = json::parse(read_file(dir_ / "docs/results.json"));
+  ASSERT_EQ(second.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(second[i].at("recorded"), true);
+    for (const char* key : {"command", "eval_command", "test_accuracy", "best_valid_accuracy", "steps", "wall_seconds",
+                            "curve", "folder", "status"})
+      EXPECT_EQ(second[i].at(key), first[i].at(key)) << key;
+  }
+  EXPECT_NE(read_file(dir_ / "docs/results.md").find("| done (recorded) |"), std::string::npos);
+  EXPECT_NE(sweep(experiment, docs + " --dry-run").out.find("recorded in --out-docs's results.json: skipped"),
+            std::string::npos);
+
+  j["train"]["steps"] = 4;  // another protocol: the recorded 3-update runs do not stand for it
+  const CommandResult changed = sweep(write_experiment(j), docs);
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  for (const json& r : json::parse(read_file(dir_ / "docs/results.json"))) {
+    EXPECT_EQ(r.at("steps"), 4);
+    EXPECT_FALSE(r.contains("recorded"));
+  }
+}
+
+TEST_F(CliSweep, OnlyRunsTheSelectedRunsAndRendersTheWholeGrid) {
+  const fs::path experiment = write_experiment(tiny_experiment(config()));
+  const CommandResult some = sweep(experiment, "--only 'alpha__sliding|beta__plain'");
+  ASSERT_EQ(some.exit_code, 0) << some.err;
+  std::map<std::string, std::string> status;
+  for (const json& r : json::parse(read_file(runs() / "tiny/results.json")))
+    status[r.at("base").get<std::string>() + "/" + r.at("sparse_arch").get<std::string>()] = r.at("status");
+  EXPECT_EQ(status, (std::map<std::string, std::string>{{"alpha/", "pending"},
+                                                         {"alpha/sliding_window", "done"},
+                                                         {"beta/", "done"},
+                                                         {"beta/sliding_window", "pending"}}));
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(experiment, "--only gamma"), "matches no run"));
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(experiment, "--only '('"), "not a regular expression"));
 }
 
 TEST_F(CliSweep, ABadExperimentIsAOneLineErrorNamingTheKey) {

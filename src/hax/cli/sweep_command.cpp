@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -47,6 +48,7 @@ struct SweepCommand {
   std::string runs_dir;  // empty: $HOME/hax-runs
   std::string out_docs;
   int jobs = 0;          // 0: cores / threads per run
+  std::string only;      // a regular expression: run only the runs whose id it matches (all are rendered)
   bool dry_run = false, render_only = false;
 };
 
@@ -54,7 +56,13 @@ struct Sweep {
   Experiment experiment;
   fs::path root;  // RUNS_DIR/<name>
   std::vector<RunSpec> runs;
+  nlohmann::json recorded_results = nlohmann::json::array();  // --out-docs's results.json from an earlier sweep
   fs::path run_dir(const RunSpec& run) const { return root / run.id(); }
+  std::optional<training::RunRecord> recorded(const RunSpec& run) const {
+    return training::recorded_run(experiment, run, recorded_results, kRecordedProgram);
+  }
+  // Finished here (its folder has test.json) or recorded as finished by an earlier sweep elsewhere.
+  bool done(const RunSpec& run) const { return fs::exists(run_dir(run) / "test.json") || recorded(run).has_value(); }
 };
 
 fs::path default_runs_dir() {
@@ -151,11 +159,11 @@ bool run_phase(const std::string& program, const std::vector<std::string>& args,
   return code == 0;
 }
 
-// Trains (fresh, or resumed from last/) up to the experiment's steps, then evaluates on the test split. A run with
-// test.json is done and left alone.
+// Trains (fresh, or resumed from last/) up to the experiment's steps, then evaluates on the test split. A done run
+// (Sweep::done) is left alone.
 void execute_run(const Sweep& s, const RunSpec& run, const std::string& program) {
+  if (s.done(run)) return;
   const fs::path dir = s.run_dir(run);
-  if (fs::exists(dir / "test.json")) return;
   fs::create_directories(dir);
   const std::optional<std::int64_t> step = training::trained_steps(dir);
   // Without last/ nothing can be resumed: start clean rather than append to the metrics of a lost attempt.
@@ -200,8 +208,12 @@ std::string read_text(const fs::path& path) {
 
 std::vector<training::RunRecord> read_records(const Sweep& s) {
   std::vector<training::RunRecord> records;
-  for (const RunSpec& run : s.runs)
-    records.push_back(training::read_run(s.experiment, run, s.run_dir(run), kRecordedProgram));
+  for (const RunSpec& run : s.runs) {
+    training::RunRecord r = training::read_run(s.experiment, run, s.run_dir(run), kRecordedProgram);
+    if (r.status != "done")
+      if (std::optional<training::RunRecord> recorded = s.recorded(run)) r = *recorded;
+    records.push_back(std::move(r));
+  }
   return records;
 }
 
@@ -228,12 +240,13 @@ std::size_t render(const Sweep& s, const std::string& out_docs) {
 
 // ---- the command ----
 
-void print_dry_run(const Sweep& s) {
-  for (const RunSpec& run : s.runs) {
+void print_dry_run(const Sweep& s, const std::vector<RunSpec>& selected) {
+  for (const RunSpec& run : selected) {
     const fs::path dir = s.run_dir(run);
     const std::optional<std::int64_t> step = training::trained_steps(dir);
     std::cout << "# " << run.id()
               << (fs::exists(dir / "test.json") ? " (done: skipped)"
+                  : s.recorded(run) ? " (done, recorded in --out-docs's results.json: skipped)"
                   : step ? cat(" (resumes from step ", *step, ")") : "")
               << "\n"
               << training::command_line(kRecordedProgram, training::train_arguments(s.experiment, run, dir.string(),
@@ -255,28 +268,60 @@ int default_jobs(const Experiment& e) {
   return std::max(1, cores / e.threads);
 }
 
-// Runs every run, `jobs` at a time, re-rendering the outputs after each.
-void run_all(const Sweep& s, const SweepCommand& c) {
+// The runs --only selects (all without it), in the grid's order.
+std::vector<RunSpec> selected_runs(const Sweep& s, const std::string& only) {
+  if (only.empty()) return s.runs;
+  std::regex pattern;
+  try {
+    pattern = std::regex(only, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    fail("hax sweep: --only '", only, "' is not a regular expression: ", e.what());
+  }
+  std::vector<RunSpec> selected;
+  std::copy_if(s.runs.begin(), s.runs.end(), std::back_inserter(selected),
+               [&](const RunSpec& run) { return std::regex_search(run.id(), pattern); });
+  check(!selected.empty(), "hax sweep: --only '", only, "' matches no run of ", s.experiment.path, " (run ids look like ",
+        s.runs.front().id(), "; --dry-run lists them)");
+  return selected;
+}
+
+// Runs the runs not yet done, `jobs` at a time, re-rendering the outputs after each.
+void run_all(const Sweep& s, const std::vector<RunSpec>& selected, const SweepCommand& c) {
+  std::vector<RunSpec> todo;
+  std::copy_if(selected.begin(), selected.end(), std::back_inserter(todo), [&](const RunSpec& r) { return !s.done(r); });
   const std::string program = fs::read_symlink("/proc/self/exe").string();
-  const int jobs = std::min<int>(c.jobs > 0 ? c.jobs : default_jobs(s.experiment), static_cast<int>(s.runs.size()));
-  std::cerr << "hax sweep: " << s.runs.size() << " runs of " << s.experiment.path << " in " << s.root.string() << ", "
-            << jobs << " at a time, " << s.experiment.threads << " thread(s) each\n";
+  const int jobs = std::min<int>(c.jobs > 0 ? c.jobs : default_jobs(s.experiment), static_cast<int>(todo.size()));
+  std::cerr << "hax sweep: " << todo.size() << " of " << s.runs.size() << " runs of " << s.experiment.path
+            << " to run in " << s.root.string() << ", " << jobs << " at a time, " << s.experiment.threads
+            << " thread(s) each\n";
   std::mutex mutex;
   std::atomic<std::size_t> next{0};
   std::size_t done = 0;
-  Progress bar("sweep", s.runs.size(), "runs");
+  Progress bar("sweep", todo.size(), "runs");
   auto worker = [&] {
-    for (std::size_t i; (i = next.fetch_add(1)) < s.runs.size();) {
-      execute_run_safely(s, s.runs[i], program);
+    for (std::size_t i; (i = next.fetch_add(1)) < todo.size();) {
+      execute_run_safely(s, todo[i], program);
       const std::lock_guard lock(mutex);
       render(s, c.out_docs);
-      bar.update(++done, s.runs[i].id() + " " + training::read_sweep_state(s.run_dir(s.runs[i])).status);
+      bar.update(++done, todo[i].id() + " " + training::read_sweep_state(s.run_dir(todo[i])).status);
     }
   };
   std::vector<std::thread> threads;
   for (int j = 0; j < jobs; ++j) threads.emplace_back(worker);
   for (std::thread& t : threads) t.join();
   bar.finish();
+}
+
+// --out-docs's results.json from an earlier sweep, if there is one; a file that does not parse is an error rather
+// than a reason to train its runs again.
+nlohmann::json read_recorded_results(const std::string& out_docs) {
+  const fs::path path = fs::path(out_docs) / "results.json";
+  if (out_docs.empty() || !fs::exists(path)) return nlohmann::json::array();
+  std::ifstream in(path);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  check(!j.is_discarded() && j.is_array(), path.string(),
+        ": not a results.json of hax sweep (a JSON array of runs); move it away to start the results afresh");
+  return j;
 }
 
 void run_sweep(const SweepCommand& c) {
@@ -286,11 +331,13 @@ void run_sweep(const SweepCommand& c) {
   s.runs = training::expand_runs(s.experiment);
   check(!s.runs.empty(), s.experiment.path,
         ": the grid has no runs (only sparse archs, and every base \"sparse\": false)");
-  if (c.dry_run) return print_dry_run(s);
+  s.recorded_results = read_recorded_results(c.out_docs);
+  const std::vector<RunSpec> selected = selected_runs(s, c.only);
+  if (c.dry_run) return print_dry_run(s, selected);
   if (!c.render_only) {
     check_configs(s.experiment);
     fs::create_directories(s.root);
-    run_all(s, c);
+    run_all(s, selected, c);
   }
   const std::size_t failed = render(s, c.out_docs);
   std::cerr << "hax sweep: results in " << (s.root / "results.md").string()
@@ -305,13 +352,18 @@ void register_sweep(CLI::App& app) {
       "The experiment file (JSON) lists bases (model configs), sparse archs, semantics, seeds, training and task\n"
       "settings, and the paper's numbers; src/hax/training/experiment.h documents it. Each run gets a folder\n"
       "RUNS_DIR/NAME/<base>__<arch>__<semantics>__seed<S>; an interrupted run resumes, a finished one is skipped.\n"
-      "Writes results.json, results.md and curves_<base>.svg in RUNS_DIR/NAME (and --out-docs).");
+      "Writes results.json, results.md and curves_<base>.svg in RUNS_DIR/NAME (and --out-docs).\n"
+      "With --out-docs, a run that its results.json records as done (same command) counts as done even where\n"
+      "RUNS_DIR lacks its folder: a sweep on a fresh machine trains only what the committed results lack.");
   auto c = std::make_shared<SweepCommand>();
   command->add_option("experiment", c->experiment_path, "Experiment file (JSON)")->required();
   command->add_option("--runs-dir", c->runs_dir, "Where run folders live (default: $HOME/hax-runs)");
   command->add_option("--out-docs", c->out_docs, "Also write results.json, results.md and the SVGs here");
   command->add_option("--jobs,-j", c->jobs, "Runs at once (default: cores / threads per run)")
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--only", c->only,
+                      "Run only the runs whose id matches this regular expression (e.g. 'sink|dilated'); "
+                      "the outputs still cover the whole grid");
   command->add_flag("--dry-run", c->dry_run, "Print each run's train and eval commands; run nothing");
   command->add_flag("--render-only", c->render_only, "Render the outputs from the run folders; run nothing");
   command->callback([c] { run_sweep(*c); });

@@ -133,11 +133,11 @@ void write_runs(std::ostream& md, const std::vector<RunRecord>& runs) {
        << (r.best_valid_accuracy ? fixed(100 * *r.best_valid_accuracy, 1) : "–") << " | "
        << (r.test_accuracy ? fixed(100 * *r.test_accuracy, 1) : "–") << " | "
        << fixed(r.state.train_seconds + r.state.eval_seconds, 1) << " | " << r.status
-       << (r.status == "failed" ? ": " + r.state.error : "") << " | "
+       << (r.status == "failed" ? ": " + r.state.error : "") << (r.recorded ? " (recorded)" : "") << " | "
        << (r.test_accuracy ? "[svg](heatmaps/" + r.spec.id() + ".svg)" : "–") << " |\n";
   }
   md << "\nCommands: `command` and `eval_command` of each run in results.json, runnable from the repository "
-        "root.\n";
+        "root. \"recorded\": taken from an earlier results.json, the run's folder being on another machine.\n";
 }
 
 // Validation accuracy (%) of each run at each evaluated update: how soon a run leaves a plateau, which the final
@@ -206,6 +206,40 @@ RunRecord read_run(const Experiment& e, const RunSpec& run, const fs::path& run_
   return r;
 }
 
+std::optional<RunRecord> recorded_run(const Experiment& e, const RunSpec& run, const json& results,
+                                      const std::string& program) {
+  if (!results.is_array()) return std::nullopt;
+  for (const json& j : results) {
+    if (!j.is_object() || j.value("status", "") != "done" || j.value("base", "") != run.base ||
+        j.value("sparse_arch", "") != run.sparse_arch || j.value("semantics", "") != run.semantics ||
+        j.value("seed", std::int64_t{-1}) != run.seed || !j.contains("folder") || !j["folder"].is_string() ||
+        !j.contains("test_accuracy") || !j["test_accuracy"].is_number())
+      continue;
+    RunRecord r;
+    r.spec = run;
+    r.folder = j["folder"].get<std::string>();
+    r.command = command_line(program, train_arguments(e, run, r.folder, false));
+    r.eval_command = command_line(program, eval_arguments(e, r.folder));
+    if (j.value("command", "") != r.command || j.value("eval_command", "") != r.eval_command) continue;
+    r.steps = j.value("steps", std::int64_t{0});
+    r.test_accuracy = j["test_accuracy"].get<double>();
+    if (j.contains("best_valid_accuracy") && j["best_valid_accuracy"].is_number())
+      r.best_valid_accuracy = j["best_valid_accuracy"].get<double>();
+    r.state.train_seconds = j.value("train_seconds", j.value("wall_seconds", 0.0));
+    r.state.eval_seconds = j.value("eval_seconds", 0.0);
+    r.state.status = "done";
+    r.threads = j.value("threads", e.threads);
+    r.status = "done";
+    if (j.contains("curve") && j["curve"].is_array())
+      for (const json& point : j["curve"])
+        if (point.is_array() && point.size() == 2 && point[0].is_number() && point[1].is_number())
+          r.curve.emplace_back(point[0].get<double>(), point[1].get<double>());
+    r.recorded = true;
+    return r;
+  }
+  return std::nullopt;
+}
+
 json results_json(const std::vector<RunRecord>& runs) {
   json all = json::array();
   for (const RunRecord& r : runs) {
@@ -217,12 +251,16 @@ json results_json(const std::vector<RunRecord>& runs) {
            {"test_accuracy", r.test_accuracy ? json(*r.test_accuracy) : json(nullptr)},
            {"best_valid_accuracy", r.best_valid_accuracy ? json(*r.best_valid_accuracy) : json(nullptr)},
            {"wall_seconds", r.state.train_seconds + r.state.eval_seconds},
+           {"train_seconds", r.state.train_seconds},
+           {"eval_seconds", r.state.eval_seconds},
            {"threads", r.threads},
            {"command", r.command},
            {"eval_command", r.eval_command},
            {"status", r.status},
-           {"folder", r.folder}};
+           {"folder", r.folder},
+           {"curve", r.curve}};
     if (r.status == "failed") j["error"] = r.state.error;
+    if (r.recorded) j["recorded"] = true;
     all.push_back(j);
   }
   return all;

@@ -44,11 +44,19 @@ struct RunRecord {
   int threads = 1;
   std::string status;  // done (evaluated), failed, or pending
   std::vector<std::pair<double, double>> curve;  // (update, validation accuracy in %)
+  bool recorded = false;  // read back from an earlier results.json (recorded_run), not from the run's folder
 };
 
 // `program` is the name commands are recorded with ("build/hax").
 RunRecord read_run(const Experiment& e, const RunSpec& run, const std::filesystem::path& run_dir,
                    const std::string& program);
+
+// A finished run as an earlier results.json recorded it, for a sweep on a machine that no longer has the run's
+// folder (a fresh machine keeps the committed results, not ~/hax-runs). Only a "done" object of the same base, arch,
+// semantics and seed whose recorded command is the one this experiment gives for its folder counts: a changed
+// experiment (other steps, task or flags) trains the run again. nullopt if `results` (results.json's array) has none.
+std::optional<RunRecord> recorded_run(const Experiment& e, const RunSpec& run, const nlohmann::json& results,
+                                      const std::string& program);
 
 nlohmann::json results_json(const std::vector<RunRecord>& runs);
 std::string results_markdown(const Experiment& e, const std::vector<RunRecord>& runs);
