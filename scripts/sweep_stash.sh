@@ -45,7 +45,7 @@ case $action in
     tar -czf "$stash.tmp" "${files[@]}"
     mv "$stash.tmp" "$stash"
     for run in "${runs[@]}"; do
-      echo "sweep_stash: saved $run (step $(sed -n 's/.*"step": *\([0-9]*\).*/\1/p' "$run/last/trainer_state.json"))"
+      echo "sweep_stash: saved $run (step $(sed -n 's/.*"step": *\([0-9]*\).*/\1/p' "$run/last/trainer_state.json" | head -1))"
     done
     echo "sweep_stash: $stash ($(du -h "$stash" | cut -f1)); commit it"
     ;;
