@@ -49,8 +49,9 @@ bool heads_in_parallel(const Sizes& s) { return s.H > 1 && worth_threads(std::si
 // A of head h: -exp(A_log), or as given.
 float head_A(const SsdInputs<float>& in, int h) { return in.A_log ? -std::exp(in.A_log[h]) : in.A[h]; }
 
-// dt of position t and head h: softplus(dt_raw + dt_bias) (or the bare sum), and its derivative in *grad.
-inline float head_dt(const Sizes& s, const SsdInputs<float>& in, int t, int h, float* grad) {
+// dt of position t and head h: softplus(dt_raw + dt_bias) (or the bare sum), and, given grad, its derivative there
+// (left as it is for the bare sum).
+inline float head_dt(const Sizes& s, const SsdInputs<float>& in, int t, int h, float* grad = nullptr) {
   const float v = in.dt_raw[std::size_t(t) * s.H + h] + (in.dt_bias ? in.dt_bias[h] : 0.0f);
   return in.dt_softplus ? fast_softplus(v, grad) : v;
 }
@@ -425,8 +426,7 @@ void ssd_step_forward(const SsdShape& shape, const SsdInputs<float>& in, float* 
     const float A = head_A(in, head), D = in.D ? in.D[head] : 0.0f;
     float* __restrict state = h + std::size_t(head) * s.P * s.N;
     for (int t = 0; t < s.T; ++t) {
-      float grad;
-      const float dt = head_dt(s, in, t, head, &grad), decay = std::exp(dt * A);
+      const float dt = head_dt(s, in, t, head), decay = std::exp(dt * A);
       const float* x = in.x + (std::size_t(t) * s.H + head) * s.P;
       const std::size_t bc = (std::size_t(t) * s.G + s.group(head)) * s.N;
       const float* __restrict Bm = in.Bm + bc;
