@@ -17,6 +17,7 @@
 #include <functional>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,13 +57,15 @@ struct Sweep {
   Experiment experiment;
   fs::path root;  // RUNS_DIR/<name>
   std::vector<RunSpec> runs;
-  nlohmann::json recorded_results = nlohmann::json::array();  // --out-docs's results.json from an earlier sweep
+  // By run id: the runs --out-docs's results.json records as done by an earlier sweep (training::recorded_run).
+  std::map<std::string, training::RunRecord> recorded_runs;
   fs::path run_dir(const RunSpec& run) const { return root / run.id(); }
-  std::optional<training::RunRecord> recorded(const RunSpec& run) const {
-    return training::recorded_run(experiment, run, recorded_results, kRecordedProgram);
+  const training::RunRecord* recorded(const RunSpec& run) const {
+    const auto found = recorded_runs.find(run.id());
+    return found == recorded_runs.end() ? nullptr : &found->second;
   }
   // Finished here (its folder has test.json) or recorded as finished by an earlier sweep elsewhere.
-  bool done(const RunSpec& run) const { return fs::exists(run_dir(run) / "test.json") || recorded(run).has_value(); }
+  bool done(const RunSpec& run) const { return fs::exists(run_dir(run) / "test.json") || recorded(run); }
 };
 
 fs::path default_runs_dir() {
@@ -211,7 +214,7 @@ std::vector<training::RunRecord> read_records(const Sweep& s) {
   for (const RunSpec& run : s.runs) {
     training::RunRecord r = training::read_run(s.experiment, run, s.run_dir(run), kRecordedProgram);
     if (r.status != "done")
-      if (std::optional<training::RunRecord> recorded = s.recorded(run)) r = *recorded;
+      if (const training::RunRecord* recorded = s.recorded(run)) r = *recorded;
     records.push_back(std::move(r));
   }
   return records;
@@ -312,16 +315,20 @@ void run_all(const Sweep& s, const std::vector<RunSpec>& selected, const SweepCo
   bar.finish();
 }
 
-// --out-docs's results.json from an earlier sweep, if there is one; a file that does not parse is an error rather
-// than a reason to train its runs again.
-nlohmann::json read_recorded_results(const std::string& out_docs) {
+// The grid's runs that --out-docs's results.json (if there is one) records as done; a file that does not parse is an
+// error rather than a reason to train its runs again.
+std::map<std::string, training::RunRecord> read_recorded_runs(const Sweep& s, const std::string& out_docs) {
   const fs::path path = fs::path(out_docs) / "results.json";
-  if (out_docs.empty() || !fs::exists(path)) return nlohmann::json::array();
+  if (out_docs.empty() || !fs::exists(path)) return {};
   std::ifstream in(path);
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  check(!j.is_discarded() && j.is_array(), path.string(),
+  const nlohmann::json results = nlohmann::json::parse(in, nullptr, false);
+  check(!results.is_discarded() && results.is_array(), path.string(),
         ": not a results.json of hax sweep (a JSON array of runs); move it away to start the results afresh");
-  return j;
+  std::map<std::string, training::RunRecord> recorded;
+  for (const RunSpec& run : s.runs)
+    if (std::optional<training::RunRecord> r = training::recorded_run(s.experiment, run, results, kRecordedProgram))
+      recorded.emplace(run.id(), std::move(*r));
+  return recorded;
 }
 
 void run_sweep(const SweepCommand& c) {
@@ -331,7 +338,7 @@ void run_sweep(const SweepCommand& c) {
   s.runs = training::expand_runs(s.experiment);
   check(!s.runs.empty(), s.experiment.path,
         ": the grid has no runs (only sparse archs, and every base \"sparse\": false)");
-  s.recorded_results = read_recorded_results(c.out_docs);
+  s.recorded_runs = read_recorded_runs(s, c.out_docs);
   const std::vector<RunSpec> selected = selected_runs(s, c.only);
   if (c.dry_run) return print_dry_run(s, selected);
   if (!c.render_only) {
