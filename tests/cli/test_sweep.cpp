@@ -203,6 +203,65 @@ TEST_F(CliSweep, OnlyRunsTheSelectedRunsAndRendersTheWholeGrid) {
   EXPECT_TRUE(FailsWithOneErrorLine(sweep(experiment, "--only '('"), "not a regular expression"));
 }
 
+// An arch listed in "same_under_both_semantics" is trained under `paper` only; its `causal` run is rendered with the
+// `paper` run's results, its own commands, no wall time, and "measured_as" naming the twin. Those commands train the
+// same weights; a causal run measured itself keeps its own results.
+TEST_F(CliSweep, APaperRunStandsForItsCausalTwinWhereTheArchComputesTheSame) {
+  json j = tiny_experiment(config());
+  j["bases"] = json::array({j["bases"][0]});
+  j["sparse_archs"] = {"sliding_window+sink"};
+  j["semantics"] = {"paper", "causal"};
+  j["same_under_both_semantics"] = {"sliding_window+sink"};
+  j.erase("paper");
+  const fs::path experiment = write_experiment(j);
+  const std::string causal = "alpha__sliding_window_sink__causal__seed1", paper = "alpha__sliding_window_sink__paper__seed1";
+  EXPECT_NE(sweep(experiment, "--dry-run").out.find(causal + " (measured as " + paper + ": not trained)"),
+            std::string::npos);
+  const CommandResult only_causal = sweep(experiment, "--only causal");  // selects the twin's training
+  ASSERT_EQ(only_causal.exit_code, 0) << only_causal.err;
+  EXPECT_FALSE(fs::exists(runs() / "tiny" / causal));
+  EXPECT_FALSE(fs::exists(runs() / "tiny" / (causal + ".train.log")));
+  const json results = json::parse(read_file(runs() / "tiny/results.json"));
+  ASSERT_EQ(results.size(), 2u);
+  const json& measured = results[0].at("semantics") == "paper" ? results[0] : results[1];
+  const json& stood_for = results[0].at("semantics") == "paper" ? results[1] : results[0];
+  EXPECT_EQ(stood_for.at("status"), "done");
+  EXPECT_EQ(stood_for.at("measured_as"), paper);
+  EXPECT_FALSE(measured.contains("measured_as"));
+  for (const char* key : {"test_accuracy", "best_valid_accuracy", "steps", "curve", "folder"})
+    EXPECT_EQ(stood_for.at(key), measured.at(key)) << key;
+  EXPECT_EQ(stood_for.at("wall_seconds"), 0.0);
+  EXPECT_NE(stood_for.at("command").get<std::string>().find("--semantics causal"), std::string::npos);
+  EXPECT_NE(stood_for.at("command").get<std::string>().find(causal), std::string::npos);
+  EXPECT_NE(read_file(runs() / "tiny/results.md").find("done, measured as " + paper), std::string::npos);
+  // The causal run's own command trains the same weights, bit for bit.
+  const std::string command = stood_for.at("command").get<std::string>().substr(std::string("build/hax ").size());
+  ASSERT_EQ(run_hax(command).exit_code, 0);
+  EXPECT_EQ(read_file(runs() / "tiny" / causal / "best/model.safetensors"),
+            read_file(runs() / "tiny" / paper / "best/model.safetensors"));
+  // Once measured itself (evaluated too), the causal run keeps its own results.
+  ASSERT_EQ(run_hax(stood_for.at("eval_command").get<std::string>().substr(std::string("build/hax ").size())).exit_code, 0);
+  ASSERT_EQ(sweep(experiment, "--render-only").exit_code, 0);
+  for (const json& r : json::parse(read_file(runs() / "tiny/results.json"))) {
+    EXPECT_FALSE(r.contains("measured_as")) << r.dump();
+    EXPECT_EQ(r.at("test_accuracy"), measured.at("test_accuracy"));
+  }
+
+  json not_invariant = j;
+  not_invariant["sparse_archs"] = {"sign_bin_lsh"};
+  not_invariant["same_under_both_semantics"] = {"sign_bin_lsh"};
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(not_invariant, "lsh.json"), "--dry-run"),
+                                    "same_under_both_semantics[0]"));
+  json one_semantics = j;
+  one_semantics["semantics"] = {"causal"};
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(one_semantics, "one.json"), "--dry-run"),
+                                    "both \"paper\" and \"causal\""));
+  json not_in_grid = j;
+  not_in_grid["same_under_both_semantics"] = {"sliding_window"};
+  EXPECT_TRUE(FailsWithOneErrorLine(sweep(write_experiment(not_in_grid, "grid.json"), "--dry-run"),
+                                    "same_under_both_semantics[0]"));
+}
+
 TEST_F(CliSweep, ABadExperimentIsAOneLineErrorNamingTheKey) {
   json top = tiny_experiment(config());
   top["trian"] = top["train"];

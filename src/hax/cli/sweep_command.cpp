@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -65,7 +66,13 @@ struct Sweep {
     return found == recorded_runs.end() ? nullptr : &found->second;
   }
   // Finished here (its folder has test.json) or recorded as finished by an earlier sweep elsewhere.
-  bool done(const RunSpec& run) const { return fs::exists(run_dir(run) / "test.json") || recorded(run); }
+  bool measured(const RunSpec& run) const { return fs::exists(run_dir(run) / "test.json") || recorded(run); }
+  // The run that is trained for `run`: its `paper` twin where the experiment lets that stand for it
+  // (training::measured_by) and run was not measured itself (a measurement beats its stand-in), else run.
+  RunSpec trained(const RunSpec& run) const {
+    return measured(run) ? run : training::measured_by(experiment, run).value_or(run);
+  }
+  bool done(const RunSpec& run) const { return measured(trained(run)); }
 };
 
 fs::path default_runs_dir() {
@@ -209,13 +216,20 @@ std::string read_text(const fs::path& path) {
   return text.str();
 }
 
+training::RunRecord read_record(const Sweep& s, const RunSpec& run) {
+  training::RunRecord r = training::read_run(s.experiment, run, s.run_dir(run), kRecordedProgram);
+  if (r.status != "done")
+    if (const training::RunRecord* recorded = s.recorded(run)) r = *recorded;
+  return r;
+}
+
 std::vector<training::RunRecord> read_records(const Sweep& s) {
   std::vector<training::RunRecord> records;
   for (const RunSpec& run : s.runs) {
-    training::RunRecord r = training::read_run(s.experiment, run, s.run_dir(run), kRecordedProgram);
-    if (r.status != "done")
-      if (const training::RunRecord* recorded = s.recorded(run)) r = *recorded;
-    records.push_back(std::move(r));
+    const RunSpec trained = s.trained(run);
+    records.push_back(trained.id() == run.id()
+                          ? read_record(s, run)
+                          : training::stood_for_by(s.experiment, run, read_record(s, trained), kRecordedProgram));
   }
   return records;
 }
@@ -247,8 +261,10 @@ void print_dry_run(const Sweep& s, const std::vector<RunSpec>& selected) {
   for (const RunSpec& run : selected) {
     const fs::path dir = s.run_dir(run);
     const std::optional<std::int64_t> step = training::trained_steps(dir);
+    const RunSpec trained = s.trained(run);
     std::cout << "# " << run.id()
-              << (fs::exists(dir / "test.json") ? " (done: skipped)"
+              << (trained.id() != run.id() ? cat(" (measured as ", trained.id(), ": not trained)")
+                  : fs::exists(dir / "test.json") ? " (done: skipped)"
                   : s.recorded(run) ? " (done, recorded in --out-docs's results.json: skipped)"
                   : step ? cat(" (resumes from step ", *step, ")") : "")
               << "\n"
@@ -271,7 +287,8 @@ int default_jobs(const Experiment& e) {
   return std::max(1, cores / e.threads);
 }
 
-// The runs --only selects (all without it), in the grid's order.
+// The runs --only selects (all without it), in the grid's order. A selected run that another's measurement stands
+// for stays in (dry runs list it) and run_all trains its twin.
 std::vector<RunSpec> selected_runs(const Sweep& s, const std::string& only) {
   if (only.empty()) return s.runs;
   std::regex pattern;
@@ -288,10 +305,20 @@ std::vector<RunSpec> selected_runs(const Sweep& s, const std::string& only) {
   return selected;
 }
 
+// The runs to train for `selected`: each one's trained run (Sweep::trained) once, unless done.
+std::vector<RunSpec> runs_to_train(const Sweep& s, const std::vector<RunSpec>& selected) {
+  std::vector<RunSpec> todo;
+  std::set<std::string> ids;
+  for (const RunSpec& run : selected) {
+    const RunSpec trained = s.trained(run);
+    if (!s.done(trained) && ids.insert(trained.id()).second) todo.push_back(trained);
+  }
+  return todo;
+}
+
 // Runs the runs not yet done, `jobs` at a time, re-rendering the outputs after each.
 void run_all(const Sweep& s, const std::vector<RunSpec>& selected, const SweepCommand& c) {
-  std::vector<RunSpec> todo;
-  std::copy_if(selected.begin(), selected.end(), std::back_inserter(todo), [&](const RunSpec& r) { return !s.done(r); });
+  const std::vector<RunSpec> todo = runs_to_train(s, selected);
   const std::string program = fs::read_symlink("/proc/self/exe").string();
   const int jobs = std::min<int>(c.jobs > 0 ? c.jobs : default_jobs(s.experiment), static_cast<int>(todo.size()));
   std::cerr << "hax sweep: " << todo.size() << " of " << s.runs.size() << " runs of " << s.experiment.path

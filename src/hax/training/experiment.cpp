@@ -17,8 +17,8 @@ namespace {
 
 using nlohmann::json;
 
-const std::vector<std::string> kTopKeys = {"name", "bases", "sparse_archs", "semantics", "seeds", "train", "task",
-                                           "paper"};
+const std::vector<std::string> kTopKeys = {"name", "bases", "sparse_archs", "semantics", "same_under_both_semantics",
+                                           "seeds", "train", "task", "paper"};
 const std::vector<std::string> kBaseKeys = {"name", "config", "sparse", "extra"};
 // The optional settings of "train" that become flags, in the order they are written (after --steps).
 const std::vector<std::string> kTrainFlags = {"batch_size", "lr", "warmup", "eval_every"};
@@ -132,6 +132,25 @@ void read_bases(const Reader& r, const json& j, Experiment& e) {
   r.unique(names, "bases");
 }
 
+// Each listed arch must be in the grid and compute the same bits under both semantics, and the grid must run both.
+void read_same_under_both_semantics(const Reader& r, const json& j, Experiment& e) {
+  if (!j.contains("same_under_both_semantics")) return;
+  const std::string key = "same_under_both_semantics";
+  const json& archs = r.array(j[key], key);
+  const auto listed = [&](const char* s) { return std::find(e.semantics.begin(), e.semantics.end(), s) != e.semantics.end(); };
+  if (!archs.empty() && !(listed("paper") && listed("causal")))
+    r.fail(key, "needs \"semantics\" to list both \"paper\" and \"causal\"");
+  for (std::size_t i = 0; i < archs.size(); ++i) {
+    const std::string where = cat(key, "[", i, "]"), arch = r.text(archs[i], where);
+    if (arch.empty() || std::find(e.sparse_archs.begin(), e.sparse_archs.end(), arch) == e.sparse_archs.end())
+      r.fail(where, cat("must be one of the sparse archs of \"sparse_archs\", got ", archs[i].dump()));
+    if (!ops::sparse::parse_sparse_arch(arch).semantics_invariant())
+      r.fail(where, cat("'", arch, "' computes differently under `paper` and `causal` (LSH or key-selection ",
+                        "statistics, or a query with no key), so both must be trained"));
+    if (!e.same_under_both_semantics.insert(arch).second) r.fail(key, "lists a value twice");
+  }
+}
+
 void read_grid(const Reader& r, const json& j, Experiment& e) {
   const json& archs = r.array(r.required(j, "", "sparse_archs"), "sparse_archs");
   for (std::size_t i = 0; i < archs.size(); ++i) {
@@ -156,6 +175,7 @@ void read_grid(const Reader& r, const json& j, Experiment& e) {
   const bool any_sparse = std::any_of(e.sparse_archs.begin(), e.sparse_archs.end(), [](auto& a) { return !a.empty(); });
   if (any_sparse && e.semantics.empty())
     r.fail("semantics", "must list \"paper\" and/or \"causal\" for the sparse archs");
+  read_same_under_both_semantics(r, j, e);
   const json& seeds = r.array(r.required(j, "", "seeds"), "seeds");
   for (std::size_t i = 0; i < seeds.size(); ++i) e.seeds.push_back(r.integer(seeds[i], cat("seeds[", i, "]"), 0));
   if (e.seeds.empty()) r.fail("seeds", "must list at least one seed");
@@ -261,6 +281,13 @@ std::vector<RunSpec> expand_runs(const Experiment& e) {
         for (std::int64_t seed : e.seeds) runs.push_back({base.name, base.config, arch, s, seed, base.extra});
     }
   return runs;
+}
+
+std::optional<RunSpec> measured_by(const Experiment& e, const RunSpec& run) {
+  if (run.semantics != "causal" || !e.same_under_both_semantics.contains(run.sparse_arch)) return std::nullopt;
+  RunSpec twin = run;
+  twin.semantics = "paper";
+  return twin;
 }
 
 std::vector<std::string> train_arguments(const Experiment& e, const RunSpec& run, const std::string& out_dir,

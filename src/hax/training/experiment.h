@@ -8,12 +8,18 @@
 //               "extra": ["--lsh-resample", "never"]}],                              train.extra (ablations)
 //    "sparse_archs": ["", "sliding_window", "sign_bin_lsh+key_selection"],  "": the plain model (no --sparse-arch)
 //    "semantics": ["paper", "causal"],                   for the sparse archs; plain runs record "none"
+//    "same_under_both_semantics": ["sliding_window+sink"],  optional: archs whose `causal` runs are not trained;
+//                                                     their `paper` run of the same base and seed stands for them
+//                                                     (a `causal` run measured already keeps its own results)
 //    "seeds": [1, 2],                                    --seed of each run
 //    "train": {"steps": 10000, "batch_size": 32, "lr": 0.002, "warmup": 500, "eval_every": 1000,
 //              "threads": 1, "extra": ["--lsh-resample", "training"]},  steps required; the rest optional
 //    "task": {"min_contexts": 4, "max_contexts": 8, "min_keys": 4, "max_keys": 8, "eval_per_cell": 40},
 //    "paper": {"mamba": {"": 16.3, "sign_bin_lsh+key_selection": 38.0}}}  test accuracy in %, per base and arch
 //
+// "same_under_both_semantics" lists only archs that compute the same bits under both semantics
+// (ops::sparse::SparseArch::semantics_invariant(), checked by a test), in an experiment of both semantics: the
+// `causal` run would repeat its `paper` twin to the last bit, so measuring it would only spend hours.
 // "task" takes the joint-recall flags of `hax train`/`hax eval` with '_' for '-': min_contexts, max_contexts,
 // min_keys, max_keys, values, vocab, train_per_cell, eval_per_cell, data_seed. "extra" is appended to the train
 // command as written. Unknown keys are errors; every error is one line naming the file and the key.
@@ -22,6 +28,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +46,7 @@ struct Experiment {
   std::string name;
   std::vector<ExperimentBase> bases;
   std::vector<std::string> sparse_archs, semantics;
+  std::set<std::string> same_under_both_semantics;  // archs whose `paper` runs stand for their `causal` ones
   std::vector<std::int64_t> seeds;
   std::int64_t steps = 0;
   std::vector<std::pair<std::string, std::string>> train_flags;  // ("--batch-size", "32"), ... in a fixed order
@@ -66,6 +74,10 @@ struct RunSpec {
 // The grid in a fixed order: base, then arch (as listed), then semantics, then seed. Plain runs and bases with
 // "sparse": false run once per seed with semantics "none"; such bases skip every sparse arch.
 std::vector<RunSpec> expand_runs(const Experiment& e);
+
+// The run whose measurement stands for `run`: its `paper` twin (same base, arch and seed) where run is a `causal`
+// run of an arch in same_under_both_semantics; nullopt where run is measured itself.
+std::optional<RunSpec> measured_by(const Experiment& e, const RunSpec& run);
 
 // The arguments after the program name. A resumed train drops the flags that fix the model (the checkpoint has
 // them): --config, --seed, --sparse-arch, --semantics and the sparse knobs of the "extra" flags.

@@ -133,11 +133,17 @@ void write_runs(std::ostream& md, const std::vector<RunRecord>& runs) {
        << (r.best_valid_accuracy ? fixed(100 * *r.best_valid_accuracy, 1) : "–") << " | "
        << (r.test_accuracy ? fixed(100 * *r.test_accuracy, 1) : "–") << " | "
        << fixed(r.state.train_seconds + r.state.eval_seconds, 1) << " | " << r.status
-       << (r.status == "failed" ? ": " + r.state.error : "") << (r.recorded ? " (recorded)" : "") << " | "
+       << (r.status == "failed" ? ": " + r.state.error : "") << (r.recorded ? " (recorded)" : "")
+       << (r.measured_as.empty() ? "" : ", measured as " + r.measured_as) << " | "
        << (r.test_accuracy ? "[svg](heatmaps/" + r.spec.id() + ".svg)" : "–") << " |\n";
   }
   md << "\nCommands: `command` and `eval_command` of each run in results.json, runnable from the repository "
-        "root. \"recorded\": taken from an earlier results.json, the run's folder being on another machine.\n";
+        "root. \"recorded\": taken from an earlier results.json, the run's folder being on another machine.";
+  if (std::any_of(runs.begin(), runs.end(), [](const RunRecord& r) { return !r.measured_as.empty(); }))
+    md << " \"measured as\": not trained; its arch computes the same bits under `paper` and `causal` (the "
+          "experiment's \"same_under_both_semantics\", checked by SparseArch::semantics_invariant and its test), so "
+          "the named `paper` run's results are this run's too (its own commands would reproduce them).";
+  md << "\n";
 }
 
 // Validation accuracy (%) of each run at each evaluated update: how soon a run leaves a plateau, which the final
@@ -240,6 +246,17 @@ std::optional<RunRecord> recorded_run(const Experiment& e, const RunSpec& run, c
   return std::nullopt;
 }
 
+RunRecord stood_for_by(const Experiment& e, const RunSpec& run, const RunRecord& twin, const std::string& program) {
+  RunRecord r = twin;
+  r.spec = run;
+  const std::string own_folder = (fs::path(twin.folder).parent_path() / run.id()).string();
+  r.command = command_line(program, train_arguments(e, run, own_folder, false));
+  r.eval_command = command_line(program, eval_arguments(e, own_folder));
+  r.state = SweepRunState{0, 0, twin.state.status, twin.state.error};
+  r.measured_as = twin.spec.id();
+  return r;
+}
+
 json results_json(const std::vector<RunRecord>& runs) {
   json all = json::array();
   for (const RunRecord& r : runs) {
@@ -261,6 +278,7 @@ json results_json(const std::vector<RunRecord>& runs) {
            {"curve", r.curve}};
     if (r.status == "failed") j["error"] = r.state.error;
     if (r.recorded) j["recorded"] = true;
+    if (!r.measured_as.empty()) j["measured_as"] = r.measured_as;
     all.push_back(j);
   }
   return all;
@@ -292,6 +310,7 @@ io::LineChart curves_chart(const Experiment& e, const std::vector<RunRecord>& ru
     bool any = false;
     for (const RunRecord& r : runs) {
       if (r.spec.base != base || r.spec.sparse_arch != arch || r.spec.semantics != semantics) continue;
+      if (!r.measured_as.empty()) continue;  // its twin's curve, drawn already
       chart.series.push_back({cat(r.spec.id()), r.curve, color, dashed, 1.2, false});
       any = true;
     }

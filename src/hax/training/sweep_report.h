@@ -45,6 +45,7 @@ struct RunRecord {
   std::string status;  // done (evaluated), failed, or pending
   std::vector<std::pair<double, double>> curve;  // (update, validation accuracy in %)
   bool recorded = false;  // read back from an earlier results.json (recorded_run), not from the run's folder
+  std::string measured_as;  // the id of the run whose measurement stands for this one (measured_by); "" if itself
 };
 
 // `program` is the name commands are recorded with ("build/hax").
@@ -57,6 +58,11 @@ RunRecord read_run(const Experiment& e, const RunSpec& run, const std::filesyste
 // experiment (other steps, task or flags) trains the run again. nullopt if `results` (results.json's array) has none.
 std::optional<RunRecord> recorded_run(const Experiment& e, const RunSpec& run, const nlohmann::json& results,
                                       const std::string& program);
+
+// The record of a run that another's measurement stands for (measured_by(e, run) gave `twin.spec`): the twin's
+// results and folder under the run's own spec and commands (which would reproduce them bit for bit), no wall time
+// of its own, and measured_as naming the twin.
+RunRecord stood_for_by(const Experiment& e, const RunSpec& run, const RunRecord& twin, const std::string& program);
 
 nlohmann::json results_json(const std::vector<RunRecord>& runs);
 std::string results_markdown(const Experiment& e, const std::vector<RunRecord>& runs);

@@ -68,6 +68,12 @@ PositionInputs position_inputs(const SparseArch& arch, const PatternInputs& in, 
 
 bool SparseArch::has(Pattern p) const { return std::find(patterns.begin(), patterns.end(), p) != patterns.end(); }
 
+bool SparseArch::semantics_invariant() const {
+  const bool data_dependent = has(Pattern::sign_bin_lsh) || has(Pattern::argmax_lsh) || has(Pattern::key_selection);
+  const bool never_empty = has(Pattern::sliding_window) || has(Pattern::full) || has(Pattern::sink);
+  return !data_dependent && never_empty;
+}
+
 SparseArch parse_sparse_arch(std::string_view name, int total_keys, int data_max_length) {
   SparseArch arch;
   for (std::size_t start = 0;;) {

@@ -20,6 +20,11 @@ struct SparseArch {
   int dilation = 0;               // data_max_length // w: dilated keeps s with s mod dilation == dilation - 1
 
   bool has(Pattern p) const;
+  // Whether `paper` and `causal` compute the same bits with this arch: no pattern looks at LSH or key-selection
+  // statistics (nor has a gate loss), and every query's list holds a key by construction (a window or `full` holds
+  // the query itself, a sink position 0), so `paper`'s uniform fallback never fires. Test:
+  // SparseModel.SemanticsInvariantArchsComputeTheSameBitsUnderBothSemantics.
+  bool semantics_invariant() const;
 };
 
 // Parses "a+b+c" (names as on the reference command line); hax::Error on an unknown or repeated name, or a budget
