@@ -55,6 +55,7 @@ struct LengthResult {
   std::size_t arena_peak_floats = 0;
   double max_rss_mib = 0;  // the process's, after this length (lengths run in the order given)
   double gate_loss = 0;
+  double keys_per_query = 0;  // mean length of a query's key list: the attention's work per token
   std::vector<double> forward_runs, backward_runs, cpu_runs;
 };
 
@@ -95,6 +96,7 @@ LengthResult time_length(const models::ModelConfig& config, models::Model& model
     const double backward = ms_since(t1);
     const double cpu = 1e3 * (cpu_seconds() - cpu0);
     r.gate_loss = saved.sparse.gate_loss;
+    if (!saved.sparse.keys.empty()) r.keys_per_query = double(saved.sparse.keys[0].total()) / T;
     check(std::all_of(du.begin(), du.end(), [](float v) { return std::isfinite(v); }),
           "hax bench sparse-layer: non-finite input gradient at T = ", T);
     std::cerr << "  T=" << T << " " << (i < o.warmup ? "warm-up" : "timed") << " " << i + 1 << "/"
@@ -116,7 +118,7 @@ LengthResult time_length(const models::ModelConfig& config, models::Model& model
 }
 
 void print_row(const std::vector<std::string>& cells) {
-  static const int widths[] = {8, 12, 13, 11, 15, 12, 16, 15};
+  static const int widths[] = {8, 12, 13, 11, 15, 12, 16, 15, 13};
   std::string line = " ";
   for (std::size_t i = 0; i < cells.size(); ++i) {
     std::string cell = cells[i];
@@ -161,21 +163,25 @@ void run_sparse_layer(LayerBenchOptions o) {
   const LoadAverage load_after = load_average();
 
   print_row({"T", "forward ms", "backward ms", "total ms", "time/T (norm)", "CPU ms", "arena peak MiB",
-             "max RSS MiB"});
+             "max RSS MiB", "keys/query"});
   for (const LengthResult& r : results)
     print_row({std::to_string(r.T), fmt(r.forward_ms, 1), fmt(r.backward_ms, 1), fmt(r.total_ms, 1),
                fmt(r.per_token_ratio, 2), fmt(r.cpu_ms, 1), fmt(mib(r.arena_peak_floats), 1),
-               fmt(r.max_rss_mib, 0)});
+               fmt(r.max_rss_mib, 0), fmt(r.keys_per_query, 1)});
   const LengthResult &first = results.front(), &last = results.back();
   const double length_ratio = double(last.T) / first.T;
   const double max_ratio = o.max_ratio > 0 ? o.max_ratio : 1.25 * length_ratio;
   const double time_ratio = last.total_ms / first.total_ms, cpu_ratio = last.cpu_ms / first.cpu_ms;
   const double memory_ratio = double(last.arena_peak_floats) / double(first.arena_peak_floats);
+  const double keys_ratio = first.keys_per_query > 0 ? last.keys_per_query / first.keys_per_query : 0;
   const bool time_ok = time_ratio < max_ratio, memory_ok = memory_ratio < max_ratio;
   std::cout << "\n  time   " << last.T << " / " << first.T << ": " << fmt(time_ratio, 2) << "  (linear: "
             << fmt(length_ratio, 2) << "; limit < " << fmt(max_ratio, 2) << "): " << (time_ok ? "PASS" : "FAIL")
             << "\n  CPU    " << last.T << " / " << first.T << ": " << fmt(cpu_ratio, 2)
             << "  (CPU time of all threads: on a busy machine the steadier figure)"
+            << "\n  keys   " << last.T << " / " << first.T << ": " << fmt(keys_ratio, 2)
+            << "  (key-list length per query: LSH's 2^h buckets of w slots fill only after 2^h x w tokens, so a "
+               "longer sequence does more attention work per token)"
             << "\n  memory " << last.T << " / " << first.T << ": " << fmt(memory_ratio, 2)
             << "  (arena peak; limit < " << fmt(max_ratio, 2) << "): " << (memory_ok ? "PASS" : "FAIL")
             << "\n  load average after: " << load_after.text()
@@ -189,6 +195,7 @@ void run_sparse_layer(LayerBenchOptions o) {
                       {"time_per_token_normalized", r.per_token_ratio},
                       {"arena_peak_floats", r.arena_peak_floats}, {"arena_peak_mib", mib(r.arena_peak_floats)},
                       {"max_rss_mib", r.max_rss_mib}, {"gate_loss", r.gate_loss},
+                      {"keys_per_query", r.keys_per_query},
                       {"forward_runs_ms", r.forward_runs}, {"backward_runs_ms", r.backward_runs},
                       {"cpu_runs_ms", r.cpu_runs}});
     const json j{{"benchmark", "sparse-layer"},
@@ -203,6 +210,7 @@ void run_sparse_layer(LayerBenchOptions o) {
                  {"time_ratio", time_ratio},
                  {"cpu_time_ratio", cpu_ratio},
                  {"memory_ratio", memory_ratio},
+                 {"keys_per_query_ratio", keys_ratio},
                  {"length_ratio", length_ratio},
                  {"max_ratio", max_ratio},
                  {"pass", time_ok && memory_ok}};
