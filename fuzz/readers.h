@@ -81,6 +81,7 @@ inline void read_experiment(const std::string& path) {
   const training::Experiment experiment = training::load_experiment(path);
   for (const training::RunSpec& run : training::expand_runs(experiment)) {
     (void)run.id();
+    if (const auto twin = training::measured_by(experiment, run)) (void)twin->id();
     for (const bool resume : {false, true})
       (void)training::command_line("hax", training::train_arguments(experiment, run, "out", resume));
     (void)training::command_line("hax", training::eval_arguments(experiment, "out"));
