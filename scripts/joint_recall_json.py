@@ -6,6 +6,8 @@
 # ones are left out (they are the hand-made records). A run trained in several attempts that finished before the
 # sweep recorded wall time every minute (2026-12-01 20:50 UTC) has only its last attempt's time: its wall_seconds is
 # null and wall_seconds_last_attempt says what was recorded (attempts are counted from its train log's headers).
+# A run whose folder is on another machine (results.json "recorded" it) keeps the object written where it ran. A
+# `causal` run that its `paper` twin stands for ("measured_as") has the twin's accuracy and wall_seconds 0.
 # Usage: scripts/joint_recall_json.py  (reads the run logs from ~/hax-runs, or HAX_RUNS_DIR)
 import datetime, json, os, sys
 
@@ -20,17 +22,34 @@ def attempts(folder):
         return None
     return sum(1 for line in open(log) if line.startswith("== hax sweep: "))
 
-hand_made = [r for r in json.load(open(out_path)) if "experiment" not in r]
+def key(r):
+    return (r.get("experiment"), r["base"], r["sparse_arch"], r["semantics"], r["seed"])
+
+previous = json.load(open(out_path))
+hand_made = [r for r in previous if "experiment" not in r]
+written = {key(r): r for r in previous if "experiment" in r}
 records = list(hand_made)
 for name in experiments:
     for r in json.load(open(os.path.join(root, "docs/results", name, "results.json"))):
         if r.get("status") != "done":
             continue
-        if "adopted_from" in json.load(open(os.path.join(r["folder"], "sweep_run.json"))):
-            continue
         rec = {"experiment": name, **{k: r[k] for k in ("base", "sparse_arch", "semantics", "seed", "steps",
                                                           "test_accuracy", "threads", "command", "eval_command")}}
         rec["wall_seconds"] = r["wall_seconds"]
+        if "measured_as" in r:  # not trained: its `paper` twin's results (same_under_both_semantics)
+            rec["measured_as"] = r["measured_as"]
+            records.append(rec)
+            continue
+        state = os.path.join(r["folder"], "sweep_run.json")
+        if not os.path.exists(state):  # a run recorded on another machine: keep what was written there
+            if key(rec) in written:
+                records.append(written[key(rec)])
+            elif not any(key({**h, "experiment": name}) == key(rec) and h["test_accuracy"] == rec["test_accuracy"]
+                         for h in hand_made):  # else an adopted hand-made run, which is there already
+                records.append(rec)
+            continue
+        if "adopted_from" in json.load(open(state)):
+            continue
         n = attempts(r["folder"])
         finished = os.path.getmtime(os.path.join(r["folder"], "test.json"))
         if n is not None and n > 1 and finished < per_minute_since:
