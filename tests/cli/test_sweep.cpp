@@ -262,6 +262,31 @@ TEST_F(CliSweep, APaperRunStandsForItsCausalTwinWhereTheArchComputesTheSame) {
                                     "same_under_both_semantics[0]"));
 }
 
+// On a fresh machine (only the committed results), a stood-for run is derived from its recorded twin again, not
+// taken for a measurement of its own.
+TEST_F(CliSweep, AStoodForRunStaysStoodForWhenItsTwinIsRecorded) {
+  json j = tiny_experiment(config());
+  j["bases"] = json::array({j["bases"][0]});
+  j["sparse_archs"] = {"sliding_window"};
+  j["semantics"] = {"paper", "causal"};
+  j["same_under_both_semantics"] = {"sliding_window"};
+  j.erase("paper");
+  const fs::path experiment = write_experiment(j);
+  const std::string docs = cat("--out-docs ", quoted(dir_ / "docs"));
+  ASSERT_EQ(sweep(experiment, docs).exit_code, 0);
+  fs::remove_all(runs());
+  const CommandResult again = sweep(experiment, docs);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_FALSE(fs::exists(runs() / "tiny/alpha__sliding_window__paper__seed1.train.log"));
+  const json results = json::parse(read_file(dir_ / "docs/results.json"));
+  ASSERT_EQ(results.size(), 2u);
+  for (const json& r : results) {
+    EXPECT_EQ(r.at("status"), "done") << r.dump();
+    EXPECT_EQ(r.at("recorded"), true) << r.dump();
+    EXPECT_EQ(r.contains("measured_as"), r.at("semantics") == "causal") << r.dump();
+  }
+}
+
 TEST_F(CliSweep, ABadExperimentIsAOneLineErrorNamingTheKey) {
   json top = tiny_experiment(config());
   top["trian"] = top["train"];

@@ -137,7 +137,9 @@ void read_same_under_both_semantics(const Reader& r, const json& j, Experiment& 
   if (!j.contains("same_under_both_semantics")) return;
   const std::string key = "same_under_both_semantics";
   const json& archs = r.array(j[key], key);
-  const auto listed = [&](const char* s) { return std::find(e.semantics.begin(), e.semantics.end(), s) != e.semantics.end(); };
+  const auto listed = [&](const char* s) {
+    return std::find(e.semantics.begin(), e.semantics.end(), s) != e.semantics.end();
+  };
   if (!archs.empty() && !(listed("paper") && listed("causal")))
     r.fail(key, "needs \"semantics\" to list both \"paper\" and \"causal\"");
   for (std::size_t i = 0; i < archs.size(); ++i) {

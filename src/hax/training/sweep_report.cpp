@@ -216,8 +216,9 @@ std::optional<RunRecord> recorded_run(const Experiment& e, const RunSpec& run, c
                                       const std::string& program) {
   if (!results.is_array()) return std::nullopt;
   for (const json& j : results) {
-    if (!j.is_object() || j.value("status", "") != "done" || j.value("base", "") != run.base ||
-        j.value("sparse_arch", "") != run.sparse_arch || j.value("semantics", "") != run.semantics ||
+    // An object "measured_as" another run was not measured itself: the sweep derives it from its twin again.
+    if (!j.is_object() || j.value("status", "") != "done" || j.contains("measured_as") ||
+        j.value("base", "") != run.base || j.value("sparse_arch", "") != run.sparse_arch || j.value("semantics", "") != run.semantics ||
         j.value("seed", std::int64_t{-1}) != run.seed || !j.contains("folder") || !j["folder"].is_string() ||
         !j.contains("test_accuracy") || !j["test_accuracy"].is_number())
       continue;

@@ -55,7 +55,8 @@ RunRecord read_run(const Experiment& e, const RunSpec& run, const std::filesyste
 // A finished run as an earlier results.json recorded it, for a sweep on a machine that no longer has the run's
 // folder (a fresh machine keeps the committed results, not ~/hax-runs). Only a "done" object of the same base, arch,
 // semantics and seed whose recorded command is the one this experiment gives for its folder counts: a changed
-// experiment (other steps, task or flags) trains the run again. nullopt if `results` (results.json's array) has none.
+// experiment (other steps, task or flags) trains the run again, and an object "measured_as" another run is no
+// measurement of its own. nullopt if `results` (results.json's array) has none.
 std::optional<RunRecord> recorded_run(const Experiment& e, const RunSpec& run, const nlohmann::json& results,
                                       const std::string& program);
 
