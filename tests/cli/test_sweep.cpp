@@ -31,6 +31,17 @@ json tiny_experiment(const fs::path& config) {
           {"paper", {{"alpha", {{"", 16.3}, {"sliding_window", 18.7}}}}}};
 }
 
+// One base, one arch in both semantics, the arch listed in "same_under_both_semantics".
+json stood_for_experiment(const fs::path& config, const std::string& arch) {
+  json j = tiny_experiment(config);
+  j["bases"] = json::array({j["bases"][0]});
+  j["sparse_archs"] = {arch};
+  j["semantics"] = {"paper", "causal"};
+  j["same_under_both_semantics"] = {arch};
+  j.erase("paper");
+  return j;
+}
+
 class CliSweep : public ::testing::Test {
  protected:
   fs::path write_experiment(const json& j, const std::string& file = "experiment.json") const {
@@ -207,12 +218,7 @@ TEST_F(CliSweep, OnlyRunsTheSelectedRunsAndRendersTheWholeGrid) {
 // `paper` run's results, its own commands, no wall time, and "measured_as" naming the twin. Those commands train the
 // same weights; a causal run measured itself keeps its own results.
 TEST_F(CliSweep, APaperRunStandsForItsCausalTwinWhereTheArchComputesTheSame) {
-  json j = tiny_experiment(config());
-  j["bases"] = json::array({j["bases"][0]});
-  j["sparse_archs"] = {"sliding_window+sink"};
-  j["semantics"] = {"paper", "causal"};
-  j["same_under_both_semantics"] = {"sliding_window+sink"};
-  j.erase("paper");
+  json j = stood_for_experiment(config(), "sliding_window+sink");
   const fs::path experiment = write_experiment(j);
   const std::string causal = "alpha__sliding_window_sink__causal__seed1", paper = "alpha__sliding_window_sink__paper__seed1";
   EXPECT_NE(sweep(experiment, "--dry-run").out.find(causal + " (measured as " + paper + ": not trained)"),
@@ -265,12 +271,7 @@ TEST_F(CliSweep, APaperRunStandsForItsCausalTwinWhereTheArchComputesTheSame) {
 // On a fresh machine (only the committed results), a stood-for run is derived from its recorded twin again, not
 // taken for a measurement of its own.
 TEST_F(CliSweep, AStoodForRunStaysStoodForWhenItsTwinIsRecorded) {
-  json j = tiny_experiment(config());
-  j["bases"] = json::array({j["bases"][0]});
-  j["sparse_archs"] = {"sliding_window"};
-  j["semantics"] = {"paper", "causal"};
-  j["same_under_both_semantics"] = {"sliding_window"};
-  j.erase("paper");
+  json j = stood_for_experiment(config(), "sliding_window");
   const fs::path experiment = write_experiment(j);
   const std::string docs = cat("--out-docs ", quoted(dir_ / "docs"));
   ASSERT_EQ(sweep(experiment, docs).exit_code, 0);
