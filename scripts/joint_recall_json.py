@@ -13,7 +13,8 @@ import datetime, json, os, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 out_path = os.path.join(root, "docs/results/joint_recall.json")
-experiments = ["cpu_pilot", "ablation_paper_mamba", "causal_variants_mamba", "causal_running_mamba"]
+experiments = ["cpu_pilot", "ablation_paper_mamba", "causal_variants_mamba", "causal_running_mamba", "mamba2_seed3",
+               "window_size_mamba"]
 per_minute_since = datetime.datetime(2026, 12, 1, 20, 50, tzinfo=datetime.timezone.utc).timestamp()
 
 def attempts(folder):
@@ -30,7 +31,10 @@ hand_made = [r for r in previous if "experiment" not in r]
 written = {key(r): r for r in previous if "experiment" in r}
 records = list(hand_made)
 for name in experiments:
-    for r in json.load(open(os.path.join(root, "docs/results", name, "results.json"))):
+    rendered = os.path.join(root, "docs/results", name, "results.json")
+    if not os.path.exists(rendered):  # an experiment not run yet
+        continue
+    for r in json.load(open(rendered)):
         if r.get("status") != "done":
             continue
         rec = {"experiment": name, **{k: r[k] for k in ("base", "sparse_arch", "semantics", "seed", "steps",
