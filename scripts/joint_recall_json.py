@@ -13,7 +13,7 @@ import datetime, json, os, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 out_path = os.path.join(root, "docs/results/joint_recall.json")
-experiments = ["cpu_pilot", "ablation_paper_mamba", "causal_variants_mamba", "causal_running_mamba", "mamba2_seed3", "lsh_causal_mamba2",
+experiments = ["cpu_pilot", "ablation_paper_mamba", "causal_variants_mamba", "causal_running_mamba", "mamba2_seed3", "lsh_causal_mamba2", "mamba2_grid12",
                "window_size_mamba"]
 per_minute_since = datetime.datetime(2026, 12, 1, 20, 50, tzinfo=datetime.timezone.utc).timestamp()
 
