@@ -9,12 +9,12 @@
 # A run whose folder is on another machine (results.json "recorded" it) keeps the object written where it ran. A
 # `causal` run that its `paper` twin stands for ("measured_as") has the twin's accuracy and wall_seconds 0.
 # Usage: scripts/joint_recall_json.py  (reads the run logs from ~/hax-runs, or HAX_RUNS_DIR)
-import datetime, json, os, sys
+import datetime, glob, json, os, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 out_path = os.path.join(root, "docs/results/joint_recall.json")
-experiments = ["cpu_pilot", "ablation_paper_mamba", "causal_variants_mamba", "causal_running_mamba", "mamba2_seed3", "lsh_causal_mamba2", "mamba2_grid12",
-               "window_size_mamba"]
+# Every experiment file's sweep (derived, so a new experiment cannot be left out); one not rendered yet is skipped.
+experiments = sorted(json.load(open(path))["name"] for path in glob.glob(os.path.join(root, "experiments", "*.json")))
 per_minute_since = datetime.datetime(2026, 12, 1, 20, 50, tzinfo=datetime.timezone.utc).timestamp()
 
 def attempts(folder):
